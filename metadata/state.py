@@ -1,0 +1,461 @@
+"""The metadata state machine: `apply(state, command)` -> Applied or Rejected.
+
+This module owns every rule of how the metadata changes (KRaft's broker fencing,
+leader election, isr changes, topic lifecycle, producer id blocks, idempotent
+retries). It must stay a pure function: no pysyncobj (`quorum.py` calls `apply`),
+no clock, no randomness, no I/O, and no dependence on dict or set iteration order
+(topics are walked sorted by name), so every replica computes the same state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from raftka.metadata.commands import (
+    AllocateProducerIds,
+    AlterPartition,
+    BrokerHeartbeat,
+    Command,
+    CreateTopic,
+    DeleteTopic,
+    ElectLeader,
+    FenceBroker,
+    RegisterBroker,
+    UnfenceBroker,
+)
+from raftka.metadata.events import (
+    BrokerFenced,
+    BrokerHeartbeatReceived,
+    BrokerRegistered,
+    BrokerUnfenced,
+    Event,
+    PartitionChanged,
+    ProducerIdsAllocated,
+    TopicCreated,
+    TopicDeleted,
+)
+from raftka.metadata.model import (
+    MAX_RECENT_COMMAND_IDS,
+    BrokerRecord,
+    CommandOutcome,
+    MetadataState,
+    PartitionRecord,
+    TopicRecord,
+    validate_topic_name,
+)
+
+MAX_PRODUCER_ID = 2**63 - 1  # Kafka's producer id is an int64
+MAX_PRODUCER_ID_BLOCK_SIZE = 1_000_000  # ids per AllocateProducerIds; Kafka hands out 1000
+MAX_PARTITIONS_PER_TOPIC = 100_000  # bounds one CreateTopic entry and its snapshot
+
+
+class ErrorCode(enum.StrEnum):
+    # Contract codes (API.md), rendered to HTTP by the api layer.
+    TOPIC_EXISTS = "TOPIC_EXISTS"
+    UNKNOWN_TOPIC = "UNKNOWN_TOPIC"
+    UNKNOWN_PARTITION = "UNKNOWN_PARTITION"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_REPLICATION_FACTOR = "INVALID_REPLICATION_FACTOR"
+    # Internal codes: broker-to-controller traffic only.
+    UNKNOWN_BROKER = "UNKNOWN_BROKER"
+    STALE_BROKER_INCARNATION = "STALE_BROKER_INCARNATION"
+    STALE_PARTITION_EPOCH = "STALE_PARTITION_EPOCH"
+    NOT_LEADER = "NOT_LEADER"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    state: MetadataState
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: str  # an ErrorCode (a str subclass)
+    message: str
+
+
+Result = Applied | Rejected
+
+
+def apply(state: MetadataState, command: Command) -> Applied | Rejected:
+    """Apply one committed command. Pure: the same inputs give the same result."""
+    # pysyncobj may report failure for an entry that did commit, so the caller
+    # retries with the same command_id: answer with the first outcome, never twice.
+    seen = state.outcome_of(command.command_id)
+    if seen is not None:
+        return Applied(state, seen.events)
+    handler: Callable[[MetadataState, Any], Result] = _HANDLERS[type(command)]
+    result = handler(state, command)
+    # A heartbeat means the same thing every time it arrives, and brokers send one
+    # every few seconds: remembering them would only push real commands out.
+    if (
+        isinstance(result, Applied)
+        and command.command_id
+        and not isinstance(command, BrokerHeartbeat)
+    ):
+        remembered = (*state.recent_command_ids, CommandOutcome(command.command_id, result.events))
+        remembered = remembered[-MAX_RECENT_COMMAND_IDS:]
+        result = Applied(replace(result.state, recent_command_ids=remembered), result.events)
+    return result
+
+
+# --- partition transitions -------------------------------------------------------
+
+
+def _with_leader_and_isr(
+    p: PartitionRecord, leader: int | None, isr: tuple[int, ...]
+) -> PartitionRecord:
+    """`p` with a new leader and isr, epochs bumped as Kafka does (or `p` if unchanged)."""
+    isr = tuple(r for r in p.replicas if r in isr)  # replicas order: one form per set
+    leader_changed = leader != p.leader
+    if not leader_changed and isr == p.isr:
+        return p
+    return replace(
+        p,
+        leader=leader,
+        isr=isr,
+        leader_epoch=p.leader_epoch + 1 if leader_changed else p.leader_epoch,
+        partition_epoch=p.partition_epoch + 1,
+    )
+
+
+def _after_fence(
+    p: PartitionRecord, broker_id: int, brokers: Mapping[int, BrokerRecord], unclean: bool
+) -> PartitionRecord:
+    isr = p.isr
+    # Kafka keeps the last isr member even when fenced: it holds every committed
+    # record, and dropping it would let any replica claim to be "in sync".
+    if broker_id in isr and len(isr) > 1:
+        isr = tuple(r for r in isr if r != broker_id)
+    leader = p.leader
+    if leader == broker_id:
+        leader = next((r for r in p.replicas if r in isr and not brokers[r].fenced), None)
+        if leader is None and unclean:
+            # The topic accepts losing committed records to stay available.
+            leader = next((r for r in p.replicas if not brokers[r].fenced), None)
+            if leader is not None:
+                isr = (leader,)
+    return _with_leader_and_isr(p, leader, isr)
+
+
+def _after_unfence(p: PartitionRecord, broker_id: int, unclean: bool) -> PartitionRecord:
+    if p.leader is not None:
+        return p  # the leader adds the broker back to the isr once it has caught up
+    if broker_id in p.isr:
+        return _with_leader_and_isr(p, broker_id, p.isr)
+    if unclean and broker_id in p.replicas:
+        return _with_leader_and_isr(p, broker_id, (broker_id,))
+    return p
+
+
+PartitionKey = tuple[str, int]
+
+
+def _map_partitions(
+    topics: Mapping[str, TopicRecord],
+    change: Callable[[TopicRecord, PartitionRecord], PartitionRecord],
+) -> tuple[dict[str, TopicRecord], dict[PartitionKey, PartitionRecord]]:
+    """Apply `change` to every partition; return the new topics and what changed."""
+    new_topics = dict(topics)
+    changed: dict[PartitionKey, PartitionRecord] = {}
+    for name in sorted(topics):
+        topic = topics[name]
+        partitions = tuple(change(topic, p) for p in topic.partitions)
+        if partitions != topic.partitions:
+            new_topics[name] = replace(topic, partitions=partitions)
+            for old, new in zip(topic.partitions, partitions, strict=True):
+                if old is not new:
+                    changed[(name, new.partition)] = new
+    return new_topics, changed
+
+
+def _set_fenced(state: MetadataState, broker: BrokerRecord, fenced: bool) -> MetadataState:
+    return replace(
+        state, brokers={**state.brokers, broker.broker_id: replace(broker, fenced=fenced)}
+    )
+
+
+def _fence(
+    state: MetadataState, broker_id: int
+) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
+    state = _set_fenced(state, state.brokers[broker_id], True)
+    brokers = state.brokers
+    topics, changed = _map_partitions(
+        state.topics,
+        lambda t, p: _after_fence(p, broker_id, brokers, t.config.unclean_leader_election),
+    )
+    return replace(state, topics=topics), changed
+
+
+def _unfence(
+    state: MetadataState, broker_id: int
+) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
+    state = _set_fenced(state, state.brokers[broker_id], False)
+    topics, changed = _map_partitions(
+        state.topics,
+        lambda t, p: _after_unfence(p, broker_id, t.config.unclean_leader_election),
+    )
+    return replace(state, topics=topics), changed
+
+
+def _partition_events(changed: Mapping[PartitionKey, PartitionRecord]) -> tuple[Event, ...]:
+    return tuple(PartitionChanged(t, i, changed[(t, i)]) for t, i in sorted(changed))
+
+
+# --- brokers ---------------------------------------------------------------------
+
+
+def _register_broker(state: MetadataState, cmd: RegisterBroker) -> Result:
+    if cmd.broker_id < 0:
+        return Rejected(ErrorCode.INVALID_REQUEST, f"broker_id must be >= 0, got {cmd.broker_id}")
+    if not cmd.url or not cmd.incarnation_id:
+        return Rejected(ErrorCode.INVALID_REQUEST, "url and incarnation_id must be non-empty")
+    new = BrokerRecord(cmd.broker_id, cmd.url, cmd.incarnation_id, cmd.raft_voter, fenced=False)
+    old = state.brokers.get(cmd.broker_id)
+    if old is None:
+        state = replace(state, brokers={**state.brokers, cmd.broker_id: new})
+        return Applied(state, (BrokerRegistered(cmd.broker_id),))
+    if old.incarnation_id == cmd.incarnation_id:
+        if (old.url, old.raft_voter) != (new.url, new.raft_voter):
+            return Rejected(
+                ErrorCode.INVALID_REQUEST,
+                f"broker {cmd.broker_id} incarnation {cmd.incarnation_id} is already "
+                f"registered with url {old.url} and raft_voter={old.raft_voter}",
+            )
+        return Applied(state, ())  # the same registration again: nothing to do
+    # A new incarnation is a restart: whatever the old process led or held in sync
+    # may be gone (unflushed writes), so the old incarnation is fenced first (Kafka's
+    # broker epoch fencing), then the new one is unfenced like any returning broker.
+    changed: dict[PartitionKey, PartitionRecord] = {}
+    if not old.fenced:
+        state, changed = _fence(state, cmd.broker_id)
+    state = replace(state, brokers={**state.brokers, cmd.broker_id: replace(new, fenced=True)})
+    state, unfenced = _unfence(state, cmd.broker_id)
+    changed.update(unfenced)
+    return Applied(state, (BrokerRegistered(cmd.broker_id), *_partition_events(changed)))
+
+
+def _broker_heartbeat(state: MetadataState, cmd: BrokerHeartbeat) -> Result:
+    broker = state.brokers.get(cmd.broker_id)
+    if broker is None:
+        return Rejected(ErrorCode.UNKNOWN_BROKER, f"broker {cmd.broker_id} is not registered")
+    if broker.incarnation_id != cmd.incarnation_id:
+        return Rejected(
+            ErrorCode.STALE_BROKER_INCARNATION,
+            f"broker {cmd.broker_id} is registered as incarnation {broker.incarnation_id}, "
+            f"not {cmd.incarnation_id}",
+        )
+    heard = BrokerHeartbeatReceived(cmd.broker_id)
+    if not broker.fenced:
+        return Applied(state, (heard,))
+    state, changed = _unfence(state, cmd.broker_id)
+    return Applied(state, (BrokerUnfenced(cmd.broker_id), *_partition_events(changed), heard))
+
+
+def _fence_broker(state: MetadataState, cmd: FenceBroker) -> Result:
+    broker = state.brokers.get(cmd.broker_id)
+    if broker is None:
+        return Rejected(ErrorCode.UNKNOWN_BROKER, f"broker {cmd.broker_id} is not registered")
+    if broker.fenced:
+        return Applied(state, ())
+    state, changed = _fence(state, cmd.broker_id)
+    return Applied(state, (BrokerFenced(cmd.broker_id), *_partition_events(changed)))
+
+
+def _unfence_broker(state: MetadataState, cmd: UnfenceBroker) -> Result:
+    broker = state.brokers.get(cmd.broker_id)
+    if broker is None:
+        return Rejected(ErrorCode.UNKNOWN_BROKER, f"broker {cmd.broker_id} is not registered")
+    if not broker.fenced:
+        return Applied(state, ())
+    state, changed = _unfence(state, cmd.broker_id)
+    return Applied(state, (BrokerUnfenced(cmd.broker_id), *_partition_events(changed)))
+
+
+# --- topics ----------------------------------------------------------------------
+
+
+def _check_assignment(state: MetadataState, cmd: CreateTopic) -> Rejected | None:
+    if not cmd.assignment:
+        return Rejected(ErrorCode.INVALID_REQUEST, "a topic needs at least one partition")
+    if len(cmd.assignment) > MAX_PARTITIONS_PER_TOPIC:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"at most {MAX_PARTITIONS_PER_TOPIC} partitions per topic, got {len(cmd.assignment)}",
+        )
+    replication_factor = len(cmd.assignment[0])
+    for partition, replicas in enumerate(cmd.assignment):
+        if not replicas:
+            return Rejected(
+                ErrorCode.INVALID_REPLICATION_FACTOR, f"partition {partition} has no replicas"
+            )
+        if len(replicas) != replication_factor:
+            return Rejected(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"partition {partition} has {len(replicas)} replicas, partition 0 has "
+                f"{replication_factor}: every partition needs the same replication factor",
+            )
+        if len(set(replicas)) != len(replicas):
+            return Rejected(
+                ErrorCode.INVALID_REQUEST, f"partition {partition} lists a replica twice"
+            )
+        unknown = [r for r in replicas if r not in state.brokers]
+        if unknown:
+            return Rejected(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"partition {partition} names unregistered broker(s) {unknown}",
+            )
+        if all(state.brokers[r].fenced for r in replicas):
+            return Rejected(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                f"every replica of partition {partition} is fenced: no leader possible",
+            )
+    if cmd.config.min_insync_replicas > replication_factor:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"min_insync_replicas {cmd.config.min_insync_replicas} is larger than the "
+            f"replication factor {replication_factor}: acks=all could never succeed",
+        )
+    return None
+
+
+def _create_topic(state: MetadataState, cmd: CreateTopic) -> Result:
+    problem = validate_topic_name(cmd.name)
+    if problem is not None:
+        return Rejected(ErrorCode.INVALID_REQUEST, problem)
+    if cmd.name in state.topics:
+        return Rejected(ErrorCode.TOPIC_EXISTS, f"topic {cmd.name} already exists")
+    if not cmd.topic_id or any(t.topic_id == cmd.topic_id for t in state.topics.values()):
+        return Rejected(ErrorCode.INVALID_REQUEST, f"topic_id {cmd.topic_id!r} is empty or in use")
+    rejected = _check_assignment(state, cmd)
+    if rejected is not None:
+        return rejected
+    partitions = []
+    for index, replicas in enumerate(cmd.assignment):
+        # Like KRaft: a fenced replica starts outside the isr and joins once caught up.
+        isr = tuple(r for r in replicas if not state.brokers[r].fenced)
+        partitions.append(
+            PartitionRecord(index, replicas, isr, isr[0], leader_epoch=0, partition_epoch=0)
+        )
+    topic = TopicRecord(cmd.name, cmd.topic_id, cmd.config, tuple(partitions))
+    state = replace(state, topics={**state.topics, cmd.name: topic})
+    return Applied(state, (TopicCreated(cmd.name),))
+
+
+def _delete_topic(state: MetadataState, cmd: DeleteTopic) -> Result:
+    if cmd.name not in state.topics:
+        return Rejected(ErrorCode.UNKNOWN_TOPIC, f"topic {cmd.name} does not exist")
+    topics = {name: t for name, t in state.topics.items() if name != cmd.name}
+    return Applied(replace(state, topics=topics), (TopicDeleted(cmd.name),))
+
+
+# --- partitions ------------------------------------------------------------------
+
+
+def _find_partition(
+    state: MetadataState, topic: str, partition: int
+) -> tuple[TopicRecord, PartitionRecord] | Rejected:
+    record = state.topics.get(topic)
+    if record is None:
+        return Rejected(ErrorCode.UNKNOWN_TOPIC, f"topic {topic} does not exist")
+    if not 0 <= partition < len(record.partitions):
+        return Rejected(
+            ErrorCode.UNKNOWN_PARTITION,
+            f"topic {topic} has partitions 0-{len(record.partitions) - 1}, not {partition}",
+        )
+    return record, record.partitions[partition]
+
+
+def _replace_partition(state: MetadataState, topic: TopicRecord, new: PartitionRecord) -> Applied:
+    if new == topic.partitions[new.partition]:
+        return Applied(state, ())
+    partitions = list(topic.partitions)
+    partitions[new.partition] = new
+    topic = replace(topic, partitions=tuple(partitions))
+    state = replace(state, topics={**state.topics, topic.name: topic})
+    return Applied(state, (PartitionChanged(topic.name, new.partition, new),))
+
+
+def _elect_leader(state: MetadataState, cmd: ElectLeader) -> Result:
+    found = _find_partition(state, cmd.topic, cmd.partition)
+    if isinstance(found, Rejected):
+        return found
+    topic, p = found
+    if cmd.expected_leader_epoch != p.leader_epoch:
+        return Rejected(
+            ErrorCode.STALE_PARTITION_EPOCH,
+            f"{cmd.topic}-{cmd.partition} is at leader_epoch {p.leader_epoch}, "
+            f"not {cmd.expected_leader_epoch}",
+        )
+    if cmd.leader not in p.isr or state.brokers[cmd.leader].fenced:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"broker {cmd.leader} cannot lead {cmd.topic}-{cmd.partition}: "
+            "a leader must be an unfenced isr member",
+        )
+    return _replace_partition(state, topic, _with_leader_and_isr(p, cmd.leader, p.isr))
+
+
+def _alter_partition(state: MetadataState, cmd: AlterPartition) -> Result:
+    found = _find_partition(state, cmd.topic, cmd.partition)
+    if isinstance(found, Rejected):
+        return found
+    topic, p = found
+    where = f"{cmd.topic}-{cmd.partition}"
+    if (cmd.leader_epoch, cmd.partition_epoch) != (p.leader_epoch, p.partition_epoch):
+        return Rejected(
+            ErrorCode.STALE_PARTITION_EPOCH,
+            f"{where} is at leader_epoch {p.leader_epoch} partition_epoch "
+            f"{p.partition_epoch}, not {cmd.leader_epoch} {cmd.partition_epoch}",
+        )
+    if cmd.leader != p.leader:
+        return Rejected(ErrorCode.NOT_LEADER, f"broker {cmd.leader} does not lead {where}")
+    isr = set(cmd.isr)
+    if len(isr) != len(cmd.isr) or cmd.leader not in isr or not isr <= set(p.replicas):
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"isr {list(cmd.isr)} of {where} must hold the leader, only replicas "
+            f"{list(p.replicas)}, each once",
+        )
+    fenced = sorted(r for r in isr if state.brokers[r].fenced)
+    if fenced:
+        # Kafka's INELIGIBLE_REPLICA: a fenced broker may not join an isr.
+        return Rejected(
+            ErrorCode.INVALID_REQUEST, f"fenced broker(s) {fenced} cannot join {where}'s isr"
+        )
+    return _replace_partition(state, topic, _with_leader_and_isr(p, p.leader, cmd.isr))
+
+
+# --- producer ids ----------------------------------------------------------------
+
+
+def _allocate_producer_ids(state: MetadataState, cmd: AllocateProducerIds) -> Result:
+    if cmd.broker_id not in state.brokers:
+        return Rejected(ErrorCode.UNKNOWN_BROKER, f"broker {cmd.broker_id} is not registered")
+    if not 1 <= cmd.count <= MAX_PRODUCER_ID_BLOCK_SIZE:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"count must be 1-{MAX_PRODUCER_ID_BLOCK_SIZE}, got {cmd.count}",
+        )
+    first = state.next_producer_id
+    if first + cmd.count - 1 > MAX_PRODUCER_ID:
+        return Rejected(ErrorCode.INVALID_REQUEST, "producer ids are exhausted")
+    state = replace(state, next_producer_id=first + cmd.count)
+    return Applied(state, (ProducerIdsAllocated(cmd.broker_id, first, cmd.count),))
+
+
+_HANDLERS: dict[type, Callable[[MetadataState, Any], Result]] = {
+    RegisterBroker: _register_broker,
+    BrokerHeartbeat: _broker_heartbeat,
+    FenceBroker: _fence_broker,
+    UnfenceBroker: _unfence_broker,
+    CreateTopic: _create_topic,
+    DeleteTopic: _delete_topic,
+    ElectLeader: _elect_leader,
+    AlterPartition: _alter_partition,
+    AllocateProducerIds: _allocate_producer_ids,
+}

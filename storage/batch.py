@@ -1,0 +1,242 @@
+"""The record batch format: encode, decode, verify and slice batches held in memory.
+
+Pure: bytes in, bytes or values out. It must never open a file or keep state; the
+segment and the log do the I/O. Layout (big-endian), documented in docs/storage.md:
+
+    batch_length int32 | magic int8 | crc32c uint32 | attributes int16 |
+    base_offset int64 | last_offset_delta int32 | leader_epoch int32 |
+    first_timestamp int64 | max_timestamp int64 | producer_id int64 |
+    producer_epoch int16 | base_sequence int32 | record_count int32 |
+    position table: record_count x uint32 (end of each fragment in the payload) |
+    payload: the records' JSON fragments joined by b","
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+import orjson
+from crc32c import crc32c
+
+from raftka.storage.errors import CorruptBatchError
+
+MAGIC = 1
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+NO_SEQUENCE = -1
+
+# batch_length, magic, crc: the CRC covers every byte after these three fields.
+_PREFIX = struct.Struct(">iBI")
+# attributes .. record_count
+_REST = struct.Struct(">hqiiqqqhii")
+_HEADER = struct.Struct(">iBIhqiiqqqhii")
+PREFIX_BYTES = _PREFIX.size  # 9
+HEADER_BYTES = _HEADER.size  # 61
+LENGTH_FIELD_BYTES = 4
+CRC_START = PREFIX_BYTES
+POSITION_BYTES = 4  # one uint32 per record in the position table
+MAX_RECORD_COUNT = (1 << 31) - 1
+
+_NEEDS_BYTESWAP = sys.byteorder == "little"  # the table is big-endian on disk
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The fixed header of one batch, plus where the batch sits in its segment file."""
+
+    batch_length: int
+    magic: int
+    crc: int
+    attributes: int
+    base_offset: int
+    last_offset_delta: int
+    leader_epoch: int
+    first_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def size_bytes(self) -> int:
+        """The whole batch on disk, length field included."""
+        return LENGTH_FIELD_BYTES + self.batch_length
+
+    @property
+    def payload_start(self) -> int:
+        """Offset of the payload from the batch's first byte."""
+        return HEADER_BYTES + POSITION_BYTES * self.record_count
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.size_bytes - self.payload_start
+
+
+def build_fragments(base_offset: int, records: Sequence[tuple[int, bytes]]) -> list[bytes]:
+    """Turn the broker's (timestamp_ms, body) pairs into complete JSON objects.
+
+    No JSON parse: the body is trusted to be the inside of an object (the broker parsed
+    the request once already); the log only prefixes the fields it owns.
+    """
+    return [
+        b'{"offset":%d,"timestamp":%d,' % (base_offset + i, ts) + body + b"}"
+        for i, (ts, body) in enumerate(records)
+    ]
+
+
+def encode_batch(
+    base_offset: int,
+    fragments: Sequence[bytes],
+    *,
+    first_timestamp: int,
+    max_timestamp: int,
+    leader_epoch: int = 0,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
+) -> bytes:
+    """Encode fragments (each one record's complete JSON object) as one batch."""
+    count = len(fragments)
+    if not 1 <= count <= MAX_RECORD_COUNT:
+        raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {count}")
+    payload = b",".join(fragments)
+    # end of fragment k = its length sum so far + the k commas before it
+    ends = array("I", [total + k for k, total in enumerate(accumulate(map(len, fragments)))])
+    if _NEEDS_BYTESWAP:
+        ends.byteswap()
+    table = ends.tobytes()
+    rest = _REST.pack(
+        0,  # attributes: reserved
+        base_offset,
+        count - 1,
+        leader_epoch,
+        first_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        count,
+    )
+    crc = crc32c(payload, crc32c(table, crc32c(rest)))
+    batch_length = PREFIX_BYTES - LENGTH_FIELD_BYTES + len(rest) + len(table) + len(payload)
+    return b"".join((_PREFIX.pack(batch_length, MAGIC, crc), rest, table, payload))
+
+
+def decode_header(
+    buf: bytes | bytearray | memoryview, pos: int = 0, *, verify_crc: bool = True
+) -> BatchHeader:
+    """Decode the batch starting at buf[pos].
+
+    Checks the length against the buffer, the magic, the count fields and (unless
+    verify_crc is False, for batches already verified when they reached the disk) the
+    CRC32C, raising CorruptBatchError. With verify_crc the whole batch must be in buf;
+    without it only the header must be.
+    """
+    available = len(buf) - pos
+    if available < HEADER_BYTES:
+        raise CorruptBatchError(f"{available} bytes at {pos}: shorter than a batch header")
+    h = BatchHeader(*_HEADER.unpack_from(buf, pos))
+    if h.magic != MAGIC:
+        raise CorruptBatchError(f"bad magic {h.magic} at {pos}")
+    if h.record_count < 1 or h.last_offset_delta != h.record_count - 1:
+        raise CorruptBatchError(f"bad record_count {h.record_count} at {pos}")
+    if h.base_offset < 0 or h.size_bytes < h.payload_start:
+        raise CorruptBatchError(f"bad batch_length {h.batch_length} at {pos}")
+    if verify_crc:
+        end = pos + h.size_bytes
+        if end > len(buf):
+            raise CorruptBatchError(f"batch at {pos} runs {end - len(buf)} bytes past the data")
+        if crc32c(memoryview(buf)[pos + CRC_START : end]) != h.crc:
+            raise CorruptBatchError(f"CRC32C mismatch in batch at {pos}")
+    return h
+
+
+def verify_batch(batch: bytes | memoryview) -> BatchHeader:
+    """Check that `batch` is exactly one intact batch; return its header."""
+    header = decode_header(batch, 0)
+    if header.size_bytes != len(batch):
+        raise CorruptBatchError(
+            f"batch_length says {header.size_bytes} bytes, got {len(batch)} bytes"
+        )
+    return header
+
+
+def record_ends(batch: bytes | memoryview, header: BatchHeader) -> array[int]:
+    """The position table: end of each fragment in the payload (exclusive)."""
+    ends = array("I")
+    ends.frombytes(batch[HEADER_BYTES : header.payload_start])
+    if _NEEDS_BYTESWAP:
+        ends.byteswap()
+    return ends
+
+
+def payload_of(batch: bytes | memoryview, header: BatchHeader) -> memoryview:
+    return memoryview(batch)[header.payload_start : header.size_bytes]
+
+
+def slice_bounds(ends: Sequence[int], i: int, j: int) -> tuple[int, int]:
+    """Payload byte range of records [i, j) (0 <= i < j <= count), without the commas around."""
+    start = 0 if i == 0 else ends[i - 1] + 1
+    return start, ends[j - 1]
+
+
+def records_fitting(ends: Sequence[int], i: int, budget_bytes: int) -> int:
+    """Largest j such that records [i, j) take at most budget_bytes of payload (j may be i)."""
+    start = 0 if i == 0 else ends[i - 1] + 1
+    return max(i, bisect_right(ends, start + budget_bytes, lo=i))
+
+
+def record_fragments(batch: bytes | memoryview) -> list[bytes]:
+    """Every record's fragment, in offset order (copies; for rare paths)."""
+    header = decode_header(batch, 0, verify_crc=False)
+    ends = record_ends(batch, header)
+    payload = payload_of(batch, header)
+    return [bytes(payload[slice(*slice_bounds(ends, k, k + 1))]) for k in range(len(ends))]
+
+
+def fragment_timestamp(fragment: bytes) -> int:
+    """A record's timestamp (parses JSON: for rare paths only)."""
+    try:
+        ts = orjson.loads(fragment)["timestamp"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CorruptBatchError(f"record has no readable timestamp: {exc}") from exc
+    if not isinstance(ts, int):
+        raise CorruptBatchError(f"record timestamp {ts!r} is not an integer")
+    return ts
+
+
+def truncate_batch(batch: bytes | memoryview, keep: int) -> bytes:
+    """Re-encode the first `keep` records of a batch (1 <= keep < count).
+
+    The producer fields and first_timestamp stay; max_timestamp is recomputed from the
+    kept records, which needs their JSON (truncation is rare).
+    """
+    header = decode_header(batch, 0, verify_crc=False)
+    if not 1 <= keep < header.record_count:
+        raise ValueError(f"keep must be in [1, {header.record_count}), got {keep}")
+    kept = record_fragments(batch)[:keep]
+    return encode_batch(
+        header.base_offset,
+        kept,
+        first_timestamp=header.first_timestamp,
+        max_timestamp=max(fragment_timestamp(f) for f in kept),
+        leader_epoch=header.leader_epoch,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+    )

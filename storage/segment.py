@@ -1,0 +1,267 @@
+"""One segment of a partition log: a .log file of batches plus its two index files.
+
+It owns the segment's file descriptors, its in-memory size and indexes, the scan that
+recovers it after a crash, and truncation inside it. It writes each batch with one
+`os.write` and reads with `os.pread`. It must never decide when to roll, what to
+retain or when to fsync: PartitionLog decides, the segment only does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from crc32c import crc32c
+
+from raftka.storage.batch import (
+    CRC_START,
+    HEADER_BYTES,
+    BatchHeader,
+    decode_header,
+    truncate_batch,
+)
+from raftka.storage.errors import CorruptBatchError
+from raftka.storage.index import OffsetIndex, TimeIndex
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+OFFSET_DIGITS = 20
+RECOVERY_READ_BYTES = 8 << 20  # recovery reads the file in chunks this big
+MAX_SEGMENT_FILE_BYTES = (1 << 32) - 1  # index positions are uint32
+MAX_RELATIVE_OFFSET = (1 << 32) - 1  # index relative offsets are uint32
+
+
+def segment_name(base_offset: int) -> str:
+    return f"{base_offset:0{OFFSET_DIGITS}d}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Segment:
+    """Batches with offsets [base_offset, next_offset) in one file named by base_offset."""
+
+    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int) -> None:
+        name = segment_name(base_offset)
+        self.directory = directory
+        self.base_offset = base_offset
+        self.path = directory / (name + LOG_SUFFIX)
+        self.index = OffsetIndex(directory / (name + INDEX_SUFFIX), base_offset)
+        self.time_index = TimeIndex(directory / (name + TIME_INDEX_SUFFIX), base_offset)
+        self.index_interval_bytes = index_interval_bytes
+        self.size = 0
+        self.next_offset = base_offset
+        self._bytes_since_index_entry = 0
+        self._fd = -1
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> Segment:
+        """A new empty segment (an old file of the same name is emptied)."""
+        seg = cls(directory, base_offset, index_interval_bytes)
+        seg._fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        seg.index.delete_file()
+        seg.time_index.delete_file()
+        return seg
+
+    @classmethod
+    def open(
+        cls, directory: Path, base_offset: int, index_interval_bytes: int, *, trust_indexes: bool
+    ) -> tuple[Segment, int]:
+        """Open an existing segment; returns it and how many torn bytes were cut off.
+
+        With trust_indexes (a segment rolled or closed cleanly) the index files are
+        loaded and only the batches after the last offset-index entry are scanned;
+        otherwise, or if the files do not fit the data, the whole file is scanned and
+        the indexes rebuilt. Either way the file is cut at the first batch that is
+        torn, corrupt or not contiguous.
+        """
+        seg = cls(directory, base_offset, index_interval_bytes)
+        seg._fd = os.open(seg.path, os.O_RDWR | os.O_APPEND)
+        file_size = os.fstat(seg._fd).st_size
+        if trust_indexes and seg.index.load(file_size) and seg.time_index.load():
+            entries = len(seg.index)
+            pos = seg.index.last_position()
+            offset = base_offset + seg.index.last_relative_offset() if entries else base_offset
+            seg.index.truncate_from_position(pos)
+            seg.time_index.truncate_from_offset(offset)
+            seg._bytes_since_index_entry = index_interval_bytes if entries else 0
+            end, next_offset = seg._scan(pos, offset, file_size)
+            if end > pos or pos == file_size:
+                seg._finish_recovery(end, next_offset, file_size, rewrite_indexes=end < file_size)
+                return seg, file_size - end
+        seg.index.clear()
+        seg.time_index.clear()
+        seg._bytes_since_index_entry = 0
+        end, next_offset = seg._scan(0, base_offset, file_size)
+        seg._finish_recovery(end, next_offset, file_size, rewrite_indexes=True)
+        return seg, file_size - end
+
+    def _finish_recovery(
+        self, end: int, next_offset: int, file_size: int, *, rewrite_indexes: bool
+    ) -> None:
+        if end < file_size:
+            os.ftruncate(self._fd, end)
+        self.size = end
+        self.next_offset = next_offset
+        if rewrite_indexes:
+            self.write_indexes()
+
+    def _scan(self, pos: int, expected_offset: int, file_size: int) -> tuple[int, int]:
+        """Verify batches from pos, indexing each; stop at the first bad one.
+
+        Returns (end of the last good batch, the offset after it).
+        """
+        buf = b""
+        buf_start = pos
+        while pos < file_size:
+            rel = pos - buf_start
+            if rel + HEADER_BYTES > len(buf):
+                buf, buf_start, rel = self._pread(pos, RECOVERY_READ_BYTES, file_size), pos, 0
+            try:
+                header = decode_header(buf, rel, verify_crc=False)
+            except CorruptBatchError:
+                break
+            size = header.size_bytes
+            if pos + size > file_size or header.base_offset != expected_offset:
+                break
+            if rel + size > len(buf):
+                want = max(RECOVERY_READ_BYTES, size)
+                buf, buf_start, rel = self._pread(pos, want, file_size), pos, 0
+            if crc32c(memoryview(buf)[rel + CRC_START : rel + size]) != header.crc:
+                break
+            self._index_batch(pos, header)
+            pos += size
+            expected_offset = header.next_offset
+        return pos, expected_offset
+
+    def _pread(self, pos: int, length: int, limit: int) -> bytes:
+        return os.pread(self._fd, min(length, limit - pos), pos)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def delete_files(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.index.delete_file()
+        self.time_index.delete_file()
+
+    # ---- writing ---------------------------------------------------------------------
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def max_timestamp(self) -> int:
+        return self.time_index.max_timestamp
+
+    def is_empty(self) -> bool:
+        return self.size == 0
+
+    def fits(self, header: BatchHeader, segment_bytes: int) -> bool:
+        """Would appending this batch keep the segment within its limits?"""
+        if self.is_empty():
+            return True  # a batch bigger than segment_bytes still needs a home
+        return (
+            self.size + header.size_bytes <= min(segment_bytes, MAX_SEGMENT_FILE_BYTES)
+            and header.last_offset - self.base_offset <= MAX_RELATIVE_OFFSET
+        )
+
+    def append(self, batch: bytes, header: BatchHeader) -> None:
+        """Write one batch with one write; on failure cut the file back so no torn tail stays."""
+        position = self.size
+        try:
+            _write_all(self._fd, batch)
+        except BaseException:
+            os.ftruncate(self._fd, position)
+            raise
+        self._index_batch(position, header)
+
+    def _index_batch(self, position: int, header: BatchHeader) -> None:
+        if self._bytes_since_index_entry >= self.index_interval_bytes:
+            self.index.append(header.base_offset, position)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size_bytes
+        self.time_index.maybe_append(header.max_timestamp, header.base_offset)
+        self.size = position + header.size_bytes
+        self.next_offset = header.next_offset
+
+    def write_indexes(self) -> None:
+        self.index.write()
+        self.time_index.write()
+
+    def sync_all(self) -> None:
+        """Write the index files and fsync all three files (before a roll or a close)."""
+        self.write_indexes()
+        for path in (self.index.path, self.time_index.path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.fsync(self._fd)
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every record with offset >= `offset` (base_offset <= offset < next_offset).
+
+        A batch cut in the middle is re-encoded with the kept prefix and written back.
+        """
+        for position, header, view in self.batches_from(offset, HEADER_BYTES):
+            prefix = (
+                truncate_batch(view, offset - header.base_offset)
+                if offset > header.base_offset
+                else None
+            )
+            os.ftruncate(self._fd, position)
+            self.size = position
+            self.next_offset = header.base_offset
+            self.index.truncate_from_position(position)
+            self.time_index.truncate_from_offset(header.base_offset)
+            last = self.index.last_position() if len(self.index) else 0
+            self._bytes_since_index_entry = position - last
+            if prefix is not None:
+                self.append(prefix, decode_header(prefix))
+            self.sync_all()
+            return
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def batches_from(
+        self, offset: int, read_ahead_bytes: int
+    ) -> Iterator[tuple[int, BatchHeader, memoryview]]:
+        """(position, header, whole batch) for each batch whose last offset is >= offset.
+
+        Reads ahead in chunks of read_ahead_bytes; CRCs are not re-checked (every batch
+        was verified when it was written or recovered).
+        """
+        pos = self.index.lookup(offset)
+        end = self.size
+        buf = b""
+        buf_start = pos
+        while pos < end:
+            rel = pos - buf_start
+            if rel + HEADER_BYTES > len(buf):
+                buf, buf_start, rel = self._pread(pos, read_ahead_bytes, end), pos, 0
+            header = decode_header(buf, rel, verify_crc=False)
+            size = header.size_bytes
+            if header.last_offset >= offset:
+                if rel + size > len(buf):
+                    want = max(read_ahead_bytes, size)
+                    buf, buf_start, rel = self._pread(pos, want, end), pos, 0
+                    if size > len(buf):
+                        raise CorruptBatchError(f"{self.path}: batch at {pos} is cut short")
+                yield pos, header, memoryview(buf)[rel : rel + size]
+            pos += size

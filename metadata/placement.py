@@ -9,9 +9,10 @@ Guarantees (Kafka's scheme; tests/metadata/test_placement.py checks them):
 - leaders (first replicas) go round-robin, so brokers' leader counts differ by at
   most one;
 - every full round of len(broker_ids) partitions gives each broker exactly
-  `replication_factor` replicas, so replica counts differ by at most
-  `replication_factor` in general and are equal when the partition count is a
-  multiple of the broker count.
+  `replication_factor` replicas: replica counts are equal when the partition count
+  is a multiple of the broker count, and otherwise differ by at most
+  min(replication_factor, len(broker_ids) - replication_factor) (the last, partial
+  round is a run of consecutive brokers per replica slot).
 """
 
 from __future__ import annotations

@@ -1,0 +1,34 @@
+"""Shared helpers for the storage tests: record bodies and decoding of read results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from raftka.storage.log import LogConfig, PartitionLog
+
+NO_RETENTION = LogConfig(retention_ms=None)
+
+
+def body(n: int, pad: int = 0) -> bytes:
+    return b'"key":"k%d","value":{"n":%d,"pad":"%s"},"headers":{}' % (n, n, b"x" * pad)
+
+
+def records(first: int, count: int, ts: int = 1_000, pad: int = 0) -> list[tuple[int, bytes]]:
+    return [(ts + first + i, body(first + i, pad)) for i in range(count)]
+
+
+def decode(records_json: bytes) -> list[dict[str, object]]:
+    result: list[dict[str, object]] = orjson.loads(b"[" + records_json + b"]")
+    return result
+
+
+def read_all(log: PartitionLog, offset: int | None = None) -> list[dict[str, object]]:
+    start = log.log_start_offset if offset is None else offset
+    return decode(log.read(start, max_bytes=1 << 40, max_records=1 << 40).records_json)
+
+
+def open_log(path: Path, **config: int | None) -> PartitionLog:
+    settings: dict[str, int | None] = {"retention_ms": None, **config}
+    return PartitionLog.open(path, LogConfig(**settings))

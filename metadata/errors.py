@@ -74,9 +74,7 @@ class OffsetOutOfRange(RaftkaError):
     code, status = "OFFSET_OUT_OF_RANGE", 416
 
     def __init__(self, message: str, *, log_start_offset: int, high_watermark: int) -> None:
-        super().__init__(
-            message, log_start_offset=log_start_offset, high_watermark=high_watermark
-        )
+        super().__init__(message, log_start_offset=log_start_offset, high_watermark=high_watermark)
 
 
 class RetriableError(RaftkaError):

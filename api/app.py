@@ -1,0 +1,83 @@
+"""The aiohttp application: routes, the error middleware and the request size limit.
+
+Handlers (api/routes/) translate HTTP to calls on the broker and results to JSON; every
+failure is a `RaftkaError` rendered here in the contract's shape. No protocol rule lives
+in this module or in a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from raftka.api.broker import Broker
+from raftka.api.context import BROKER_KEY, FORWARDER_KEY, METRICS_KEY, json_response
+from raftka.api.forward import Forwarder
+from raftka.api.metrics import BrokerMetrics
+from raftka.api.routes import cluster, fetch, produce, topics
+from raftka.metadata.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RaftkaError,
+    RequestTooLarge,
+    RetriableError,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: RaftkaError) -> web.Response:
+    response = json_response(error.to_json(), error.status)
+    if isinstance(error, RetriableError):
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    return response
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RaftkaError as exc:
+        request.app[METRICS_KEY].errors.labels(exc.code).inc()
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(RequestTooLarge(f"the request body exceeds {exc.max_size} bytes"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no route for {request.method} {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        )
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(InvalidRequest(exc.reason))
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response(
+            {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the broker log"}},
+            500,
+        )
+
+
+def create_app(broker: Broker) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=broker.settings.max_request_bytes,
+    )
+    app[BROKER_KEY] = broker
+    app[FORWARDER_KEY] = Forwarder(broker.settings.request_timeout_ms / 1000)
+    app[METRICS_KEY] = BrokerMetrics(broker)
+    for module in (cluster, topics, produce, fetch):
+        module.add_routes(app)
+
+    async def close_forwarder(app: web.Application) -> None:
+        await app[FORWARDER_KEY].close()
+
+    app.on_cleanup.append(close_forwarder)
+    return app

@@ -1,0 +1,300 @@
+"""One broker process: wires the metadata quorum, the partitions and the background loops.
+
+Owns start-up order (HTTP first so /healthz answers, then the metadata quorum, then
+registration), the broker's lease (its own heartbeats committing), the controller's duties
+when this broker is the Raft leader, and clean shutdown. Protocol rules live in metadata/
+and replication/; this module only calls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
+from raftka.metadata.commands import (
+    AllocateProducerIds,
+    BrokerHeartbeat,
+    Command,
+    CreateTopic,
+    DeleteTopic,
+    RegisterBroker,
+)
+from raftka.metadata.controller import (
+    BrokerLiveness,
+    fence_commands,
+    preferred_leader_elections,
+)
+from raftka.metadata.errors import LeaderNotAvailable, RaftkaError, UnknownPartition, UnknownTopic
+from raftka.metadata.events import BrokerHeartbeatReceived, ProducerIdsAllocated
+from raftka.metadata.model import MetadataState, PartitionRecord, TopicRecord
+from raftka.metadata.quorum import MetadataQuorum, RaftTiming
+from raftka.metadata.state import Applied
+from raftka.replication.manager import ReplicaManager
+from raftka.replication.partition import PartitionReplica
+from raftka.storage.flusher import FsyncPolicy, LogFlusher
+
+log = logging.getLogger(__name__)
+
+METADATA_WRITE_TIMEOUT_S = 5.0
+CONTROLLER_TICK_S = 0.25
+REGISTER_RETRY_S = 0.5
+PRODUCER_ID_BLOCK_SIZE = 1000
+# Codes with which the quorum says "register again" (we restarted, or were forgotten).
+REREGISTER_CODES = frozenset({"UNKNOWN_BROKER", "STALE_BROKER_INCARNATION"})
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLocation:
+    topic: TopicRecord
+    partition: PartitionRecord
+
+
+class Broker:
+    def __init__(self, config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:
+        self.config = config
+        self.settings: Settings = config.settings
+        self.address: BrokerAddress = config.broker(broker_id)
+        self.broker_id = broker_id
+        self.data_dir = config.broker_data_dir(broker_id, data_dir)
+        self.incarnation_id = uuid.uuid4().hex
+        self.replicas = ReplicaManager(broker_id, self.data_dir / "logs")
+        self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
+        self.quorum: MetadataQuorum | None = None
+        self.registered = False
+        self._metadata_ready = False
+        self._lease_renewed_at = float("-inf")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._liveness = BrokerLiveness(self.settings.broker_session_timeout_ms)
+        self._was_controller = False
+        self._producer_ids: collections.deque[int] = collections.deque()
+        self._raft_to_broker = {b.raft: b.broker_id for b in config.brokers if b.raft}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the quorum and the loops; returns once the metadata is loaded (the HTTP
+        server may already be answering /healthz with 503)."""
+        self._loop = asyncio.get_running_loop()
+        self.flusher.start()
+        s = self.settings
+        self.quorum = MetadataQuorum(
+            self_address=self.address.raft,
+            voter_addresses=[b.raft for b in self.config.voters if b.raft],
+            data_dir=self.data_dir / "metadata",
+            timing=RaftTiming(
+                election_timeout_min_s=s.raft_election_timeout_min_ms / 1000,
+                election_timeout_max_s=s.raft_election_timeout_max_ms / 1000,
+                heartbeat_interval_s=s.raft_heartbeat_interval_ms / 1000,
+                connection_retry_s=s.raft_connection_retry_ms / 1000,
+            ),
+            listener=self._on_metadata_thread,
+        )
+        while not await self._loop.run_in_executor(None, self.quorum.wait_ready, 0.5):
+            pass
+        # Only now is the state caught up: reconciling earlier could delete live logs.
+        self._metadata_ready = True
+        self.replicas.reconcile(self.quorum.state)
+        self._spawn(self._register_and_heartbeat())
+        self._spawn(self._controller_loop())
+        self._spawn(self._retention_loop())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.flusher.stop()
+        self.replicas.close()
+        if self.quorum is not None:
+            quorum, self.quorum = self.quorum, None
+            await asyncio.get_running_loop().run_in_executor(None, quorum.close)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+
+    # -- metadata ----------------------------------------------------------
+
+    @property
+    def state(self) -> MetadataState:
+        if self.quorum is None or not self._metadata_ready:
+            return MetadataState.empty()
+        return self.quorum.state
+
+    @property
+    def ready(self) -> bool:
+        return self._metadata_ready and self.registered
+
+    @property
+    def has_lease(self) -> bool:
+        """True while our heartbeats commit: a broker cut off from the quorum for a
+        session timeout may already be fenced and replaced, so it stops leading."""
+        age_s = time.monotonic() - self._lease_renewed_at
+        return age_s * 1000 < self.settings.broker_session_timeout_ms
+
+    @property
+    def controller_id(self) -> int | None:
+        if self.quorum is None:
+            return None
+        leader = self.quorum.leader_address
+        return None if leader is None else self._raft_to_broker.get(leader)
+
+    async def submit(self, command: Command) -> Applied:
+        if self.quorum is None:
+            raise LeaderNotAvailable("the broker is starting")
+        return await self.quorum.submit(command, METADATA_WRITE_TIMEOUT_S)
+
+    def _on_metadata_thread(
+        self, state: MetadataState, events: tuple[Any, ...], reset: bool
+    ) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            loop.call_soon_threadsafe(self._on_metadata, state, events, reset)
+
+    def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
+        now_ms = time.monotonic() * 1000
+        needs_reconcile = reset
+        for event in events:
+            if isinstance(event, BrokerHeartbeatReceived):
+                self._liveness.heard_from(event.broker_id, int(now_ms))
+            else:
+                needs_reconcile = True
+        if needs_reconcile and self._metadata_ready:
+            self.replicas.reconcile(self.quorum.state if self.quorum else state)
+
+    # -- background loops ------------------------------------------------------
+
+    async def _register_and_heartbeat(self) -> None:
+        interval_s = self.settings.broker_heartbeat_interval_ms / 1000
+        while True:
+            try:
+                if not self.registered:
+                    await self.submit(
+                        RegisterBroker(
+                            command_id=f"register-{self.broker_id}-{self.incarnation_id}",
+                            broker_id=self.broker_id,
+                            url=self.address.url,
+                            incarnation_id=self.incarnation_id,
+                            raft_voter=self.address.raft is not None,
+                        )
+                    )
+                    self.registered = True
+                    self._lease_renewed_at = time.monotonic()
+                    log.info("broker %d registered", self.broker_id)
+                await self.submit(
+                    BrokerHeartbeat(
+                        command_id="", broker_id=self.broker_id, incarnation_id=self.incarnation_id
+                    )
+                )
+                self._lease_renewed_at = time.monotonic()
+            except RaftkaError as exc:
+                if exc.code in REREGISTER_CODES:
+                    self.registered = False
+                log.warning("broker %d heartbeat failed: %s", self.broker_id, exc.message)
+                if not self.registered:
+                    await asyncio.sleep(REGISTER_RETRY_S)
+                    continue
+            await asyncio.sleep(interval_s)
+
+    async def _controller_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CONTROLLER_TICK_S)
+            try:
+                await self._controller_tick()
+            except RaftkaError as exc:
+                log.warning("controller: %s", exc.message)
+
+    async def _controller_tick(self) -> None:
+        quorum = self.quorum
+        if quorum is None or not quorum.is_leader:
+            self._was_controller = False
+            return
+        now_ms = time.monotonic() * 1000
+        state = quorum.state
+        if not self._was_controller:
+            # A new controller has heard from nobody yet: everyone gets a full session.
+            self._liveness.reset(int(now_ms), list(state.brokers))
+            self._was_controller = True
+            log.info("broker %d is now the controller", self.broker_id)
+        for fence in fence_commands(self._liveness, state, int(now_ms), _new_command_id):
+            log.warning("controller: fencing broker %d (no heartbeat)", fence.broker_id)
+            await self.submit(fence)
+        for election in preferred_leader_elections(quorum.state, _new_command_id):
+            await self.submit(election)
+
+    async def _retention_loop(self) -> None:
+        interval_s = self.settings.log_retention_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            deleted = self.replicas.apply_retention(int(time.time() * 1000))
+            if deleted:
+                log.info("retention deleted %d segments", deleted)
+
+    # -- partitions ------------------------------------------------------------
+
+    def locate(self, topic: str, partition: int) -> PartitionLocation:
+        record = self.state.topics.get(topic)
+        if record is None:
+            raise UnknownTopic(f"topic {topic!r} does not exist")
+        if not 0 <= partition < len(record.partitions):
+            raise UnknownPartition(
+                f"topic {topic!r} has partitions 0..{len(record.partitions) - 1}, not {partition}"
+            )
+        return PartitionLocation(record, record.partitions[partition])
+
+    def local_leader(self, topic: str, partition: int) -> PartitionReplica | None:
+        """The local replica if this broker leads the partition and may act as leader."""
+        replica = self.replicas.get(topic, partition)
+        if replica is None or not replica.is_leader or not self.has_lease:
+            return None
+        return replica
+
+    def broker_url(self, broker_id: int) -> str | None:
+        record = self.state.brokers.get(broker_id)
+        if record is not None:
+            return record.url
+        for b in self.config.brokers:
+            if b.broker_id == broker_id:
+                return b.url
+        return None
+
+    # -- topics ----------------------------------------------------------------
+
+    async def create_topic(self, command: CreateTopic) -> TopicRecord:
+        applied = await self.submit(command)
+        return applied.state.topics[command.name]
+
+    async def allocate_producer_id(self) -> int:
+        """Hands out ids from a block reserved through the metadata log (as Kafka's
+        AllocateProducerIds), so most allocations cost no Raft write."""
+        if not self._producer_ids:
+            applied = await self.submit(
+                AllocateProducerIds(
+                    command_id=uuid.uuid4().hex,
+                    broker_id=self.broker_id,
+                    count=PRODUCER_ID_BLOCK_SIZE,
+                )
+            )
+            block = next(e for e in applied.events if isinstance(e, ProducerIdsAllocated))
+            self._producer_ids.extend(range(block.first_id, block.first_id + block.count))
+        return self._producer_ids.popleft()
+
+    async def delete_topic(self, name: str) -> None:
+        await self.submit(DeleteTopic(command_id=uuid.uuid4().hex, name=name))
+
+
+def _new_command_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,35 @@
+"""What every handler reaches through the application: the broker, the forwarder, metrics."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from raftka.api.broker import Broker
+from raftka.api.forward import Forwarder
+from raftka.api.metrics import BrokerMetrics
+from raftka.metadata.errors import InvalidRequest
+from raftka.metadata.model import validate_topic_name
+
+BROKER_KEY = web.AppKey("broker", Broker)
+FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
+METRICS_KEY = web.AppKey("metrics", BrokerMetrics)
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def topic_param(request: web.Request) -> str:
+    name = request.match_info["topic"]
+    problem = validate_topic_name(name)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    return name
+
+
+def partition_param(request: web.Request) -> int:
+    raw = request.match_info["partition"]
+    if not raw.isdigit():
+        raise InvalidRequest(f"the partition must be a non-negative integer, got {raw!r}")
+    return int(raw)

@@ -1,0 +1,154 @@
+"""`raftka dev`: a local cluster of N brokers as child processes, in the foreground.
+
+Writes the cluster config under the data folder, starts the brokers, waits until a
+controller is elected and every broker is registered, prints the URLs and a curl
+example, and stops every broker cleanly (SIGTERM, then SIGKILL after a grace period) on
+Ctrl-C or SIGTERM. Data stays in the folder, so a restart keeps every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from raftka.api.client import ClientError, RaftkaClient
+from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from raftka.metadata.errors import RaftkaError
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 15.0
+RAFT_PORT_OFFSET = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DevCluster:
+    config: ClusterConfig
+    config_path: Path
+
+
+def write_dev_config(brokers: int, base_port: int, data_dir: Path) -> DevCluster:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = ClusterConfig(
+        cluster_id="local",
+        data_dir=data_dir,
+        brokers=tuple(
+            BrokerAddress(
+                broker_id=i,
+                http=f"127.0.0.1:{base_port + i - 1}",
+                raft=f"127.0.0.1:{base_port + RAFT_PORT_OFFSET + i - 1}",
+            )
+            for i in range(1, brokers + 1)
+        ),
+        settings=Settings(),
+    )
+    path = data_dir / "cluster.toml"
+    path.write_text(render_config(config), encoding="utf-8")
+    return DevCluster(config, path)
+
+
+async def start_brokers(cluster: DevCluster) -> dict[int, asyncio.subprocess.Process]:
+    processes = {}
+    for b in cluster.config.brokers:
+        log_file = open(cluster.config.data_dir / f"broker-{b.broker_id}.log", "ab")  # noqa: SIM115
+        processes[b.broker_id] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "raftka",
+            "broker",
+            "--config",
+            str(cluster.config_path),
+            "--id",
+            str(b.broker_id),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+        )
+        log_file.close()
+    return processes
+
+
+async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEOUT_S) -> dict:  # type: ignore[type-arg]
+    """Waits until some broker reports a controller and every broker registered and alive."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    wanted = {b.broker_id for b in config.brokers}
+    last_problem = "no broker answered yet"
+    while loop.time() < deadline:
+        for b in config.brokers:
+            async with RaftkaClient(b.url, timeout_s=2.0) as client:
+                try:
+                    cluster = await client.cluster()
+                except (ClientError, RaftkaError) as exc:
+                    last_problem = str(exc)
+                    continue
+            alive = {x["id"] for x in cluster["brokers"] if x["alive"]}
+            if cluster["controller"] is not None and wanted <= alive:
+                return cluster  # type: ignore[no-any-return]
+            last_problem = f"controller={cluster['controller']}, alive={sorted(alive)}"
+        await asyncio.sleep(0.2)
+    raise ClientError(f"the cluster was not ready after {timeout_s:.0f} s ({last_problem})")
+
+
+async def stop_brokers(processes: dict[int, asyncio.subprocess.Process]) -> None:
+    for p in processes.values():
+        if p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    for p in processes.values():
+        try:
+            await asyncio.wait_for(p.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            await p.wait()
+
+
+async def run_dev(brokers: int, base_port: int, data_dir: Path) -> int:
+    cluster = write_dev_config(brokers, base_port, data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    processes = await start_brokers(cluster)
+    try:
+        ready = asyncio.ensure_future(wait_until_ready(cluster.config))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            ready.cancel()
+            return 0
+        info = ready.result()
+        first = cluster.config.brokers[0].url
+        print(f"raftka dev: {brokers} brokers ready (controller: broker {info['controller']})")
+        for b in cluster.config.brokers:
+            print(
+                f"  broker {b.broker_id}: {b.url}   log: {cluster.config.data_dir}/broker-{b.broker_id}.log"
+            )
+        print(f"  config: {cluster.config_path}")
+        print("try:")
+        print(f'  curl -d \'{{"name": "demo", "partitions": 3}}\' {first}/v1/topics')
+        print(
+            f'  curl -d \'{{"records": [{{"key": "k", "value": "hello"}}]}}\' {first}/v1/topics/demo/records'
+        )
+        print(f"  curl '{first}/v1/topics/demo/partitions/0/records?offset=0'")
+        print("Ctrl-C stops every broker.", flush=True)
+        while not stop.is_set():
+            for broker_id, p in processes.items():
+                if p.returncode is not None:
+                    print(
+                        f"raftka dev: broker {broker_id} exited with code {p.returncode}",
+                        file=sys.stderr,
+                    )
+                    processes = {k: v for k, v in processes.items() if k != broker_id}
+                    break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+        return 0
+    finally:
+        print("raftka dev: stopping brokers", flush=True)
+        await stop_brokers(processes)

@@ -1,0 +1,85 @@
+"""Prometheus metrics of one broker: counters bumped once per request, gauges read at scrape.
+
+Each broker has its own registry (tests run several in one process). Nothing here is
+touched per record: the hot paths add a request's record count in one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from raftka.api.broker import Broker
+
+
+class _BrokerStateCollector(Collector):
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        b = self._broker
+        controller = GaugeMetricFamily("raftka_is_controller", "1 if this broker is the controller")
+        controller.add_metric([], 1.0 if b.quorum is not None and b.quorum.is_leader else 0.0)
+        yield controller
+        if b.quorum is not None:
+            status = b.quorum.status()
+            yield GaugeMetricFamily("raftka_raft_term", "current Raft term", value=status.raft_term)
+            yield GaugeMetricFamily(
+                "raftka_raft_commit_index", "Raft commit index", value=status.commit_index
+            )
+        leo = GaugeMetricFamily(
+            "raftka_log_end_offset", "next offset of each local log", labels=["topic", "partition"]
+        )
+        hw = GaugeMetricFamily(
+            "raftka_high_watermark",
+            "high watermark of each led partition",
+            labels=["topic", "partition"],
+        )
+        size = GaugeMetricFamily(
+            "raftka_log_size_bytes",
+            "bytes on disk of each local log",
+            labels=["topic", "partition"],
+        )
+        leaders = 0
+        for replica in b.replicas.replicas():
+            labels = [replica.topic, str(replica.partition)]
+            leo.add_metric(labels, replica.log.log_end_offset)
+            size.add_metric(labels, replica.log.size_bytes)
+            if replica.is_leader:
+                leaders += 1
+                hw.add_metric(labels, replica.high_watermark)
+        yield leo
+        yield hw
+        yield size
+        yield GaugeMetricFamily(
+            "raftka_partitions_led", "partitions this broker leads", value=leaders
+        )
+
+
+class BrokerMetrics:
+    def __init__(self, broker: Broker) -> None:
+        self.registry = CollectorRegistry()
+        self.produced_records = Counter(
+            "raftka_produced_records", "records appended as leader", registry=self.registry
+        )
+        self.produce_requests = Counter(
+            "raftka_produce_requests", "produce requests answered", registry=self.registry
+        )
+        self.fetched_records = Counter(
+            "raftka_fetched_records", "records served by fetches", registry=self.registry
+        )
+        self.fetch_requests = Counter(
+            "raftka_fetch_requests", "fetch requests answered", registry=self.registry
+        )
+        self.errors = Counter(
+            "raftka_errors", "error answers by contract code", ["code"], registry=self.registry
+        )
+        self.registry.register(_BrokerStateCollector(broker))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

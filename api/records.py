@@ -1,0 +1,152 @@
+"""Parsing and validating request bodies into what the log stores. Pure: no I/O.
+
+A produced record becomes `(partition or None, key bytes for the partitioner or None,
+timestamp or None, body)` where `body` is the JSON text of the fields a consumer reads
+back (`"key":..,"value":..,"headers":{..}`, or the `_b64` forms as written): the log
+stores it as is, so a fetch never re-encodes a record.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from raftka.metadata.errors import InvalidRequest
+
+RECORD_FIELDS = frozenset(
+    {"key", "key_b64", "value", "value_b64", "headers", "partition", "timestamp"}
+)
+MAX_TIMESTAMP_MS = 2**62
+
+ParsedRecord = tuple[int | None, bytes | None, int | None, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerRef:
+    producer_id: int
+    producer_epoch: int
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceRequest:
+    records: list[ParsedRecord]
+    producer: ProducerRef | None
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    doc = load_json(raw) if raw else {}
+    if not isinstance(doc, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return doc
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{where} is not valid base64") from None
+
+
+def parse_record(rec: Any, i: int) -> ParsedRecord:
+    if type(rec) is not dict:
+        raise InvalidRequest(f"records[{i}] must be an object")
+    unknown = rec.keys() - RECORD_FIELDS
+    if unknown:
+        raise InvalidRequest(f"records[{i}] has unknown fields: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    key_bytes: bytes | None = None
+    if "key_b64" in rec:
+        if "key" in rec:
+            raise InvalidRequest(f"records[{i}] has both key and key_b64")
+        key_bytes = _b64(rec["key_b64"], f"records[{i}].key_b64")
+        out["key_b64"] = rec["key_b64"]
+    else:
+        key = rec.get("key")
+        if key is not None:
+            key_bytes = key.encode() if type(key) is str else orjson.dumps(key)
+        out["key"] = key
+    if "value_b64" in rec:
+        if "value" in rec:
+            raise InvalidRequest(f"records[{i}] has both value and value_b64")
+        _b64(rec["value_b64"], f"records[{i}].value_b64")
+        out["value_b64"] = rec["value_b64"]
+    elif "value" in rec:
+        out["value"] = rec["value"]
+    else:
+        raise InvalidRequest(f"records[{i}] needs a value (or value_b64)")
+    headers = rec.get("headers")
+    if headers is None:
+        out["headers"] = {}
+    elif type(headers) is dict and all(type(v) is str for v in headers.values()):
+        out["headers"] = headers
+    else:
+        raise InvalidRequest(f"records[{i}].headers must be an object of string values")
+    partition = rec.get("partition")
+    if partition is not None and (not is_int(partition) or partition < 0):
+        raise InvalidRequest(f"records[{i}].partition must be a non-negative integer")
+    timestamp = rec.get("timestamp")
+    if timestamp is not None and (not is_int(timestamp) or not 0 <= timestamp < MAX_TIMESTAMP_MS):
+        raise InvalidRequest(f"records[{i}].timestamp must be a non-negative integer (ms)")
+    return partition, key_bytes, timestamp, orjson.dumps(out)[1:-1]
+
+
+def parse_produce(raw: bytes) -> ProduceRequest:
+    doc = json_object(raw)
+    unknown = doc.keys() - {"records", "producer"}
+    if unknown:
+        raise InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+    records = doc.get("records")
+    if not isinstance(records, list) or not records:
+        raise InvalidRequest("records must be a non-empty list")
+    parsed = [parse_record(rec, i) for i, rec in enumerate(records)]
+    producer = None
+    if (p := doc.get("producer")) is not None:
+        if not isinstance(p, dict) or not all(
+            is_int(p.get(k)) and p[k] >= 0 for k in ("id", "epoch", "sequence")
+        ):
+            raise InvalidRequest("producer must be {id, epoch, sequence}: non-negative integers")
+        producer = ProducerRef(p["id"], p["epoch"], p["sequence"])
+    return ProduceRequest(parsed, producer)
+
+
+def parse_acks(value: str | None) -> str:
+    if value is None:
+        return "all"
+    if value in ("0", "1", "all", "-1"):
+        return "all" if value == "-1" else value
+    raise InvalidRequest("acks must be 0, 1 or all")
+
+
+def int_param(
+    query: Any, name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = query.get(name)
+    if raw is None:
+        if default is None:
+            raise InvalidRequest(f"the query parameter {name} is required")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum}" if maximum is not None else ""
+        raise InvalidRequest(f"{name} must be at least {minimum}{bound}, got {value}")
+    return value

@@ -1,0 +1,181 @@
+"""Produce: POST /v1/topics/{topic}/records and /v1/topics/{topic}/partitions/{p}/records.
+
+Chooses each record's partition (explicit, Kafka's murmur2 on the key, or round-robin),
+appends the partitions this broker leads and forwards the others to their leaders, then
+answers the offsets in the order the records were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import orjson
+from aiohttp import web
+
+from raftka.api.broker import Broker
+from raftka.api.context import (
+    BROKER_KEY,
+    FORWARDER_KEY,
+    METRICS_KEY,
+    json_response,
+    partition_param,
+    topic_param,
+)
+from raftka.api.forward import Forwarder, is_forwarded
+from raftka.api.partitioner import RoundRobin, partition_for_key
+from raftka.api.records import ParsedRecord, parse_acks, parse_produce
+from raftka.metadata.errors import (
+    InvalidRequest,
+    LeaderNotAvailable,
+    UnknownPartition,
+    error_for_code,
+)
+
+log = logging.getLogger(__name__)
+
+ROUND_ROBIN_KEY = web.AppKey("round_robin", RoundRobin)
+# acks=0 writes still running after their answer; kept so they are not garbage-collected.
+BACKGROUND_KEY = web.AppKey("acks0_writes", set)
+
+
+async def append_to_partition(
+    broker: Broker,
+    forwarder: Forwarder,
+    topic: str,
+    partition: int,
+    records: Sequence[ParsedRecord],
+    acks: str,
+    forwarded: bool,
+) -> int:
+    """Writes records to one partition (here or at its leader); returns the base offset."""
+    location = broker.locate(topic, partition)
+    replica = broker.local_leader(topic, partition)
+    if replica is not None:
+        replica.check_can_append(acks)
+        now_ms = int(time.time() * 1000)
+        info = replica.append(
+            [(ts if ts is not None else now_ms, body) for _, _, ts, body in records]
+        )
+        broker.flusher.mark_dirty(replica.log)
+        if acks != "0":
+            await broker.flusher.wait_durable(replica.log)
+        return info.base_offset
+    leader = location.partition.leader
+    if forwarded or leader is None or leader == broker.broker_id:
+        raise LeaderNotAvailable(
+            f"{topic}-{partition} has no leader that can take writes right now"
+        )
+    url = broker.broker_url(leader)
+    if url is None:
+        raise LeaderNotAvailable(f"the leader of {topic}-{partition} (broker {leader}) is unknown")
+    body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]}"
+    status, payload, _ = await forwarder.send(
+        "POST", f"{url}/v1/topics/{topic}/partitions/{partition}/records?acks={acks}", body=body
+    )
+    answer = orjson.loads(payload)
+    if status != 200:
+        err = answer.get("error", {})
+        raise error_for_code(
+            err.get("code", "INTERNAL_ERROR"), err.get("message", "forwarding failed")
+        )
+    first = answer["offsets"][0]["offset"]
+    return -1 if first is None else int(first)
+
+
+def _record_json(record: ParsedRecord) -> bytes:
+    _, _, ts, body = record
+    return b"{" + body + (b',"timestamp":%d}' % ts if ts is not None else b"}")
+
+
+async def _produce(
+    request: web.Request, topic: str, groups: dict[int, list[tuple[int, ParsedRecord]]], acks: str
+) -> web.Response:
+    broker = request.app[BROKER_KEY]
+    forwarder = request.app[FORWARDER_KEY]
+    forwarded = is_forwarded(request)
+    total = sum(len(g) for g in groups.values())
+
+    async def write(partition: int, items: list[tuple[int, ParsedRecord]]) -> tuple[int, int]:
+        base = await append_to_partition(
+            broker, forwarder, topic, partition, [r for _, r in items], acks, forwarded
+        )
+        return partition, base
+
+    if acks == "0":
+        task = asyncio.ensure_future(asyncio.gather(*(write(p, g) for p, g in groups.items())))
+        pending = request.app[BACKGROUND_KEY]
+        pending.add(task)
+        task.add_done_callback(_finish_background(pending))
+        offsets: list[dict[str, int | None]] = [{"partition": 0, "offset": None}] * total
+        for p, items in groups.items():
+            for i, _ in items:
+                offsets[i] = {"partition": p, "offset": None}
+        return json_response({"offsets": offsets})
+    bases = dict(await asyncio.gather(*(write(p, g) for p, g in groups.items())))
+    result: list[dict[str, int | None]] = [{}] * total  # type: ignore[list-item]
+    for p, items in groups.items():
+        base = bases[p]
+        for n, (i, _) in enumerate(items):
+            result[i] = {"partition": p, "offset": base + n}
+    metrics = request.app[METRICS_KEY]
+    metrics.produce_requests.inc()
+    metrics.produced_records.inc(total)
+    return json_response({"offsets": result})
+
+
+def _finish_background(pending: set[asyncio.Future[object]]):  # type: ignore[no-untyped-def]
+    def done(task: asyncio.Future[object]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("an acks=0 write failed: %s", task.exception())
+
+    return done
+
+
+async def produce_to_topic(request: web.Request) -> web.Response:
+    broker = request.app[BROKER_KEY]
+    topic = topic_param(request)
+    acks = parse_acks(request.query.get("acks"))
+    parsed = parse_produce(await request.read())
+    if parsed.producer is not None:
+        raise InvalidRequest("producer is accepted only on the partition endpoint")
+    count = len(broker.locate(topic, 0).topic.partitions)
+    round_robin = request.app[ROUND_ROBIN_KEY]
+    groups: dict[int, list[tuple[int, ParsedRecord]]] = {}
+    for i, record in enumerate(parsed.records):
+        partition, key, _, _ = record
+        if partition is None:
+            if key is not None:
+                partition = partition_for_key(key, count)
+            else:
+                partition = round_robin.next_partition(topic, count)
+        elif partition >= count:
+            raise UnknownPartition(f"records[{i}].partition {partition}: {topic!r} has {count}")
+        groups.setdefault(partition, []).append((i, record))
+    return await _produce(request, topic, groups, acks)
+
+
+async def produce_to_partition(request: web.Request) -> web.Response:
+    topic = topic_param(request)
+    partition = partition_param(request)
+    acks = parse_acks(request.query.get("acks"))
+    request.app[BROKER_KEY].locate(topic, partition)
+    parsed = parse_produce(await request.read())
+    if parsed.producer is not None:
+        raise InvalidRequest(
+            "idempotent producers are not supported yet: they arrive with replication"
+        )
+    for i, (p, _, _, _) in enumerate(parsed.records):
+        if p is not None and p != partition:
+            raise InvalidRequest(f"records[{i}].partition is {p} but the path names {partition}")
+    return await _produce(request, topic, {partition: list(enumerate(parsed.records))}, acks)
+
+
+def add_routes(app: web.Application) -> None:
+    app[ROUND_ROBIN_KEY] = RoundRobin()
+    app[BACKGROUND_KEY] = set()
+    app.router.add_post("/v1/topics/{topic}/records", produce_to_topic)
+    app.router.add_post("/v1/topics/{topic}/partitions/{partition}/records", produce_to_partition)

@@ -1,0 +1,306 @@
+"""The Raft-replicated metadata log: the only module that knows pysyncobj.
+
+`MetadataQuorum` runs a pysyncobj node (a voter, or a non-voting observer) whose single
+replicated method feeds committed commands to the pure `state.apply`. It bridges
+pysyncobj's tick thread to asyncio: submissions resolve asyncio futures through
+`call_soon_threadsafe`, and every committed change reaches the listener on the tick
+thread (the listener must hand it to its own loop). It never decides anything itself.
+
+pysyncobj facts this module is built on (shared/notes/pysyncobj.md):
+- a failure report (LEADER_CHANGED, a timeout) does not mean "not committed", so every
+  command carries a `command_id` and the state machine answers a repeat with the first
+  outcome: `submit` can retry safely;
+- its journal is an mmap never synced on the write path, and term/vote are written
+  without fsync: `_DurableFileJournal` syncs both before Raft counts them as stored;
+- a journal without a full dump file comes back empty after compaction: use both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import syncobj as _pysyncobj_module
+from pysyncobj.journal import FileJournal, MemoryJournal, MetaStorer
+from pysyncobj.pickle import dumps as pysyncobj_dumps
+
+from raftka.metadata.commands import Command, decode_command, encode_command
+from raftka.metadata.errors import NoController, error_for_code
+from raftka.metadata.model import MetadataState
+from raftka.metadata.state import Applied, Rejected, apply
+
+log = logging.getLogger(__name__)
+
+# Failures after which the same command may simply be sent again (it carries its id).
+_RETRIABLE_FAILURES = frozenset(
+    {
+        FAIL_REASON.MISSING_LEADER,
+        FAIL_REASON.DISCARDED,
+        FAIL_REASON.NOT_LEADER,
+        FAIL_REASON.LEADER_CHANGED,
+        FAIL_REASON.UNKNOWN_OUTCOME,
+        FAIL_REASON.QUEUE_FULL,
+    }
+)
+_FAILURE_NAMES = {v: k for k, v in vars(FAIL_REASON).items() if isinstance(v, int)}
+SUBMIT_RETRY_BACKOFF_S = 0.05
+SUBMIT_ATTEMPT_TIMEOUT_S = 2.0
+# Compaction rewrites the journal and installs snapshots on laggards, where pysyncobj
+# loses callbacks (notes, bug 1): keep it rare. Heartbeats are ~0.5 entries/s per broker.
+LOG_COMPACTION_MIN_ENTRIES = 20_000
+LOG_COMPACTION_MIN_TIME_S = 600
+
+
+# ---------------------------------------------------------------------------
+# Durability: sync the journal and the term/vote file before Raft relies on them.
+
+
+class _DurableMetaStorer(MetaStorer):  # type: ignore[misc]
+    """Writes term and vote with fsync of the file and its folder (Raft's persistent state)."""
+
+    def storeMeta(self, meta: dict[str, Any]) -> None:  # noqa: N802 (pysyncobj's name)
+        path = self.getPath()
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(pysyncobj_dumps(meta))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path) or ".")
+
+
+class _DurableFileJournal(FileJournal):  # type: ignore[misc]
+    """pysyncobj's journal with an msync after every change: an entry a follower has
+    acknowledged, or a leader has counted for itself, survives a power cut."""
+
+    def __init__(self, journal_file: str) -> None:
+        super().__init__(journal_file)
+        self._FileJournal__metaStorer = _DurableMetaStorer(journal_file + ".meta")
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        super().add(command, idx, term)
+        self.flush()
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802, N803
+        super().deleteEntriesFrom(entryFrom)
+        self.flush()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
+        super().deleteEntriesTo(entryTo)
+        self.flush()
+
+
+def _create_journal(journal_file: str | None = None) -> Any:
+    return MemoryJournal() if journal_file is None else _DurableFileJournal(journal_file)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# pysyncobj builds its journal through this module-level factory; there is no hook.
+_pysyncobj_module.createJournal = _create_journal
+
+
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTiming:
+    election_timeout_min_s: float
+    election_timeout_max_s: float
+    heartbeat_interval_s: float
+    connection_retry_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumStatus:
+    raft_term: int
+    commit_index: int
+    last_applied: int
+    leader: str | None
+    is_leader: bool
+    has_quorum: bool
+    ready: bool
+
+
+# Called on pysyncobj's thread with the new state, the events of one command, and
+# `reset=True` when a snapshot replaced the whole state.
+ChangeListener = Callable[[MetadataState, tuple[Any, ...], bool], None]
+
+
+class _MetadataStore(SyncObjConsumer):  # type: ignore[misc]
+    """Holds the state; its one replicated method applies a committed command."""
+
+    def __init__(self, listener: ChangeListener) -> None:
+        super().__init__()
+        self.state = MetadataState.empty()
+        self._listener = listener
+
+    @replicated  # type: ignore[misc]
+    def apply_command(self, text: str) -> Applied | Rejected:
+        try:
+            command = decode_command(text)
+        except ValueError as exc:
+            return Rejected("INVALID_REQUEST", f"malformed metadata command: {exc}")
+        outcome = apply(self.state, command)
+        if isinstance(outcome, Applied):
+            self.state = outcome.state
+            if outcome.events:
+                self._notify(outcome.state, outcome.events, False)
+        return outcome
+
+    def _notify(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
+        try:
+            self._listener(state, events, reset)
+        except Exception:  # a listener bug must not stop the Raft thread
+            log.exception("metadata listener failed")
+
+    def _serialize(self) -> dict[str, Any]:
+        return {"state": orjson.dumps(self.state.to_snapshot())}
+
+    def _deserialize(self, data: dict[str, Any]) -> None:
+        self.state = MetadataState.from_snapshot(orjson.loads(data["state"]))
+        self._notify(self.state, (), True)
+
+
+class MetadataQuorum:
+    """One broker's member of the metadata quorum (voter if `self_address` is set)."""
+
+    def __init__(
+        self,
+        *,
+        self_address: str | None,
+        voter_addresses: list[str],
+        data_dir: Path,
+        timing: RaftTiming,
+        listener: ChangeListener,
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = _MetadataStore(listener)
+        self._ready = threading.Event()
+        conf = SyncObjConf(
+            journalFile=str(data_dir / "raft.journal"),
+            fullDumpFile=str(data_dir / "raft.dump"),
+            raftMinTimeout=timing.election_timeout_min_s,
+            raftMaxTimeout=timing.election_timeout_max_s,
+            appendEntriesPeriod=timing.heartbeat_interval_s,
+            # Metadata is small and latency matters (a heartbeat is a commit): send
+            # each entry at once instead of waiting for the next heartbeat (~100 ms).
+            appendEntriesUseBatch=False,
+            connectionRetryTime=timing.connection_retry_s,
+            connectionTimeout=max(3.5, timing.election_timeout_max_s),
+            # An isolated leader steps down after this long without a majority.
+            leaderFallbackTimeout=max(1.0, 3 * timing.election_timeout_max_s),
+            # Fail fast with MISSING_LEADER instead of queueing silently: submit retries.
+            commandsWaitLeader=False,
+            logCompactionMinEntries=LOG_COMPACTION_MIN_ENTRIES,
+            logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
+            bindAddress=self_address,
+            onReady=self._ready.set,
+        )
+        partners = [a for a in voter_addresses if a != self_address]
+        self._self_address = self_address
+        self._syncobj = SyncObj(self_address, partners, conf=conf, consumers=[self._store])
+
+    # -- reads (any thread) ------------------------------------------------
+
+    @property
+    def state(self) -> MetadataState:
+        return self._store.state
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self._syncobj._isLeader())
+
+    @property
+    def leader_address(self) -> str | None:
+        leader = self._syncobj._getLeader()
+        return None if leader is None else str(getattr(leader, "address", leader))
+
+    def status(self) -> QuorumStatus:
+        s = self._syncobj.getStatus()
+        leader = s.get("leader")
+        return QuorumStatus(
+            raft_term=int(s.get("raft_term", 0)),
+            commit_index=int(s.get("commit_idx", 0)),
+            last_applied=int(s.get("last_applied", 0)),
+            leader=None if leader is None else str(getattr(leader, "address", leader)),
+            is_leader=self.is_leader,
+            has_quorum=bool(s.get("has_quorum", False)),
+            ready=self.ready,
+        )
+
+    # -- writes (the event loop) ---------------------------------------------
+
+    async def submit(self, command: Command, timeout_s: float) -> Applied:
+        """Commits `command` and returns its outcome, retrying transient Raft failures
+        with the same command id until `timeout_s`. Raises the contract error of a
+        rejection, or NoController when no commit could be confirmed in time (the
+        command may still commit later: it is idempotent)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        text = encode_command(command)
+        last_failure = "no answer"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NoController(
+                    f"the metadata quorum did not commit the change in time ({last_failure})"
+                )
+            future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+            self._store.apply_command(text, callback=_resolver(loop, future))
+            try:
+                result, failure = await asyncio.wait_for(
+                    future, min(remaining, SUBMIT_ATTEMPT_TIMEOUT_S)
+                )
+            except TimeoutError:
+                last_failure = "timed out waiting for a commit"
+                continue
+            if failure == FAIL_REASON.SUCCESS:
+                if isinstance(result, Rejected):
+                    raise error_for_code(result.code, result.message)
+                assert isinstance(result, Applied)
+                return result
+            last_failure = _FAILURE_NAMES.get(failure, str(failure))
+            if failure not in _RETRIABLE_FAILURES:
+                raise NoController(f"the metadata quorum refused the change ({last_failure})")
+            await asyncio.sleep(SUBMIT_RETRY_BACKOFF_S)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def close(self) -> None:
+        """Stops the tick thread (which flushes and closes the journal); blocks briefly."""
+        self._syncobj.destroy_synchronous()
+
+
+def _resolver(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[tuple[Any, int]]
+) -> Callable[[Any, int], None]:
+    def on_result(result: Any, failure: int) -> None:
+        def settle() -> None:
+            if not future.done():
+                future.set_result((result, failure))
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle)
+
+    return on_result

@@ -1,0 +1,72 @@
+"""An in-process broker (a real one-voter Raft quorum, real logs in tmp_path) behind
+aiohttp's test client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from raftka.api.app import create_app
+from raftka.api.broker import Broker
+from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
+from tests.support.ports import free_ports
+
+# One voter elects itself after one election timeout: keep it short in tests.
+FAST_RAFT = {
+    "raft_election_timeout_min_ms": 100,
+    "raft_election_timeout_max_ms": 200,
+    "raft_heartbeat_interval_ms": 20,
+}
+READY_DEADLINE_S = 30.0
+
+
+def single_broker_config(data_dir: Path, **settings: Any) -> ClusterConfig:
+    http, raft = free_ports(2)
+    return ClusterConfig(
+        cluster_id="test",
+        data_dir=data_dir,
+        brokers=(BrokerAddress(1, f"127.0.0.1:{http}", f"127.0.0.1:{raft}"),),
+        settings=Settings(**{**FAST_RAFT, **settings}),
+    )
+
+
+async def wait_ready(broker: Broker) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_DEADLINE_S
+    while not (broker.ready and broker.has_lease):
+        assert loop.time() < deadline, "the broker did not become ready"
+        await asyncio.sleep(0.01)
+
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> AsyncIterator[MakeClient]:
+    """`await make_client(fsync="always", ...)` -> a test client of a ready broker."""
+    brokers: list[Broker] = []
+
+    async def make(**settings: Any) -> TestClient:
+        config = single_broker_config(tmp_path / f"cluster-{len(brokers)}", **settings)
+        broker = Broker(config, 1)
+        brokers.append(broker)
+        client = await aiohttp_client(create_app(broker))
+        await broker.start()
+        await wait_ready(broker)
+        return client
+
+    yield make
+    for broker in brokers:
+        await broker.stop()
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    return await make_client()

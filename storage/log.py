@@ -164,6 +164,9 @@ class PartitionLog:
                 break
         if not segments:
             segments.append(Segment.create(directory, checkpoint or 0, interval))
+        # What recovery kept may never have been fsynced (a killed process leaves it in
+        # the page cache): make it durable before anything is appended after it.
+        os.fsync(segments[-1].fd)
         log = cls(directory, config, segments)
         end = log.log_end_offset
         log._log_start_offset = min(max(checkpoint or 0, segments[0].base_offset), end)

@@ -69,7 +69,6 @@ class Broker:
         self.replicas = ReplicaManager(broker_id, self.data_dir / "logs")
         self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
         self.quorum: MetadataQuorum | None = None
-        self.registered = False
         self._metadata_ready = False
         self._lease_renewed_at = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,10 +100,14 @@ class Broker:
         )
         while not await self._loop.run_in_executor(None, self.quorum.wait_ready, 0.5):
             pass
-        # Only now is the state caught up: reconciling earlier could delete live logs.
+        # pysyncobj calls a restarted node "ready" at its last *saved* commit index, which
+        # can be stale. Our registration commits after every earlier entry and is applied
+        # in order, so once it is answered the local state is complete: only then may we
+        # act on it (reconciling a partial state would delete live logs as orphans).
+        await self._register()
         self._metadata_ready = True
         self.replicas.reconcile(self.quorum.state)
-        self._spawn(self._register_and_heartbeat())
+        self._spawn(self._heartbeat_loop())
         self._spawn(self._controller_loop())
         self._spawn(self._retention_loop())
 
@@ -134,7 +137,7 @@ class Broker:
 
     @property
     def ready(self) -> bool:
-        return self._metadata_ready and self.registered
+        return self._metadata_ready
 
     @property
     def has_lease(self) -> bool:
@@ -177,37 +180,40 @@ class Broker:
 
     # -- background loops ------------------------------------------------------
 
-    async def _register_and_heartbeat(self) -> None:
-        interval_s = self.settings.broker_heartbeat_interval_ms / 1000
+    async def _register(self) -> None:
+        """Registers this incarnation, retrying until the quorum answers."""
+        command = RegisterBroker(
+            command_id=f"register-{self.broker_id}-{self.incarnation_id}",
+            broker_id=self.broker_id,
+            url=self.address.url,
+            incarnation_id=self.incarnation_id,
+            raft_voter=self.address.raft is not None,
+        )
         while True:
             try:
-                if not self.registered:
-                    await self.submit(
-                        RegisterBroker(
-                            command_id=f"register-{self.broker_id}-{self.incarnation_id}",
-                            broker_id=self.broker_id,
-                            url=self.address.url,
-                            incarnation_id=self.incarnation_id,
-                            raft_voter=self.address.raft is not None,
-                        )
-                    )
-                    self.registered = True
-                    self._lease_renewed_at = time.monotonic()
-                    log.info("broker %d registered", self.broker_id)
-                await self.submit(
-                    BrokerHeartbeat(
-                        command_id="", broker_id=self.broker_id, incarnation_id=self.incarnation_id
-                    )
-                )
+                await self.submit(command)
+            except RaftkaError as exc:
+                log.warning("broker %d registration failed: %s", self.broker_id, exc.message)
+                await asyncio.sleep(REGISTER_RETRY_S)
+                continue
+            self._lease_renewed_at = time.monotonic()
+            log.info("broker %d registered", self.broker_id)
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        interval_s = self.settings.broker_heartbeat_interval_ms / 1000
+        heartbeat = BrokerHeartbeat(
+            command_id="", broker_id=self.broker_id, incarnation_id=self.incarnation_id
+        )
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.submit(heartbeat)
                 self._lease_renewed_at = time.monotonic()
             except RaftkaError as exc:
-                if exc.code in REREGISTER_CODES:
-                    self.registered = False
                 log.warning("broker %d heartbeat failed: %s", self.broker_id, exc.message)
-                if not self.registered:
-                    await asyncio.sleep(REGISTER_RETRY_S)
-                    continue
-            await asyncio.sleep(interval_s)
+                if exc.code in REREGISTER_CODES:
+                    await self._register()
 
     async def _controller_loop(self) -> None:
         while True:

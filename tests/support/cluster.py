@@ -1,0 +1,244 @@
+"""Real broker processes for integration tests: start, kill, pause, restart, stop by PID.
+
+Talks to brokers only as a user would: a config file, `python -m raftka broker`, signals
+and HTTP. Every process it starts is stopped at teardown, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from tests.support.ports import free_ports
+
+T = TypeVar("T")
+
+# Short timeouts so failover happens within a test, generous deadlines so a slow CI
+# machine does not flake: waits poll a condition, they never sleep a fixed time.
+TEST_SETTINGS = {
+    "broker_session_timeout_ms": 3000,
+    "broker_heartbeat_interval_ms": 500,
+}
+DEADLINE_S = 60.0
+POLL_S = 0.1
+
+
+def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
+    """Polls `condition` until it returns something truthy; fails the test after the deadline."""
+    end = time.monotonic() + deadline_s
+    last_error: Exception | None = None
+    while time.monotonic() < end:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (http.client.HTTPException, OSError, KeyError, ValueError) as exc:
+            last_error = exc
+        time.sleep(POLL_S)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+
+
+@dataclass
+class BrokerProcess:
+    address: BrokerAddress
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.address.url
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Cluster:
+    root: Path
+    config: ClusterConfig
+    brokers: dict[int, BrokerProcess] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "cluster.toml"
+
+    # -- processes ---------------------------------------------------------
+
+    def start(self, broker_id: int) -> None:
+        b = self.brokers[broker_id]
+        assert not b.running, f"broker {broker_id} is already running"
+        with open(b.log_path, "ab") as log:
+            b.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "raftka",
+                    "broker",
+                    "--config",
+                    str(self.config_path),
+                    "--id",
+                    str(broker_id),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+
+    def start_all(self) -> None:
+        for broker_id in self.brokers:
+            self.start(broker_id)
+
+    def kill(self, broker_id: int) -> None:
+        b = self.brokers[broker_id]
+        assert b.process is not None
+        b.process.send_signal(signal.SIGKILL)
+        b.process.wait(DEADLINE_S)
+
+    def stop(self, broker_id: int) -> int:
+        """SIGTERM and wait: returns the exit code."""
+        b = self.brokers[broker_id]
+        assert b.process is not None
+        if b.process.poll() is None:
+            b.process.send_signal(signal.SIGTERM)
+        try:
+            return b.process.wait(DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            b.process.kill()
+            b.process.wait()
+            raise AssertionError(f"broker {broker_id} did not stop on SIGTERM") from None
+
+    def close(self) -> None:
+        for b in self.brokers.values():
+            if b.process is not None and b.process.poll() is None:
+                os.kill(b.process.pid, signal.SIGCONT)  # a paused broker cannot die otherwise
+                b.process.kill()
+                b.process.wait()
+
+    def log_tail(self, broker_id: int, lines: int = 30) -> str:
+        text = self.brokers[broker_id].log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def request(self, broker_id: int, method: str, path: str, body: Any = None) -> Response:
+        address = self.brokers[broker_id].address
+        conn = http.client.HTTPConnection(address.http_host, address.http_port, timeout=10.0)
+        try:
+            conn.request(
+                method,
+                path,
+                body=None if body is None else orjson.dumps(body),
+                headers={"Content-Type": "application/json"},
+            )
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        return Response(resp.status, orjson.loads(data) if data else None)
+
+    def get(self, broker_id: int, path: str) -> Any:
+        resp = self.request(broker_id, "GET", path)
+        assert resp.status == 200, f"GET {path} on broker {broker_id}: {resp.status} {resp.body}"
+        return resp.body
+
+    def cluster_view(self, broker_id: int) -> Any:
+        return self.get(broker_id, "/v1/cluster")
+
+    def wait_ready(self, broker_ids: list[int] | None = None) -> int:
+        """Waits until every given broker is healthy and sees a controller and every
+        given broker alive; returns the controller's id."""
+        ids = list(self.brokers) if broker_ids is None else broker_ids
+
+        def ready() -> int | None:
+            controller = None
+            for broker_id in ids:
+                if self.request(broker_id, "GET", "/healthz").status != 200:
+                    return None
+                view = self.cluster_view(broker_id)
+                alive = {b["id"] for b in view["brokers"] if b["alive"]}
+                if view["controller"] is None or not set(ids) <= alive:
+                    return None
+                controller = view["controller"]
+            return controller
+
+        return wait_for(ready, f"brokers {ids} ready with a controller")
+
+    def create_topic(self, broker_id: int, name: str, partitions: int, rf: int) -> Any:
+        resp = self.request(
+            broker_id,
+            "POST",
+            "/v1/topics",
+            {"name": name, "partitions": partitions, "replication_factor": rf},
+        )
+        assert resp.status == 201, resp.body
+        return resp.body
+
+    def produce(self, broker_id: int, topic: str, partition: int, values: list[Any]) -> list[int]:
+        def attempt() -> list[int] | None:
+            resp = self.request(
+                broker_id,
+                "POST",
+                f"/v1/topics/{topic}/partitions/{partition}/records?acks=1",
+                {"records": [{"value": v} for v in values]},
+            )
+            if resp.status == 503:  # a leader is moving: retry as a client would
+                return None
+            assert resp.status == 200, resp.body
+            return [o["offset"] for o in resp.body["offsets"]]
+
+        return wait_for(attempt, f"a produce to {topic}-{partition}")
+
+    def read_all(self, broker_id: int, topic: str, partition: int) -> list[Any]:
+        values: list[Any] = []
+        offset = 0
+        while True:
+            answer = self.get(
+                broker_id, f"/v1/topics/{topic}/partitions/{partition}/records?offset={offset}"
+            )
+            values += [r["value"] for r in answer["records"]]
+            if answer["next_offset"] >= answer["high_watermark"]:
+                return values
+            offset = answer["next_offset"]
+
+
+def make_cluster(root: Path, voters: int, observers: int = 0, **settings: Any) -> Cluster:
+    count = voters + observers
+    ports = free_ports(2 * count)
+    addresses = tuple(
+        BrokerAddress(
+            broker_id=i + 1,
+            http=f"127.0.0.1:{ports[2 * i]}",
+            raft=f"127.0.0.1:{ports[2 * i + 1]}" if i < voters else None,
+        )
+        for i in range(count)
+    )
+    config = ClusterConfig(
+        cluster_id="it",
+        data_dir=root / "data",
+        brokers=addresses,
+        settings=Settings(**{**TEST_SETTINGS, **settings}),
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(root, config)
+    cluster.config_path.write_text(render_config(config))
+    for a in addresses:
+        cluster.brokers[a.broker_id] = BrokerProcess(a, root / f"broker-{a.broker_id}.log")
+    return cluster

@@ -45,8 +45,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except RaftkaError as exc:
         request.app[METRICS_KEY].errors.labels(exc.code).inc()
         return error_response(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(RequestTooLarge(f"the request body exceeds {exc.max_size} bytes"))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[BROKER_KEY].settings.max_request_bytes
+        return error_response(RequestTooLarge(f"the request body exceeds {limit} bytes"))
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route for {request.method} {request.path}"))
     except web.HTTPMethodNotAllowed:

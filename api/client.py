@@ -98,7 +98,7 @@ class RaftkaClient:
         return await self.request("POST", "/v1/topics", body=body)
 
     async def list_topics(self) -> list[str]:
-        return (await self.request("GET", "/v1/topics"))["topics"]  # type: ignore[no-any-return]
+        return (await self.request("GET", "/v1/topics"))["topics"]
 
     async def describe_topic(self, name: str) -> Any:
         return await self.request("GET", f"/v1/topics/{name}")
@@ -132,4 +132,4 @@ class RaftkaClient:
             f"/v1/topics/{topic}/partitions/{partition}/offsets",
             params={"timestamp": timestamp},
         )
-        return doc["offset"]  # type: ignore[no-any-return]
+        return doc["offset"]

@@ -72,7 +72,7 @@ async def start_brokers(cluster: DevCluster) -> dict[int, asyncio.subprocess.Pro
     return processes
 
 
-async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEOUT_S) -> dict:  # type: ignore[type-arg]
+async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEOUT_S) -> dict:
     """Waits until some broker reports a controller and every broker registered and alive."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -88,7 +88,7 @@ async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEO
                     continue
             alive = {x["id"] for x in cluster["brokers"] if x["alive"]}
             if cluster["controller"] is not None and wanted <= alive:
-                return cluster  # type: ignore[no-any-return]
+                return cluster
             last_problem = f"controller={cluster['controller']}, alive={sorted(alive)}"
         await asyncio.sleep(0.2)
     raise ClientError(f"the cluster was not ready after {timeout_s:.0f} s ({last_problem})")

@@ -64,7 +64,7 @@ LOG_COMPACTION_MIN_TIME_S = 600
 # Durability: sync the journal and the term/vote file before Raft relies on them.
 
 
-class _DurableMetaStorer(MetaStorer):  # type: ignore[misc]
+class _DurableMetaStorer(MetaStorer):
     """Writes term and vote with fsync of the file and its folder (Raft's persistent state)."""
 
     def storeMeta(self, meta: dict[str, Any]) -> None:  # noqa: N802 (pysyncobj's name)
@@ -78,7 +78,7 @@ class _DurableMetaStorer(MetaStorer):  # type: ignore[misc]
         _fsync_dir(os.path.dirname(path) or ".")
 
 
-class _DurableFileJournal(FileJournal):  # type: ignore[misc]
+class _DurableFileJournal(FileJournal):
     """pysyncobj's journal with an msync after every change: an entry a follower has
     acknowledged, or a leader has counted for itself, survives a power cut."""
 
@@ -142,7 +142,7 @@ class QuorumStatus:
 ChangeListener = Callable[[MetadataState, tuple[Any, ...], bool], None]
 
 
-class _MetadataStore(SyncObjConsumer):  # type: ignore[misc]
+class _MetadataStore(SyncObjConsumer):
     """Holds the state; its one replicated method applies a committed command."""
 
     def __init__(self, listener: ChangeListener) -> None:
@@ -150,7 +150,7 @@ class _MetadataStore(SyncObjConsumer):  # type: ignore[misc]
         self.state = MetadataState.empty()
         self._listener = listener
 
-    @replicated  # type: ignore[misc]
+    @replicated
     def apply_command(self, text: str) -> Applied | Rejected:
         try:
             command = decode_command(text)

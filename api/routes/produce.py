@@ -115,7 +115,7 @@ async def _produce(
                 offsets[i] = {"partition": p, "offset": None}
         return json_response({"offsets": offsets})
     bases = dict(await asyncio.gather(*(write(p, g) for p, g in groups.items())))
-    result: list[dict[str, int | None]] = [{}] * total  # type: ignore[list-item]
+    result: list[dict[str, int | None]] = [{}] * total
     for p, items in groups.items():
         base = bases[p]
         for n, (i, _) in enumerate(items):
@@ -126,7 +126,7 @@ async def _produce(
     return json_response({"offsets": result})
 
 
-def _finish_background(pending: set[asyncio.Future[object]]):  # type: ignore[no-untyped-def]
+def _finish_background(pending: set[asyncio.Future[object]]):
     def done(task: asyncio.Future[object]) -> None:
         pending.discard(task)
         if not task.cancelled() and task.exception() is not None:

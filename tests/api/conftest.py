@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from raftka.api.app import create_app
 from raftka.api.broker import Broker
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
-from tests.support.ports import free_ports
+from raftka.chaos.ports import free_ports
 
 # One voter elects itself after one election timeout: keep it short in tests.
 FAST_RAFT = {

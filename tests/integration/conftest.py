@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import Cluster, make_cluster
+from raftka.chaos.cluster import Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from tests.support.cluster import Cluster
+from raftka.chaos.cluster import Cluster
 
 
 def test_acknowledged_records_survive_sigkill_and_restart(

@@ -1,7 +1,7 @@
-"""Real broker processes for integration tests: start, kill, pause, restart, stop by PID.
+"""Real broker processes on 127.0.0.1: start, kill, restart, stop by PID (tests, bench, chaos).
 
 Talks to brokers only as a user would: a config file, `python -m raftka broker`, signals
-and HTTP. Every process it starts is stopped at teardown, whatever the test did.
+and HTTP. `close()` stops every process it started, whatever happened.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
-from tests.support.ports import free_ports
+from raftka.chaos.ports import free_ports
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ POLL_S = 0.1
 
 
 def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
-    """Polls `condition` until it returns something truthy; fails the test after the deadline."""
+    """Polls `condition` until it returns something truthy; raises AssertionError after the deadline."""
     end = time.monotonic() + deadline_s
     last_error: Exception | None = None
     while time.monotonic() < end:

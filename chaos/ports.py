@@ -1,4 +1,4 @@
-"""Free TCP ports on 127.0.0.1 for brokers started by tests."""
+"""Free TCP ports on 127.0.0.1 for brokers started by tests and tools."""
 
 import socket
 

@@ -112,6 +112,17 @@ class Cluster:
         b.process.send_signal(signal.SIGKILL)
         b.process.wait(DEADLINE_S)
 
+    def pause(self, broker_id: int) -> None:
+        """SIGSTOP: the process stays, frozen (a long GC pause, a stalled VM)."""
+        b = self.brokers[broker_id]
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, broker_id: int) -> None:
+        b = self.brokers[broker_id]
+        assert b.process is not None
+        b.process.send_signal(signal.SIGCONT)
+
     def stop(self, broker_id: int) -> int:
         """SIGTERM and wait: returns the exit code."""
         b = self.brokers[broker_id]

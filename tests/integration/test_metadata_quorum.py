@@ -153,3 +153,31 @@ def test_the_minority_side_refuses_metadata_writes_but_still_serves_reads(
     assert resp.status == 503
     assert resp.body["error"]["code"] == "NO_CONTROLLER"
     assert cluster.get(1, "/v1/topics")["topics"] == ["before"]
+
+
+def test_a_leader_cut_off_from_the_quorum_stops_taking_writes_until_it_reconnects(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=3)
+    cluster.start_all()
+    cluster.wait_ready()
+    cluster.create_topic(1, "lease", partitions=3, rf=1)
+    mine = next(p["partition"] for p in _partitions(cluster, 1, "lease") if p["leader"] == 1)
+    assert cluster.produce(1, "lease", mine, ["before"]) == [0]
+
+    cluster.pause(2)
+    cluster.pause(3)
+
+    def refused() -> bool:
+        resp = cluster.request(
+            1, "POST", f"/v1/topics/lease/partitions/{mine}/records", {"records": [{"value": 1}]}
+        )
+        return resp.status == 503 and resp.body["error"]["code"] == "LEADER_NOT_AVAILABLE"
+
+    wait_for(refused, "broker 1 to give up its lease")
+    cluster.resume(2)
+    cluster.resume(3)
+    cluster.wait_ready()
+    offsets = cluster.produce(1, "lease", mine, ["after"])
+    assert cluster.read_all(1, "lease", mine)[-1] == "after"
+    assert offsets[0] >= 1

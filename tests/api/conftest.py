@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
 
 from raftka.api.app import create_app
 from raftka.api.broker import Broker
@@ -35,6 +36,15 @@ def single_broker_config(data_dir: Path, **settings: Any) -> ClusterConfig:
     )
 
 
+async def start_ready(broker: Broker) -> None:
+    """Starts a broker and waits until it serves; fails (not hangs) past the deadline."""
+    try:
+        await asyncio.wait_for(broker.start(), READY_DEADLINE_S)
+    except TimeoutError:
+        raise AssertionError("the broker's metadata quorum did not start") from None
+    await wait_ready(broker)
+
+
 async def wait_ready(broker: Broker) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_DEADLINE_S
@@ -58,8 +68,7 @@ async def make_client(
         broker = Broker(config, 1)
         brokers.append(broker)
         client = await aiohttp_client(create_app(broker))
-        await broker.start()
-        await wait_ready(broker)
+        await start_ready(broker)
         return client
 
     yield make
@@ -70,3 +79,19 @@ async def make_client(
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient:
     return await make_client()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TestClient]:
+    """One broker for a whole module (its tests run on the module's event loop:
+    `pytestmark = pytest.mark.asyncio(loop_scope="module")`). For tables of refused
+    requests, which must leave nothing behind anyway; saves a broker start per case."""
+    broker = Broker(single_broker_config(tmp_path_factory.mktemp("shared")), 1)
+    client = TestClient(TestServer(create_app(broker)))
+    await client.start_server()
+    try:
+        await start_ready(broker)
+        yield client
+    finally:
+        await client.close()
+        await broker.stop()

@@ -30,6 +30,6 @@ def topic_param(request: web.Request) -> str:
 
 def partition_param(request: web.Request) -> int:
     raw = request.match_info["partition"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True but int() refuses it
         raise InvalidRequest(f"the partition must be a non-negative integer, got {raw!r}")
     return int(raw)

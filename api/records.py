@@ -9,6 +9,7 @@ stores it as is, so a fetch never re-encodes a record.
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ RECORD_FIELDS = frozenset(
     {"key", "key_b64", "value", "value_b64", "headers", "partition", "timestamp"}
 )
 MAX_TIMESTAMP_MS = 2**62
+# int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
+INTEGER_PATTERN = re.compile(r"-?[0-9]+")
 
 ParsedRecord = tuple[int | None, bytes | None, int | None, bytes]
 
@@ -134,6 +137,11 @@ def parse_acks(value: str | None) -> str:
     raise InvalidRequest("acks must be 0, 1 or all")
 
 
+def parse_int(raw: str) -> int | None:
+    """A decimal integer as a query string spells it, or None."""
+    return int(raw) if INTEGER_PATTERN.fullmatch(raw) else None
+
+
 def int_param(
     query: Any, name: str, default: int | None, *, minimum: int = 0, maximum: int | None = None
 ) -> int:
@@ -142,10 +150,9 @@ def int_param(
         if default is None:
             raise InvalidRequest(f"the query parameter {name} is required")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {raw!r}") from None
+    value = parse_int(raw)
+    if value is None:
+        raise InvalidRequest(f"{name} must be an integer, got {raw!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f" and at most {maximum}" if maximum is not None else ""
         raise InvalidRequest(f"{name} must be at least {minimum}{bound}, got {value}")

@@ -18,7 +18,7 @@ from raftka.api.context import (
     topic_param,
 )
 from raftka.api.forward import is_forwarded
-from raftka.api.records import int_param
+from raftka.api.records import int_param, parse_int
 from raftka.metadata.errors import InvalidRequest, LeaderNotAvailable
 from raftka.replication.partition import PartitionReplica
 
@@ -87,10 +87,9 @@ async def offsets(request: web.Request) -> web.Response:
         return json_response({"offset": replica.log_start_offset})
     if raw == "latest":
         return json_response({"offset": replica.high_watermark})
-    try:
-        timestamp_ms = int(raw)
-    except ValueError:
-        raise InvalidRequest("timestamp must be earliest, latest or milliseconds") from None
+    timestamp_ms = parse_int(raw)
+    if timestamp_ms is None:
+        raise InvalidRequest("timestamp must be earliest, latest or milliseconds")
     if timestamp_ms < 0:
         raise InvalidRequest("timestamp must be earliest, latest or milliseconds >= 0")
     return json_response({"offset": replica.offset_for_timestamp(timestamp_ms)})

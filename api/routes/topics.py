@@ -45,7 +45,9 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
     rf = doc.get("replication_factor", 1)
     if not is_int(rf) or rf < 1:
         raise InvalidRequest("replication_factor must be a positive integer")
-    raw_config = doc.get("config") or {}
+    raw_config = doc.get("config", {})
+    if raw_config is None:
+        raw_config = {}
     if not isinstance(raw_config, dict):
         raise InvalidRequest("config must be an object")
     defaults = {

@@ -97,11 +97,15 @@ async def _produce(
     forwarder = request.app[FORWARDER_KEY]
     forwarded = is_forwarded(request)
     total = sum(len(g) for g in groups.values())
+    metrics = request.app[METRICS_KEY]
+    metrics.produce_requests.inc()
 
     async def write(partition: int, items: list[tuple[int, ParsedRecord]]) -> tuple[int, int]:
         base = await append_to_partition(
             broker, forwarder, topic, partition, [r for _, r in items], acks, forwarded
         )
+        # Counted here, once written, so acks=0 writes (finished after the answer) count too.
+        metrics.produced_records.inc(len(items))
         return partition, base
 
     if acks == "0":
@@ -120,9 +124,6 @@ async def _produce(
         base = bases[p]
         for n, (i, _) in enumerate(items):
             result[i] = {"partition": p, "offset": base + n}
-    metrics = request.app[METRICS_KEY]
-    metrics.produce_requests.inc()
-    metrics.produced_records.inc(total)
     return json_response({"offsets": result})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from raftka.api.broker import Broker
 from raftka.api.context import (
     BROKER_KEY,
     FORWARDER_KEY,
@@ -45,6 +46,15 @@ async def _leader_or_forward(request: web.Request) -> PartitionReplica | web.Res
     return await request.app[FORWARDER_KEY].proxy("GET", url + request.path_qs)
 
 
+def _still_leading(broker: Broker, replica: PartitionReplica) -> PartitionReplica:
+    """After a long-poll: the topic may have been deleted (its log closed) or the
+    leadership moved while the fetch waited."""
+    broker.locate(replica.topic, replica.partition)  # UnknownTopic once deleted
+    if broker.local_leader(replica.topic, replica.partition) is not replica:
+        raise LeaderNotAvailable(f"{replica.topic}-{replica.partition} changed leader")
+    return replica
+
+
 async def fetch(request: web.Request) -> web.Response:
     q = request.query
     offset = int_param(q, "offset", None)
@@ -62,6 +72,7 @@ async def fetch(request: web.Request) -> web.Response:
         broker = request.app[BROKER_KEY]
         wait_s = min(max_wait_ms, broker.settings.max_fetch_wait_ms) / 1000
         await replica.wait_for_records(offset, wait_s)
+        replica = _still_leading(broker, replica)
         result = replica.read(offset, max_records=max_records, max_bytes=max_bytes)
     metrics = request.app[METRICS_KEY]
     metrics.fetch_requests.inc()

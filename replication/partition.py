@@ -35,6 +35,7 @@ class PartitionReplica:
         self._broker_id = broker_id
         self.role = PartitionRole(leader=None, leader_epoch=-1, isr=(), min_insync_replicas=1)
         self._hw_moved = asyncio.Event()
+        self._closed = False
 
     @property
     def is_leader(self) -> bool:
@@ -80,10 +81,11 @@ class PartitionReplica:
             raise self._out_of_range(offset) from None
 
     async def wait_for_records(self, offset: int, timeout_s: float) -> None:
-        """Returns once a record at `offset` is readable, or after `timeout_s`."""
+        """Returns once a record at `offset` is readable, the replica closes, or after
+        `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self.high_watermark <= offset:
+        while not self._closed and self.high_watermark <= offset:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -111,5 +113,7 @@ class PartitionReplica:
         )
 
     def close(self) -> None:
+        """Closes the log and wakes every long-polling reader (the topic may be gone)."""
+        self._closed = True
         self._wake_readers()
         self.log.close()

@@ -19,6 +19,7 @@ from raftka.api.metrics import BrokerMetrics
 from raftka.api.routes import cluster, fetch, produce, topics
 from raftka.metadata.errors import (
     InvalidRequest,
+    LeaderNotAvailable,
     MethodNotAllowed,
     NotFound,
     RaftkaError,
@@ -66,9 +67,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
 
 
+# Answered while the metadata is still loading; everything else waits for it.
+PATHS_SERVED_WHILE_STARTING = frozenset({"/healthz", "/metrics", "/v1/cluster"})
+
+
+@web.middleware
+async def readiness_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Until its metadata is complete a broker would answer 404 for topics that exist
+    (or place new ones on no brokers): answer a retriable 503 instead."""
+    broker = request.app[BROKER_KEY]
+    if not broker.ready and request.path not in PATHS_SERVED_WHILE_STARTING:
+        raise LeaderNotAvailable(
+            f"broker {broker.broker_id} is starting: its metadata is not loaded yet"
+        )
+    return await handler(request)
+
+
 def create_app(broker: Broker) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[errors_middleware, readiness_middleware],
         client_max_size=broker.settings.max_request_bytes,
     )
     app[BROKER_KEY] = broker

@@ -22,6 +22,7 @@ FORWARD_RETRY_BACKOFF_S = 0.05
 
 class Forwarder:
     def __init__(self, request_timeout_s: float) -> None:
+        self._request_timeout_s = request_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -32,8 +33,11 @@ class Forwarder:
         return self._session
 
     async def send(
-        self, method: str, url: str, *, body: bytes | None = None
+        self, method: str, url: str, *, body: bytes | None = None, extra_wait_s: float = 0.0
     ) -> tuple[int, bytes, dict[str, str]]:
+        """`extra_wait_s` lengthens the timeout by what the leader may legitimately hold
+        the request (a long-poll's max_wait_ms)."""
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout_s + extra_wait_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FORWARD_RETRY_WINDOW_S
         while True:
@@ -42,6 +46,7 @@ class Forwarder:
                     method,
                     url,
                     data=body,
+                    timeout=timeout,
                     headers={FORWARDED_HEADER: "1", "Content-Type": "application/json"},
                 ) as resp:
                     payload = await resp.read()
@@ -59,8 +64,12 @@ class Forwarder:
                 return status, payload, headers
             await asyncio.sleep(FORWARD_RETRY_BACKOFF_S)
 
-    async def proxy(self, method: str, url: str, body: bytes | None = None) -> web.Response:
-        status, payload, headers = await self.send(method, url, body=body)
+    async def proxy(
+        self, method: str, url: str, body: bytes | None = None, extra_wait_s: float = 0.0
+    ) -> web.Response:
+        status, payload, headers = await self.send(
+            method, url, body=body, extra_wait_s=extra_wait_s
+        )
         headers.setdefault("Content-Type", "application/json")
         return web.Response(status=status, body=payload, headers=headers)
 

@@ -1,14 +1,17 @@
 """The partitions this broker holds, kept in step with the metadata.
 
 `ReplicaManager.reconcile(state)` opens a log for every partition the metadata assigns to
-this broker, sets each one's role (leader or follower, epoch, ISR), and closes and deletes
-the logs of topics that no longer exist (also those deleted while this broker was down,
-recognised by the topic id stored beside each log). It runs on the event loop.
+this broker and sets each one's role (leader or follower, epochs, ISR). Deleting data is
+the dangerous part, so it is narrow: a log is deleted only when the caller says the state
+is complete (`delete_unknown=True`: at start-up after the registration barrier, and for
+ordinary committed changes, not for a snapshot install) and the topic is gone or has a
+different topic id than the one stored durably beside the log.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -31,6 +34,20 @@ def log_config_for(config: TopicConfig) -> LogConfig:
     )
 
 
+def _write_durably(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ReplicaManager:
     def __init__(self, broker_id: int, logs_dir: Path) -> None:
         self.broker_id = broker_id
@@ -45,54 +62,66 @@ class ReplicaManager:
     def replicas(self) -> list[PartitionReplica]:
         return list(self._replicas.values())
 
-    def reconcile(self, state: MetadataState) -> None:
-        wanted: dict[PartitionKey, tuple[TopicRecord, int]] = {}
-        for topic in state.topics.values():
-            for p in topic.partitions:
-                if self.broker_id in p.replicas:
-                    wanted[(topic.name, p.partition)] = (topic, p.partition)
+    def reconcile(self, state: MetadataState, *, delete_unknown: bool) -> None:
+        wanted: dict[PartitionKey, TopicRecord] = {
+            (topic.name, p.partition): topic
+            for topic in state.topics.values()
+            for p in topic.partitions
+            if self.broker_id in p.replicas
+        }
         for key in list(self._replicas):
-            if key not in wanted or self._topic_ids[key] != wanted[key][0].topic_id:
-                self._drop(key)
-        for key, (topic, index) in wanted.items():
-            replica = self._replicas.get(key) or self._open(topic, index)
-            p = topic.partitions[index]
-            replica.become(
-                PartitionRole(
-                    leader=p.leader,
-                    leader_epoch=p.leader_epoch,
-                    isr=p.isr,
-                    min_insync_replicas=topic.config.min_insync_replicas,
-                )
-            )
-        self._remove_orphan_dirs()
+            if key not in wanted or self._topic_ids[key] != wanted[key].topic_id:
+                self._release(key, delete=delete_unknown)
+        # Roles first: a log that fails to open must not leave others acting on old roles.
+        for key, topic in wanted.items():
+            if (replica := self._replicas.get(key)) is not None:
+                replica.become(_role(topic, key[1]))
+        for key, topic in wanted.items():
+            if key not in self._replicas:
+                try:
+                    self._open(topic, key[1]).become(_role(topic, key[1]))
+                except OSError:
+                    log.exception("cannot open the log of %s-%d; it stays offline", *key)
+        if delete_unknown:
+            self._remove_orphan_dirs(set(wanted))
 
     def _open(self, topic: TopicRecord, index: int) -> PartitionReplica:
         key = (topic.name, index)
         directory = self._dir(key)
         id_file = directory / TOPIC_ID_FILE
-        if directory.exists() and (
-            not id_file.exists() or id_file.read_text().strip() != topic.topic_id
-        ):
-            # A log left by an earlier topic of the same name, deleted while we were down.
-            shutil.rmtree(directory)
+        if directory.exists():
+            stored = id_file.read_text().strip() if id_file.exists() else None
+            if stored is None:
+                # Never delete records on a missing marker (a power cut can lose it).
+                log.warning(
+                    "%s has no %s; adopting it for topic id %s",
+                    directory,
+                    TOPIC_ID_FILE,
+                    topic.topic_id,
+                )
+            elif stored != topic.topic_id:
+                # A log left by an earlier topic of the same name, deleted while we were down.
+                shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if not id_file.exists():
-            id_file.write_text(topic.topic_id + "\n")
+            _write_durably(id_file, topic.topic_id + "\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config))
         replica = PartitionReplica(topic.name, index, partition_log, self.broker_id)
         self._replicas[key] = replica
         self._topic_ids[key] = topic.topic_id
         return replica
 
-    def _drop(self, key: PartitionKey) -> None:
+    def _release(self, key: PartitionKey, *, delete: bool) -> None:
         replica = self._replicas.pop(key)
         self._topic_ids.pop(key)
         replica.close()
-        shutil.rmtree(self._dir(key), ignore_errors=True)
+        if delete:
+            shutil.rmtree(self._dir(key), ignore_errors=True)
 
-    def _remove_orphan_dirs(self) -> None:
-        known = {self._dir(k).name for k in self._replicas}
+    def _remove_orphan_dirs(self, wanted: set[PartitionKey]) -> None:
+        """Deletes the logs of partitions the (complete) state no longer assigns here;
+        a wanted log that failed to open is kept."""
+        known = {self._dir(k).name for k in wanted}
         for child in self._logs_dir.iterdir():
             if child.is_dir() and child.name not in known:
                 shutil.rmtree(child, ignore_errors=True)
@@ -108,3 +137,14 @@ class ReplicaManager:
             replica.close()
         self._replicas.clear()
         self._topic_ids.clear()
+
+
+def _role(topic: TopicRecord, index: int) -> PartitionRole:
+    p = topic.partitions[index]
+    return PartitionRole(
+        leader=p.leader,
+        leader_epoch=p.leader_epoch,
+        partition_epoch=p.partition_epoch,
+        isr=p.isr,
+        min_insync_replicas=topic.config.min_insync_replicas,
+    )

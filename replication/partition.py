@@ -1,15 +1,18 @@
 """One partition replica on this broker: its log, its role, and what readers may see.
 
 Owns the rules of the local data path: only the leader appends; readers see records below
-the high watermark only; long-polling readers wake when the high watermark moves. Until
-follower replication lands, a leader's high watermark is its log end offset (no other
-replica holds data), so `acks=all` promises what `acks=1` does; docs/guarantees.md says so.
+the high watermark only; long-polling readers wake when the high watermark moves.
+
+Until follower replication lands no other replica holds data, so a leader's high watermark
+is its log end offset and, before its first write, the leader shrinks the ISR to itself
+(`isr_before_append`): otherwise the controller could hand leadership to a replica that
+lacks acknowledged records, which would hide them and reuse their offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from raftka.metadata.errors import LeaderNotAvailable, NotEnoughReplicas, OffsetOutOfRange
@@ -23,6 +26,7 @@ class PartitionRole:
 
     leader: int | None
     leader_epoch: int
+    partition_epoch: int
     isr: tuple[int, ...]
     min_insync_replicas: int
 
@@ -33,9 +37,12 @@ class PartitionReplica:
         self.partition = partition
         self.log = log
         self._broker_id = broker_id
-        self.role = PartitionRole(leader=None, leader_epoch=-1, isr=(), min_insync_replicas=1)
+        self.role = PartitionRole(
+            leader=None, leader_epoch=-1, partition_epoch=-1, isr=(), min_insync_replicas=1
+        )
         self._hw_moved = asyncio.Event()
         self._closed = False
+        self._isr_change: asyncio.Future[None] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -50,7 +57,24 @@ class PartitionReplica:
         return self.log.log_start_offset
 
     def become(self, role: PartitionRole) -> None:
+        was_leader = self.is_leader
         self.role = role
+        if was_leader != self.is_leader:
+            # Long-polls waiting here must re-route (or fail) instead of waiting it out.
+            self._wake_readers()
+
+    def isr_before_append(self) -> tuple[int, ...] | None:
+        """The ISR to commit before appending, or None when the current one is right.
+        Followers do not fetch yet, so any ISR member but the leader would fall behind
+        with the first record."""
+        mine = (self._broker_id,)
+        return None if self.role.isr == mine else mine
+
+    async def change_isr_once(self, change: Callable[[], Awaitable[None]]) -> None:
+        """Runs `change` once for all concurrent producers that need the same ISR change."""
+        if self._isr_change is None or self._isr_change.done():
+            self._isr_change = asyncio.ensure_future(change())
+        await asyncio.shield(self._isr_change)
 
     def check_can_append(self, acks: str) -> None:
         """Raises before anything is written, so a refused request leaves no trace."""
@@ -81,11 +105,11 @@ class PartitionReplica:
             raise self._out_of_range(offset) from None
 
     async def wait_for_records(self, offset: int, timeout_s: float) -> None:
-        """Returns once a record at `offset` is readable, the replica closes, or after
-        `timeout_s`."""
+        """Returns once a record at `offset` is readable, the replica closes or stops
+        leading, or after `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self._closed and self.high_watermark <= offset:
+        while not self._closed and self.is_leader and self.high_watermark <= offset:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return

@@ -29,7 +29,9 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_FETCH_BYTES = 64 * 1024 * 1024
 
 
-async def _leader_or_forward(request: web.Request) -> PartitionReplica | web.Response:
+async def _leader_or_forward(
+    request: web.Request, wait_ms: int = 0
+) -> PartitionReplica | web.Response:
     broker = request.app[BROKER_KEY]
     topic = topic_param(request)
     partition = partition_param(request)
@@ -43,7 +45,8 @@ async def _leader_or_forward(request: web.Request) -> PartitionReplica | web.Res
     url = broker.broker_url(leader)
     if url is None:
         raise LeaderNotAvailable(f"the leader of {topic}-{partition} (broker {leader}) is unknown")
-    return await request.app[FORWARDER_KEY].proxy("GET", url + request.path_qs)
+    wait_s = min(wait_ms, broker.settings.max_fetch_wait_ms) / 1000
+    return await request.app[FORWARDER_KEY].proxy("GET", url + request.path_qs, extra_wait_s=wait_s)
 
 
 def _still_leading(broker: Broker, replica: PartitionReplica) -> PartitionReplica:
@@ -63,7 +66,7 @@ async def fetch(request: web.Request) -> web.Response:
     )
     max_bytes = int_param(q, "max_bytes", DEFAULT_MAX_BYTES, minimum=1, maximum=MAX_FETCH_BYTES)
     max_wait_ms = int_param(q, "max_wait_ms", 0)
-    target = await _leader_or_forward(request)
+    target = await _leader_or_forward(request, max_wait_ms)
     if isinstance(target, web.Response):
         return target
     replica = target

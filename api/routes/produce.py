@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 from aiohttp import web
@@ -39,6 +39,33 @@ log = logging.getLogger(__name__)
 ROUND_ROBIN_KEY = web.AppKey("round_robin", RoundRobin)
 # acks=0 writes still running after their answer; kept so they are not garbage-collected.
 BACKGROUND_KEY = web.AppKey("acks0_writes", set)
+# Past this many unfinished acks=0 writes, an acks=0 request waits for its own write
+# (push-back) instead of adding to an unbounded backlog.
+MAX_ACKS0_WRITES_IN_FLIGHT = 256
+
+
+async def preflight(
+    broker: Broker, topic: str, partitions: Iterable[int], acks: str, forwarded: bool
+) -> None:
+    """Everything that can refuse a write, checked for every partition before any is
+    written, so a refused request leaves nothing behind. (A leader elsewhere can still
+    fail after this; each partition's batch is then all or nothing on its own.)"""
+    for partition in partitions:
+        location = broker.locate(topic, partition)
+        replica = broker.local_leader(topic, partition)
+        if replica is not None:
+            await broker.prepare_append(replica)
+            replica.check_can_append(acks)
+            continue
+        leader = location.partition.leader
+        if forwarded or leader is None or leader == broker.broker_id:
+            raise LeaderNotAvailable(
+                f"{topic}-{partition} has no leader that can take writes right now"
+            )
+        if broker.broker_url(leader) is None:
+            raise LeaderNotAvailable(
+                f"the leader of {topic}-{partition} (broker {leader}) is unknown"
+            )
 
 
 async def append_to_partition(
@@ -54,6 +81,7 @@ async def append_to_partition(
     location = broker.locate(topic, partition)
     replica = broker.local_leader(topic, partition)
     if replica is not None:
+        await broker.prepare_append(replica)
         replica.check_can_append(acks)
         now_ms = int(time.time() * 1000)
         info = replica.append(
@@ -108,17 +136,24 @@ async def _produce(
         metrics.produced_records.inc(len(items))
         return partition, base
 
+    await preflight(broker, topic, groups, acks, forwarded)
     if acks == "0":
-        task = asyncio.ensure_future(asyncio.gather(*(write(p, g) for p, g in groups.items())))
+        writes = asyncio.gather(*(write(p, g) for p, g in groups.items()))
         pending = request.app[BACKGROUND_KEY]
-        pending.add(task)
-        task.add_done_callback(_finish_background(pending))
+        if len(pending) < MAX_ACKS0_WRITES_IN_FLIGHT:
+            pending.add(writes)
+            writes.add_done_callback(_finish_background(pending))
+        else:
+            await writes
         offsets: list[dict[str, int | None]] = [{"partition": 0, "offset": None}] * total
         for p, items in groups.items():
             for i, _ in items:
                 offsets[i] = {"partition": p, "offset": None}
         return json_response({"offsets": offsets})
-    bases = dict(await asyncio.gather(*(write(p, g) for p, g in groups.items())))
+    if len(groups) == 1:  # the partition endpoint: no task or gather for one write
+        bases = dict([await write(*next(iter(groups.items())))])
+    else:
+        bases = dict(await asyncio.gather(*(write(p, g) for p, g in groups.items())))
     result: list[dict[str, int | None]] = [{}] * total
     for p, items in groups.items():
         base = bases[p]

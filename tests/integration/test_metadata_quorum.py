@@ -181,3 +181,77 @@ def test_a_leader_cut_off_from_the_quorum_stops_taking_writes_until_it_reconnect
     offsets = cluster.produce(1, "lease", mine, ["after"])
     assert cluster.read_all(1, "lease", mine)[-1] == "after"
     assert offsets[0] >= 1
+
+
+def test_a_written_partition_keeps_its_records_and_offsets_across_its_leaders_restart(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    # Followers hold no data until replication lands, so the leader's first write
+    # shrinks the ISR to itself: a restart (which fences the old incarnation) must not
+    # hand leadership to an empty replica that would hide records and reuse offsets.
+    cluster = cluster_factory(voters=3)
+    cluster.start_all()
+    cluster.wait_ready()
+    cluster.create_topic(1, "kept", partitions=3, rf=3)
+    leaders = {p["partition"]: p["leader"] for p in _partitions(cluster, 1, "kept")}
+    partition, leader = next((p, b) for p, b in leaders.items() if b != 1)
+    assert cluster.produce(1, "kept", partition, ["a", "b", "c"]) == [0, 1, 2]
+    assert _partitions(cluster, 1, "kept")[partition]["isr"] == [leader]
+
+    cluster.kill(leader)
+    cluster.start(leader)
+    cluster.wait_ready()
+    wait_for(
+        lambda: _partitions(cluster, 1, "kept")[partition]["leader"] == leader,
+        "the restarted broker to lead its partition again",
+    )
+    assert cluster.read_all(1, "kept", partition) == ["a", "b", "c"]
+    assert cluster.produce(1, "kept", partition, ["d"]) == [3]
+
+
+def test_a_topic_produce_refused_for_one_partition_writes_none_of_them(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=3)
+    cluster.start_all()
+    controller = cluster.wait_ready()
+    victim = next(b for b in (1, 2, 3) if b not in (1, controller))
+    cluster.create_topic(1, "all-or-none", partitions=3, rf=1)
+    leaders = {p["partition"]: p["leader"] for p in _partitions(cluster, 1, "all-or-none")}
+    dead_partition = next(p for p, b in leaders.items() if b == victim)
+    live_partition = next(p for p, b in leaders.items() if b == 1)
+    cluster.produce(1, "all-or-none", dead_partition, ["written before"])
+    cluster.kill(victim)
+    wait_for(
+        lambda: _partitions(cluster, 1, "all-or-none")[dead_partition]["leader"] is None,
+        "the dead broker's partition to go leaderless",
+    )
+    resp = cluster.request(
+        1,
+        "POST",
+        "/v1/topics/all-or-none/records?acks=1",
+        {
+            "records": [
+                {"value": "live", "partition": live_partition},
+                {"value": "dead", "partition": dead_partition},
+            ]
+        },
+    )
+    assert resp.status == 503
+    assert resp.body["error"]["code"] == "LEADER_NOT_AVAILABLE"
+    assert cluster.read_all(1, "all-or-none", live_partition) == []
+
+
+def test_a_long_poll_through_another_broker_outlasts_the_forwarding_timeout(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=1, observers=1, request_timeout_ms=1000)
+    cluster.start_all()
+    cluster.wait_ready()
+    cluster.create_topic(1, "poll", partitions=2, rf=1)
+    led_by_1 = next(p["partition"] for p in _partitions(cluster, 1, "poll") if p["leader"] == 1)
+    answer = cluster.get(
+        2, f"/v1/topics/poll/partitions/{led_by_1}/records?offset=0&max_wait_ms=2500"
+    )
+    assert answer["records"] == []
+    assert answer["high_watermark"] == 0

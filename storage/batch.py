@@ -94,8 +94,8 @@ def build_fragments(base_offset: int, records: Sequence[tuple[int, bytes]]) -> l
     the request once already); the log only prefixes the fields it owns.
     """
     return [
-        b'{"offset":%d,"timestamp":%d,' % (base_offset + i, ts) + body + b"}"
-        for i, (ts, body) in enumerate(records)
+        b'{"offset":%d,"timestamp":%d,%b}' % (offset, ts, body)
+        for offset, (ts, body) in enumerate(records, base_offset)
     ]
 
 

@@ -13,8 +13,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from raftka.api.broker import Broker
-from raftka.api.context import BROKER_KEY, FORWARDER_KEY, METRICS_KEY, json_response
-from raftka.api.forward import Forwarder
+from raftka.api.context import (
+    BROKER_KEY,
+    FORWARDED_BODY_ALLOWANCE,
+    FORWARDER_KEY,
+    METRICS_KEY,
+    json_response,
+)
+from raftka.api.forward import Forwarder, is_forwarded
 from raftka.api.metrics import BrokerMetrics
 from raftka.api.routes import cluster, fetch, produce, topics
 from raftka.metadata.errors import (
@@ -48,7 +54,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[BROKER_KEY].settings.max_request_bytes
-        return error_response(RequestTooLarge(f"the request body exceeds {limit} bytes"))
+        if not is_forwarded(request):
+            return error_response(RequestTooLarge(f"the request body exceeds {limit} bytes"))
+        return error_response(
+            RequestTooLarge(f"the forwarded body exceeds {limit * FORWARDED_BODY_ALLOWANCE} bytes")
+        )
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route for {request.method} {request.path}"))
     except web.HTTPMethodNotAllowed:
@@ -86,7 +96,7 @@ async def readiness_middleware(request: web.Request, handler: Handler) -> web.St
 def create_app(broker: Broker) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware, readiness_middleware],
-        client_max_size=broker.settings.max_request_bytes,
+        client_max_size=broker.settings.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
     app[FORWARDER_KEY] = Forwarder(broker.settings.request_timeout_ms / 1000)

@@ -2,10 +2,13 @@
 
 `ReplicaManager.reconcile(state)` opens a log for every partition the metadata assigns to
 this broker and sets each one's role (leader or follower, epochs, ISR). Deleting data is
-the dangerous part, so it is narrow: a log is deleted only when the caller says the state
-is complete (`delete_unknown=True`: at start-up after the registration barrier, and for
-ordinary committed changes, not for a snapshot install) and the topic is gone or has a
-different topic id than the one stored durably beside the log.
+the dangerous part, so it is narrow:
+- a partition's log is deleted when its topic is gone from the state only if the caller
+  says the state is complete (`delete_unknown=True`: at start-up after the registration
+  barrier, and for ordinary committed changes; not for a snapshot install);
+- a log whose stored topic id names another topic (the topic was deleted and created
+  again under the same name) is wiped before the new topic uses the directory;
+- a missing or empty topic-id marker is adopted, never a reason to delete.
 """
 
 from __future__ import annotations
@@ -90,9 +93,10 @@ class ReplicaManager:
         directory = self._dir(key)
         id_file = directory / TOPIC_ID_FILE
         if directory.exists():
-            stored = id_file.read_text().strip() if id_file.exists() else None
-            if stored is None:
-                # Never delete records on a missing marker (a power cut can lose it).
+            stored = id_file.read_text().strip() if id_file.exists() else ""
+            if not stored:
+                # Never delete records on a missing or empty marker (a power cut can
+                # lose it, or leave it empty).
                 log.warning(
                     "%s has no %s; adopting it for topic id %s",
                     directory,
@@ -103,7 +107,7 @@ class ReplicaManager:
                 # A log left by an earlier topic of the same name, deleted while we were down.
                 shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if not id_file.exists():
+        if not id_file.exists() or not id_file.read_text().strip():
             _write_durably(id_file, topic.topic_id + "\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config))
         replica = PartitionReplica(topic.name, index, partition_log, self.broker_id)

@@ -22,6 +22,7 @@ from raftka.api.context import (
     METRICS_KEY,
     json_response,
     partition_param,
+    read_body,
     topic_param,
 )
 from raftka.api.forward import Forwarder, is_forwarded
@@ -179,7 +180,7 @@ async def produce_to_topic(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
     topic = topic_param(request)
     acks = parse_acks(request.query.get("acks"))
-    parsed = parse_produce(await request.read())
+    parsed = parse_produce(await read_body(request))
     if parsed.producer is not None:
         raise InvalidRequest("producer is accepted only on the partition endpoint")
     count = len(broker.locate(topic, 0).topic.partitions)
@@ -203,7 +204,7 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     partition = partition_param(request)
     acks = parse_acks(request.query.get("acks"))
     request.app[BROKER_KEY].locate(topic, partition)
-    parsed = parse_produce(await request.read())
+    parsed = parse_produce(await read_body(request))
     if parsed.producer is not None:
         raise InvalidRequest(
             "idempotent producers are not supported yet: they arrive with replication"

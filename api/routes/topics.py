@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from raftka.api.broker import Broker
-from raftka.api.context import BROKER_KEY, FORWARDER_KEY, json_response, topic_param
+from raftka.api.context import BROKER_KEY, FORWARDER_KEY, json_response, read_body, topic_param
 from raftka.api.forward import Forwarder
 from raftka.api.records import is_int, json_object
 from raftka.metadata.commands import CreateTopic
@@ -77,7 +77,7 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
 
 async def create_topic(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
-    command = create_topic_command(broker, json_object(await request.read()))
+    command = create_topic_command(broker, json_object(await read_body(request)))
     topic = await broker.create_topic(command)
     return json_response(await describe(broker, request.app[FORWARDER_KEY], topic), 201)
 

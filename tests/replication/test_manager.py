@@ -254,14 +254,6 @@ def test_a_directory_without_partition_metadata_is_adopted_with_its_records(
         second.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: an empty partition.metadata is read as topic id '' and the log is wiped as a "
-        "recreated topic's; a torn marker (older brokers wrote it with a plain write_text, "
-        "no fsync) deserves the same adoption as a missing one"
-    ),
-)
 def test_a_directory_with_an_empty_partition_metadata_is_adopted_with_its_records(
     logs_dir: Path,
 ) -> None:

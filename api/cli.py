@@ -18,6 +18,7 @@ import click
 import orjson
 
 from raftka.api.client import DEFAULT_BOOTSTRAP, RaftkaClient
+from raftka.api.settings import FSYNC_POLICIES
 from raftka.metadata.errors import RaftkaError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -276,6 +277,75 @@ def bench_controller_failover(
         f"partitions re-led {summary['partitions_re_led_median_s']:.2f} s "
         f"(session timeout {session_timeout_ms} ms, heartbeat {heartbeat_interval_ms} ms)"
     )
+
+
+@bench.command("http")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--window",
+    "window_s",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds of measured produce load per server and round.",
+)
+@click.option(
+    "--warmup",
+    "warmup_s",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds of unmeasured load before each window.",
+)
+@click.option("--connections", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--records-per-request", default=200, show_default=True, type=click.IntRange(1, 100_000)
+)
+@click.option(
+    "--record-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Characters per record value.",
+)
+@click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
+@click.option(
+    "--fetch-records",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(1, 100_000_000),
+    help="Top the log up to this many records before the fetch passes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_http(
+    rounds: int,
+    window_s: float,
+    warmup_s: float,
+    connections: int,
+    records_per_request: int,
+    record_size: int,
+    fsync: str,
+    fetch_records: int,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Produce and fetch over HTTP: one raftka broker vs a bare aiohttp server."""
+    from raftka.api.bench_http import BenchOptions, format_report, run_http_bench
+
+    options = BenchOptions(
+        rounds=rounds,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        connections=connections,
+        records_per_request=records_per_request,
+        record_size=record_size,
+        fsync=fsync,
+        fetch_records=fetch_records,
+    )
+    report = run_http_bench(options, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from raftka.api.settings import (
     Settings,
     render_config,
 )
+from raftka.chaos.cluster import http_request
 from raftka.chaos.ports import free_ports
 
 HOST = "127.0.0.1"
@@ -443,19 +444,8 @@ def server_process(
 
 def http_status(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """A plain request for set-up and probes (not load): (status, decoded JSON body)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_PROBE_TIMEOUT_S)
-    try:
-        conn.request(
-            method,
-            path,
-            body=None if body is None else orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
-        )
-        resp = conn.getresponse()
-        data = resp.read()
-    finally:
-        conn.close()
-    return resp.status, orjson.loads(data) if data else None
+    resp = http_request(HOST, port, method, path, body, timeout_s=HTTP_PROBE_TIMEOUT_S)
+    return resp.status, resp.body
 
 
 def wait_ready(server: ServerProcess, create_topic: bool) -> None:

@@ -55,6 +55,25 @@ class Response:
     body: Any
 
 
+def http_request(
+    host: str, port: int, method: str, path: str, body: Any = None, *, timeout_s: float = 10.0
+) -> Response:
+    """One plain JSON request on a fresh connection (set-up and probes, not load)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request(
+            method,
+            path,
+            body=None if body is None else orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    return Response(resp.status, orjson.loads(data) if data else None)
+
+
 @dataclass
 class BrokerProcess:
     address: BrokerAddress
@@ -151,19 +170,7 @@ class Cluster:
 
     def request(self, broker_id: int, method: str, path: str, body: Any = None) -> Response:
         address = self.brokers[broker_id].address
-        conn = http.client.HTTPConnection(address.http_host, address.http_port, timeout=10.0)
-        try:
-            conn.request(
-                method,
-                path,
-                body=None if body is None else orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
-            )
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
-        return Response(resp.status, orjson.loads(data) if data else None)
+        return http_request(address.http_host, address.http_port, method, path, body)
 
     def get(self, broker_id: int, path: str) -> Any:
         resp = self.request(broker_id, "GET", path)

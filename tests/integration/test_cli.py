@@ -1,7 +1,9 @@
 """The `raftka` commands against a real broker process, as a user runs them."""
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -9,10 +11,14 @@ from pathlib import Path
 
 import orjson
 
+from raftka.api.dev import RAFT_PORT_OFFSET
 from raftka.chaos.cluster import Cluster, wait_for
-from raftka.chaos.ports import free_ports
 
 RAFTKA = [sys.executable, "-m", "raftka"]
+# HTTP ports here, Raft ports 10000 higher: under the ephemeral range (32768+) and apart
+# from the range free_ports draws from.
+DEV_BASE_PORT_MIN = 10_000
+DEV_BASE_PORT_MAX = 12_000
 TIMEOUT_S = 60
 
 
@@ -113,12 +119,24 @@ def test_raftka_dev_starts_a_ready_cluster_and_stops_it_on_sigterm(tmp_path: Pat
 
 
 def _free_base_port() -> int:
-    # Three consecutive free HTTP ports and their Raft ports (+10000).
-    for _ in range(50):
-        base = free_ports(1)[0]
-        if base + 10_002 < 65535:
+    """A base port whose three HTTP ports and three Raft ports (+10000) are all free, all
+    below the ephemeral range so no client connection can take one meanwhile."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(DEV_BASE_PORT_MIN, DEV_BASE_PORT_MAX)
+        ports = [base + i + offset for i in range(3) for offset in (0, RAFT_PORT_OFFSET)]
+        if all(_bindable(port) for port in ports):
             return base
-    raise AssertionError("no free port range")
+    raise AssertionError("no free port range for raftka dev")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _raftka_brokers_for(data_dir: Path) -> list[str]:

@@ -2,8 +2,9 @@
 
 Any broker answers any request: produce, fetch and offset look-ups for a partition led
 elsewhere go to its leader with `X-Raftka-Forwarded` set, so a request is forwarded once
-and never loops. A leader that has not yet applied the latest metadata answers 503; that
-is retried briefly here, since the client cannot do better.
+and never loops. A leader that has not yet applied the latest metadata answers 503
+LEADER_NOT_AVAILABLE; only that answer is retried briefly here, since the client cannot
+do better.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class Forwarder:
                 raise LeaderNotAvailable(
                     f"the partition leader at {url} is unreachable: {exc}"
                 ) from None
-            if status != 503 or loop.time() >= deadline:
+            # Only "that broker does not lead it (yet)" can change within the window;
+            # any other answer, NOT_ENOUGH_REPLICAS included, goes back at once.
+            if not _leader_not_available(status, payload) or loop.time() >= deadline:
                 return status, payload, headers
             await asyncio.sleep(FORWARD_RETRY_BACKOFF_S)
 
@@ -77,6 +80,10 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _leader_not_available(status: int, payload: bytes) -> bool:
+    return status == 503 and b'"LEADER_NOT_AVAILABLE"' in payload
 
 
 def is_forwarded(request: web.Request) -> bool:

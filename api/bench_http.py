@@ -39,6 +39,7 @@ from raftka.api.settings import (
 )
 from raftka.chaos.cluster import http_request
 from raftka.chaos.ports import free_ports
+from raftka.metadata.errors import RaftkaError
 
 HOST = "127.0.0.1"
 TOPIC = "t"
@@ -66,9 +67,10 @@ BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
 
 
-class BenchError(OSError):
-    """A server did not start or answered badly. An OSError so that the CLI prints it as
-    one line, like a refused connection."""
+class BenchError(RaftkaError):
+    """A server did not start or answered badly: the run cannot give figures."""
+
+    code = "BENCH_FAILED"
 
 
 # -- options and results -------------------------------------------------------------

@@ -175,9 +175,10 @@ class Broker:
         if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            loop.call_soon_threadsafe(self._on_metadata, state, events, reset)
+            loop.call_soon_threadsafe(self._on_metadata, events, reset)
 
-    def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
+    def _on_metadata(self, events: tuple[Any, ...], reset: bool) -> None:
+        """Runs on the loop; acts on the latest state (later changes follow in order)."""
         now_ms = time.monotonic() * 1000
         needs_reconcile = reset
         for event in events:
@@ -185,12 +186,10 @@ class Broker:
                 self._liveness.heard_from(event.broker_id, int(now_ms))
             else:
                 needs_reconcile = True
-        if needs_reconcile and self._metadata_ready:
+        if needs_reconcile and self._metadata_ready and self.quorum is not None:
             # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
             # act on its roles but delete nothing on its word.
-            self.replicas.reconcile(
-                self.quorum.state if self.quorum else state, delete_unknown=not reset
-            )
+            self.replicas.reconcile(self.quorum.state, delete_unknown=not reset)
 
     # -- background loops ------------------------------------------------------
 

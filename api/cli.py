@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from raftka.api.settings import FSYNC_POLICIES
 from raftka.metadata.errors import RaftkaError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _fail(message: str, debug: bool) -> None:
@@ -62,6 +63,17 @@ def client_options(func: F) -> F:
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
+
+
+def call(bootstrap: str, method: Callable[[RaftkaClient], Awaitable[T]]) -> T:
+    """One request through a client that lives for this call only."""
+
+    async def go() -> T:
+        async with RaftkaClient(bootstrap) as client:
+            return await method(client)
+
+    result: T = asyncio.run(go())
+    return result
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,11 +147,9 @@ def topic_create(
     if min_insync_replicas is not None:
         config["min_insync_replicas"] = min_insync_replicas
 
-    async def go() -> Any:
-        async with RaftkaClient(bootstrap) as client:
-            return await client.create_topic(name, partitions, replication_factor, config)
-
-    created = run(go())
+    created = call(
+        bootstrap, lambda c: c.create_topic(name, partitions, replication_factor, config)
+    )
     click.echo(f"created topic {created['name']} with {len(created['partitions'])} partitions")
 
 
@@ -149,11 +159,7 @@ def topic_create(
 def topic_list(bootstrap: str, debug: bool) -> None:
     """List topic names."""
 
-    async def go() -> list[str]:
-        async with RaftkaClient(bootstrap) as client:
-            return await client.list_topics()
-
-    for name in run(go()):
+    for name in call(bootstrap, lambda c: c.list_topics()):
         click.echo(name)
 
 
@@ -165,11 +171,7 @@ def topic_describe(name: str, bootstrap: str, debug: bool) -> None:
     """Show a topic's partitions, leaders, ISR and offsets."""
     from raftka.api.tables import print_topic
 
-    async def go() -> Any:
-        async with RaftkaClient(bootstrap) as client:
-            return await client.describe_topic(name)
-
-    print_topic(run(go()))
+    print_topic(call(bootstrap, lambda c: c.describe_topic(name)))
 
 
 @topic.command("delete")
@@ -179,11 +181,7 @@ def topic_describe(name: str, bootstrap: str, debug: bool) -> None:
 def topic_delete(name: str, bootstrap: str, debug: bool) -> None:
     """Delete a topic and all its records."""
 
-    async def go() -> None:
-        async with RaftkaClient(bootstrap) as client:
-            await client.delete_topic(name)
-
-    run(go())
+    call(bootstrap, lambda c: c.delete_topic(name))
     click.echo(f"deleted topic {name}")
 
 

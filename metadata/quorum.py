@@ -138,7 +138,6 @@ class RaftTiming:
 class QuorumStatus:
     raft_term: int
     commit_index: int
-    last_applied: int
     leader: str | None
     is_leader: bool
     has_quorum: bool
@@ -221,7 +220,6 @@ class MetadataQuorum:
             onReady=self._ready.set,
         )
         partners = [a for a in voter_addresses if a != self_address]
-        self._self_address = self_address
         self._syncobj = SyncObj(self_address, partners, conf=conf, consumers=[self._store])
 
     # -- reads (any thread) ------------------------------------------------
@@ -249,7 +247,6 @@ class MetadataQuorum:
         return QuorumStatus(
             raft_term=int(s.get("raft_term", 0)),
             commit_index=int(s.get("commit_idx", 0)),
-            last_applied=int(s.get("last_applied", 0)),
             leader=None if leader is None else str(getattr(leader, "address", leader)),
             is_leader=self.is_leader,
             has_quorum=bool(s.get("has_quorum", False)),

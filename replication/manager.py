@@ -14,12 +14,12 @@ the dangerous part, so it is narrow:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from raftka.metadata.model import MetadataState, TopicConfig, TopicRecord
 from raftka.replication.partition import PartitionReplica, PartitionRole
+from raftka.storage.files import write_durably
 from raftka.storage.log import LogConfig, PartitionLog
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,6 @@ def log_config_for(config: TopicConfig) -> LogConfig:
         retention_ms=config.retention_ms,
         retention_bytes=config.retention_bytes,
     )
-
-
-def _write_durably(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ReplicaManager:
@@ -108,7 +94,7 @@ class ReplicaManager:
                 shutil.rmtree(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if not id_file.exists() or not id_file.read_text().strip():
-            _write_durably(id_file, topic.topic_id + "\n")
+            write_durably(id_file, topic.topic_id.encode() + b"\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config))
         replica = PartitionReplica(topic.name, index, partition_log, self.broker_id)
         self._replicas[key] = replica

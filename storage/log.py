@@ -35,6 +35,7 @@ from raftka.storage.errors import (
     OffsetOutOfRangeError,
     UnexpectedAppendOffsetError,
 )
+from raftka.storage.files import TMP_SUFFIX, fsync_dir, write_durably
 from raftka.storage.retention import SegmentStats, segments_to_delete
 from raftka.storage.segment import (
     INDEX_SUFFIX,
@@ -46,7 +47,6 @@ from raftka.storage.segment import (
 
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 LOG_START_OFFSET_FILE = "log-start-offset"
-TMP_SUFFIX = ".tmp"
 DEFAULT_SEGMENT_BYTES = 1 << 30
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 INDEX_INTERVAL_BYTES = 4096
@@ -85,27 +85,6 @@ class ReadResult:
     records_json: bytes  # fragments joined by b",", b"" when none
     record_count: int
     next_offset: int  # offset after the last record returned (== requested offset when none)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Replace a small file atomically: write a temporary, fsync it, rename, fsync the dir."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _read_checkpoint(path: Path) -> int | None:
@@ -173,7 +152,7 @@ class PartitionLog:
         # From here on the files change, so a crash must not find a stale marker.
         with contextlib.suppress(FileNotFoundError):
             (directory / CLEAN_SHUTDOWN_FILE).unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return log
 
     # ---- offsets ---------------------------------------------------------------------
@@ -248,7 +227,7 @@ class PartitionLog:
         # Older segments are always durable, so recovery only ever scans the last one.
         self._segments[-1].sync_all()
         segment = Segment.create(self._directory, base_offset, self._config.index_interval_bytes)
-        _fsync_dir(self._directory)
+        fsync_dir(self._directory)
         self._segments.append(segment)
         self._bases.append(base_offset)
 
@@ -360,7 +339,7 @@ class PartitionLog:
                 self._segments.pop().delete_files()
                 self._bases.pop()
             self._segments[-1].truncate_to(offset)
-            _fsync_dir(self._directory)
+            fsync_dir(self._directory)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop every record; the log restarts empty with log_start_offset = offset."""
@@ -374,7 +353,7 @@ class PartitionLog:
             self._segments.append(segment)
             self._bases = [offset]
             self._log_start_offset = offset
-            _write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
+            write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
 
     def apply_retention(self, now_ms: int) -> int:
         """Delete whole old segments per retention_ms and retention_bytes; returns how many."""
@@ -393,7 +372,7 @@ class PartitionLog:
             del self._segments[:count]
             del self._bases[:count]
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
-        _write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % self._log_start_offset)
+        write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % self._log_start_offset)
         return count
 
     # ---- durability and shutdown -----------------------------------------------------
@@ -422,7 +401,7 @@ class PartitionLog:
             for segment in self._segments:
                 segment.close()
             self._closed = True
-            _write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
+            write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
 
     def abandon(self) -> None:
         """Close the file descriptors without flushing or marking a clean shutdown.

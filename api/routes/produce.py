@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
 
 import orjson
 from aiohttp import web
 
+from raftka.api.background import BackgroundWrites
 from raftka.api.broker import Broker
 from raftka.api.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
-    json_response,
     partition_param,
     read_body,
     topic_param,
@@ -34,64 +36,36 @@ from raftka.metadata.errors import (
     UnknownPartition,
     error_for_code,
 )
+from raftka.replication.partition import PartitionReplica
 
 log = logging.getLogger(__name__)
 
 ROUND_ROBIN_KEY = web.AppKey("round_robin", RoundRobin)
-# acks=0 writes still running after their answer; kept so they are not garbage-collected.
-BACKGROUND_KEY = web.AppKey("acks0_writes", set)
-# Past this many unfinished acks=0 writes, an acks=0 request waits for its own write
-# (push-back) instead of adding to an unbounded backlog.
+# acks=0 writes still running after their answer, bounded (push-back past the limit).
+BACKGROUND_KEY = web.AppKey("acks0_writes", BackgroundWrites)
 MAX_ACKS0_WRITES_IN_FLIGHT = 256
 
 
-async def preflight(
-    broker: Broker, topic: str, partitions: Iterable[int], acks: str, forwarded: bool
-) -> None:
-    """Everything that can refuse a write, checked for every partition before any is
-    written, so a refused request leaves nothing behind. (A leader elsewhere can still
-    fail after this; each partition's batch is then all or nothing on its own.)"""
-    for partition in partitions:
-        location = broker.locate(topic, partition)
-        replica = broker.local_leader(topic, partition)
-        if replica is not None:
-            await broker.prepare_append(replica)
-            replica.check_can_append(acks)
-            continue
-        leader = location.partition.leader
-        if forwarded or leader is None or leader == broker.broker_id:
-            raise LeaderNotAvailable(
-                f"{topic}-{partition} has no leader that can take writes right now"
-            )
-        if broker.broker_url(leader) is None:
-            raise LeaderNotAvailable(
-                f"the leader of {topic}-{partition} (broker {leader}) is unknown"
-            )
+@dataclass(frozen=True, slots=True)
+class PartitionWrite:
+    """The records of one request bound for one partition, and their places in it."""
+
+    indexes: Sequence[int]
+    records: Sequence[ParsedRecord]
 
 
-async def append_to_partition(
-    broker: Broker,
-    forwarder: Forwarder,
-    topic: str,
-    partition: int,
-    records: Sequence[ParsedRecord],
-    acks: str,
-    forwarded: bool,
-) -> int:
-    """Writes records to one partition (here or at its leader); returns the base offset."""
+# Where a partition's records go: this broker's replica, or its leader's URL.
+Target: TypeAlias = PartitionReplica | str
+
+
+async def resolve(broker: Broker, topic: str, partition: int, acks: str, forwarded: bool) -> Target:
+    """Everything that can refuse a write to one partition, checked before any write."""
     location = broker.locate(topic, partition)
     replica = broker.local_leader(topic, partition)
     if replica is not None:
         await broker.prepare_append(replica)
         replica.check_can_append(acks)
-        now_ms = int(time.time() * 1000)
-        info = replica.append(
-            [(ts if ts is not None else now_ms, body) for _, _, ts, body in records]
-        )
-        broker.flusher.mark_dirty(replica.log)
-        if acks != "0":
-            await broker.flusher.wait_durable(replica.log)
-        return info.base_offset
+        return replica
     leader = location.partition.leader
     if forwarded or leader is None or leader == broker.broker_id:
         raise LeaderNotAvailable(
@@ -100,9 +74,31 @@ async def append_to_partition(
     url = broker.broker_url(leader)
     if url is None:
         raise LeaderNotAvailable(f"the leader of {topic}-{partition} (broker {leader}) is unknown")
+    return url
+
+
+async def write_partition(
+    broker: Broker,
+    forwarder: Forwarder,
+    topic: str,
+    partition: int,
+    target: Target,
+    records: Sequence[ParsedRecord],
+    acks: str,
+) -> int:
+    """Writes one partition's records where `resolve` said; returns the base offset
+    (-1 when a leader elsewhere answered acks=0)."""
+    if isinstance(target, PartitionReplica):
+        target.check_can_append(acks)  # again: other partitions' checks may have awaited
+        now_ms = int(time.time() * 1000)
+        info = target.append([(now_ms if ts is None else ts, body) for _, _, ts, body in records])
+        broker.flusher.mark_dirty(target.log)
+        if acks != "0":
+            await broker.flusher.wait_durable(target.log)
+        return info.base_offset
     body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]}"
     status, payload, _ = await forwarder.send(
-        "POST", f"{url}/v1/topics/{topic}/partitions/{partition}/records?acks={acks}", body=body
+        "POST", f"{target}/v1/topics/{topic}/partitions/{partition}/records?acks={acks}", body=body
     )
     answer = orjson.loads(payload)
     if status != 200:
@@ -119,61 +115,49 @@ def _record_json(record: ParsedRecord) -> bytes:
     return b"{" + body + (b',"timestamp":%d}' % ts if ts is not None else b"}")
 
 
+def _offsets_answer(writes: dict[int, PartitionWrite], bases: dict[int, int] | None) -> bytes:
+    """`{"offsets": [...]}` in request order; offsets null when `bases` is None (acks=0).
+    One small bytes object per record, joined once: cheaper than dicts and orjson."""
+    answer: list[bytes] = [b""] * sum(len(w.indexes) for w in writes.values())
+    for p, w in writes.items():
+        if bases is None:
+            for i in w.indexes:
+                answer[i] = b'{"partition":%d,"offset":null}' % p
+        else:
+            for offset, i in enumerate(w.indexes, bases[p]):
+                answer[i] = b'{"partition":%d,"offset":%d}' % (p, offset)
+    return b'{"offsets":[' + b",".join(answer) + b"]}"
+
+
 async def _produce(
-    request: web.Request, topic: str, groups: dict[int, list[tuple[int, ParsedRecord]]], acks: str
+    request: web.Request, topic: str, writes: dict[int, PartitionWrite], acks: str
 ) -> web.Response:
     broker = request.app[BROKER_KEY]
     forwarder = request.app[FORWARDER_KEY]
     forwarded = is_forwarded(request)
-    total = sum(len(g) for g in groups.values())
     metrics = request.app[METRICS_KEY]
     metrics.produce_requests.inc()
+    # Every partition is checked before any is written: a refused request writes nothing.
+    targets = {p: await resolve(broker, topic, p, acks, forwarded) for p in writes}
 
-    async def write(partition: int, items: list[tuple[int, ParsedRecord]]) -> tuple[int, int]:
-        base = await append_to_partition(
-            broker, forwarder, topic, partition, [r for _, r in items], acks, forwarded
+    async def write(partition: int) -> tuple[int, int]:
+        w = writes[partition]
+        base = await write_partition(
+            broker, forwarder, topic, partition, targets[partition], w.records, acks
         )
         # Counted here, once written, so acks=0 writes (finished after the answer) count too.
-        metrics.produced_records.inc(len(items))
+        metrics.produced_records.inc(len(w.records))
         return partition, base
 
-    if acks == "0" or len(groups) > 1:
-        # One partition with acks>=1 is checked by its own write, before it writes.
-        await preflight(broker, topic, groups, acks, forwarded)
+    bases: dict[int, int] | None
     if acks == "0":
-        writes = asyncio.gather(*(write(p, g) for p, g in groups.items()))
-        pending = request.app[BACKGROUND_KEY]
-        if len(pending) < MAX_ACKS0_WRITES_IN_FLIGHT:
-            pending.add(writes)
-            writes.add_done_callback(_finish_background(pending))
-        else:
-            await writes
-        offsets: list[dict[str, int | None]] = [{"partition": 0, "offset": None}] * total
-        for p, items in groups.items():
-            for i, _ in items:
-                offsets[i] = {"partition": p, "offset": None}
-        return json_response({"offsets": offsets})
-    if len(groups) == 1:  # the partition endpoint: no task or gather for one write
-        bases = dict([await write(*next(iter(groups.items())))])
+        await request.app[BACKGROUND_KEY].submit(asyncio.gather(*(write(p) for p in writes)))
+        bases = None
+    elif len(writes) == 1:  # the partition endpoint: no task or gather for one write
+        bases = dict([await write(next(iter(writes)))])
     else:
-        bases = dict(await asyncio.gather(*(write(p, g) for p, g in groups.items())))
-    # One small bytes object per record, joined once: cheaper than dicts + orjson.
-    answer: list[bytes] = [b""] * total
-    for p, items in groups.items():
-        for offset, (i, _) in enumerate(items, bases[p]):
-            answer[i] = b'{"partition":%d,"offset":%d}' % (p, offset)
-    return web.Response(
-        body=b'{"offsets":[' + b",".join(answer) + b"]}", content_type="application/json"
-    )
-
-
-def _finish_background(pending: set[asyncio.Future[object]]):
-    def done(task: asyncio.Future[object]) -> None:
-        pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("an acks=0 write failed: %s", task.exception())
-
-    return done
+        bases = dict(await asyncio.gather(*(write(p) for p in writes)))
+    return web.Response(body=_offsets_answer(writes, bases), content_type="application/json")
 
 
 async def produce_to_topic(request: web.Request) -> web.Response:
@@ -185,7 +169,7 @@ async def produce_to_topic(request: web.Request) -> web.Response:
         raise InvalidRequest("producer is accepted only on the partition endpoint")
     count = len(broker.locate(topic, 0).topic.partitions)
     round_robin = request.app[ROUND_ROBIN_KEY]
-    groups: dict[int, list[tuple[int, ParsedRecord]]] = {}
+    groups: dict[int, tuple[list[int], list[ParsedRecord]]] = {}
     for i, record in enumerate(parsed.records):
         partition, key, _, _ = record
         if partition is None:
@@ -195,8 +179,11 @@ async def produce_to_topic(request: web.Request) -> web.Response:
                 partition = round_robin.next_partition(topic, count)
         elif partition >= count:
             raise UnknownPartition(f"records[{i}].partition {partition}: {topic!r} has {count}")
-        groups.setdefault(partition, []).append((i, record))
-    return await _produce(request, topic, groups, acks)
+        indexes, records = groups.setdefault(partition, ([], []))
+        indexes.append(i)
+        records.append(record)
+    writes = {p: PartitionWrite(indexes, records) for p, (indexes, records) in groups.items()}
+    return await _produce(request, topic, writes, acks)
 
 
 async def produce_to_partition(request: web.Request) -> web.Response:
@@ -212,11 +199,14 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     for i, (p, _, _, _) in enumerate(parsed.records):
         if p is not None and p != partition:
             raise InvalidRequest(f"records[{i}].partition is {p} but the path names {partition}")
-    return await _produce(request, topic, {partition: list(enumerate(parsed.records))}, acks)
+    records = parsed.records
+    return await _produce(
+        request, topic, {partition: PartitionWrite(range(len(records)), records)}, acks
+    )
 
 
 def add_routes(app: web.Application) -> None:
     app[ROUND_ROBIN_KEY] = RoundRobin()
-    app[BACKGROUND_KEY] = set()
+    app[BACKGROUND_KEY] = BackgroundWrites(MAX_ACKS0_WRITES_IN_FLIGHT)
     app.router.add_post("/v1/topics/{topic}/records", produce_to_topic)
     app.router.add_post("/v1/topics/{topic}/partitions/{partition}/records", produce_to_partition)

@@ -255,3 +255,41 @@ def test_a_long_poll_through_another_broker_outlasts_the_forwarding_timeout(
     )
     assert answer["records"] == []
     assert answer["high_watermark"] == 0
+
+
+def test_acks_all_is_refused_once_the_isr_is_only_the_leader(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    # Until replication, the first write leaves the leader alone in the ISR, so
+    # min_insync_replicas=2 cannot be met: acks=all is refused before anything is written,
+    # also when another broker forwards the request (the answer keeps its code).
+    cluster = cluster_factory(voters=3)
+    cluster.start_all()
+    cluster.wait_ready()
+    created = cluster.request(
+        1,
+        "POST",
+        "/v1/topics",
+        {
+            "name": "strict",
+            "partitions": 1,
+            "replication_factor": 3,
+            "config": {"min_insync_replicas": 2},
+        },
+    )
+    assert created.status == 201, created.body
+    leader = created.body["partitions"][0]["leader"]
+    other = next(b for b in (1, 2, 3) if b != leader)
+    assert cluster.produce(leader, "strict", 0, ["acks=1 is fine"]) == [0]
+    assert _partitions(cluster, other, "strict")[0]["isr"] == [leader]
+
+    for via in (leader, other):
+        refused = cluster.request(
+            via,
+            "POST",
+            "/v1/topics/strict/partitions/0/records?acks=all",
+            {"records": [{"value": 1}]},
+        )
+        assert refused.status == 503, refused.body
+        assert refused.body["error"]["code"] == "NOT_ENOUGH_REPLICAS"
+    assert cluster.read_all(other, "strict", 0) == ["acks=1 is fine"]

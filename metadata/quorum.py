@@ -112,6 +112,7 @@ def _create_journal(journal_file: str | None = None) -> Any:
 
 
 def _fsync_dir(path: str) -> None:
+    # storage/files.py has the same five lines; metadata/ may not import storage/.
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

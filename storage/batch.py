@@ -218,25 +218,3 @@ def fragment_timestamp(fragment: bytes) -> int:
     if not isinstance(ts, int):
         raise CorruptBatchError(f"record timestamp {ts!r} is not an integer")
     return ts
-
-
-def truncate_batch(batch: bytes | memoryview, keep: int) -> bytes:
-    """Re-encode the first `keep` records of a batch (1 <= keep < count).
-
-    The producer fields and first_timestamp stay; max_timestamp is recomputed from the
-    kept records, which needs their JSON (truncation is rare).
-    """
-    header = decode_header(batch, 0, verify_crc=False)
-    if not 1 <= keep < header.record_count:
-        raise ValueError(f"keep must be in [1, {header.record_count}), got {keep}")
-    kept = record_fragments(batch)[:keep]
-    return encode_batch(
-        header.base_offset,
-        kept,
-        first_timestamp=header.first_timestamp,
-        max_timestamp=max(fragment_timestamp(f) for f in kept),
-        leader_epoch=header.leader_epoch,
-        producer_id=header.producer_id,
-        producer_epoch=header.producer_epoch,
-        base_sequence=header.base_sequence,
-    )

@@ -327,19 +327,32 @@ class PartitionLog:
 
     # ---- truncation and retention ----------------------------------------------------
 
-    def truncate_to(self, offset: int) -> None:
-        """Remove every record with offset >= `offset`; durable on return."""
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch whose last offset is >= offset; returns the new log_end_offset.
+
+        Only at batch boundaries (Kafka's rule): the batch holding `offset` goes whole,
+        so the new log_end_offset is its base offset, which may be below `offset`. Kept
+        bytes are never rewritten (segments are deleted, the last one is cut with
+        ftruncate), and the result is durable on return. `offset >= log_end_offset`
+        changes nothing; `offset < log_start_offset` raises OffsetOutOfRangeError.
+        """
         self._check_open()
         if offset >= self.log_end_offset:
-            return
+            return self.log_end_offset
         if offset < self._log_start_offset:
             raise self._out_of_range(offset)
         with self._lock:
             while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
                 self._segments.pop().delete_files()
                 self._bases.pop()
-            self._segments[-1].truncate_to(offset)
+            active = self._segments[-1]
+            active.truncate_to(offset)
+            # log_start_offset is a segment's base, so a batch boundary, and the cut never
+            # goes below it; were it ever inside a batch, it follows the cut (as on open).
+            self._log_start_offset = min(self._log_start_offset, active.next_offset)
+            active.sync_all()
             fsync_dir(self._directory)
+            return active.next_offset
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Drop every record; the log restarts empty with log_start_offset = offset."""

@@ -15,13 +15,7 @@ from pathlib import Path
 
 from crc32c import crc32c
 
-from raftka.storage.batch import (
-    CRC_START,
-    HEADER_BYTES,
-    BatchHeader,
-    decode_header,
-    truncate_batch,
-)
+from raftka.storage.batch import CRC_START, HEADER_BYTES, BatchHeader, decode_header
 from raftka.storage.errors import CorruptBatchError
 from raftka.storage.index import OffsetIndex, TimeIndex
 
@@ -215,16 +209,14 @@ class Segment:
         os.fsync(self._fd)
 
     def truncate_to(self, offset: int) -> None:
-        """Remove every record with offset >= `offset` (base_offset <= offset < next_offset).
+        """Remove every batch whose last offset is >= offset, with one ftruncate.
 
-        A batch cut in the middle is re-encoded with the kept prefix and written back.
+        The batch holding `offset` goes whole (Kafka's rule): the bytes kept are never
+        rewritten, so a crash leaves either the old file or the cut one, and a
+        follower's kept batches stay byte-identical to its leader's. It does not fsync:
+        the log decides when.
         """
-        for position, header, view in self.batches_from(offset, HEADER_BYTES):
-            prefix = (
-                truncate_batch(view, offset - header.base_offset)
-                if offset > header.base_offset
-                else None
-            )
+        for position, header in self.headers_from(offset):
             os.ftruncate(self._fd, position)
             self.size = position
             self.next_offset = header.base_offset
@@ -232,12 +224,22 @@ class Segment:
             self.time_index.truncate_from_offset(header.base_offset)
             last = self.index.last_position() if len(self.index) else 0
             self._bytes_since_index_entry = position - last
-            if prefix is not None:
-                self.append(prefix, decode_header(prefix))
-            self.sync_all()
             return
 
     # ---- reading ---------------------------------------------------------------------
+
+    def headers_from(self, offset: int) -> Iterator[tuple[int, BatchHeader]]:
+        """(position, header) of each batch whose last offset is >= offset.
+
+        Reads only headers, one pread each from the nearest index entry on: for paths
+        that need no record bytes (truncation, the leader-epoch cache's rebuild).
+        """
+        pos = self.index.lookup(offset)
+        while pos < self.size:
+            header = decode_header(self._pread(pos, HEADER_BYTES, self.size), 0, verify_crc=False)
+            if header.last_offset >= offset:
+                yield pos, header
+            pos += header.size_bytes
 
     def batches_from(
         self, offset: int, read_ahead_bytes: int

@@ -17,7 +17,6 @@ from raftka.storage.batch import (
     record_fragments,
     records_fitting,
     slice_bounds,
-    truncate_batch,
     verify_batch,
 )
 from raftka.storage.errors import CorruptBatchError
@@ -104,17 +103,6 @@ def test_decode_rejects_short_buffer_bad_magic_and_truncated_batch() -> None:
     with pytest.raises(CorruptBatchError, match="batch_length says"):
         verify_batch(batch + b"\x00")
     assert decode_header(batch[:HEADER_BYTES], verify_crc=False).record_count == 2
-
-
-def test_truncate_batch_keeps_prefix_and_recomputes_max_timestamp() -> None:
-    batch = make(10, [5, 3, 9, 1], [b'"v":%d' % i for i in range(4)], producer_id=4)
-    kept = truncate_batch(batch, 2)
-    h = verify_batch(kept)
-    assert (h.base_offset, h.record_count, h.max_timestamp, h.first_timestamp) == (10, 2, 5, 5)
-    assert h.producer_id == 4
-    assert [orjson.loads(f)["offset"] for f in record_fragments(kept)] == [10, 11]
-    with pytest.raises(ValueError):
-        truncate_batch(batch, 4)
 
 
 def test_empty_batch_is_refused() -> None:

@@ -145,28 +145,43 @@ def test_retention_by_bytes_keeps_size_under_limit(tmp_path: Path) -> None:
     assert log.apply_retention(now_ms=0) == 0
 
 
-def test_truncate_mid_batch_reencodes_prefix(log: PartitionLog) -> None:
-    log.truncate_to(45)
-    assert log.log_end_offset == 45
-    assert [r["offset"] for r in read_all(log)] == list(range(45))
-    assert [h.record_count for h in log.batches(40)] == [5]
-    assert log.offset_for_timestamp(1000 + 45) is None
-    assert log.offset_for_timestamp(1000 + 44) == 44
-    info = log.append(records(45, 2))
-    assert info.base_offset == 45
+def test_truncate_inside_a_batch_removes_the_whole_batch(log: PartitionLog) -> None:
+    # batches hold offsets 40..49, 50..59 and so on: 45 is inside one
+    assert log.truncate_to(45) == 40
+    assert log.log_end_offset == 40
+    assert [r["offset"] for r in read_all(log)] == list(range(40))
+    assert [h.base_offset for h in log.batches(30)] == [30]
+    assert log.offset_for_timestamp(1000 + 40) is None
+    assert log.offset_for_timestamp(1000 + 39) == 39
+    assert log.append(records(40, 2)).base_offset == 40
     log.close()
     again = open_log(log.directory, segment_bytes=4500)
-    assert [r["offset"] for r in read_all(again)] == list(range(47))
+    assert [r["offset"] for r in read_all(again)] == list(range(42))
+
+
+def segment_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.log"))}
+
+
+def test_truncation_keeps_remaining_batches_byte_identical(log: PartitionLog) -> None:
+    before = segment_files(log.directory)
+    assert log.truncate_to(73) == 70
+    after = segment_files(log.directory)
+    # Only cut or deleted: every remaining file is a prefix of what it was.
+    assert after and all(before[name][: len(data)] == data for name, data in after.items())
+    names = sorted(after)
+    assert all(after[name] == before[name] for name in names[:-1])
+    assert sum(h.record_count for h in log.batches()) == 70
 
 
 def test_truncate_to_segment_boundary_and_beyond_end(log: PartitionLog) -> None:
     bases = sorted(int(p.stem) for p in log.directory.glob("*.log"))
-    log.truncate_to(bases[1])
+    assert log.truncate_to(bases[1]) == bases[1]
     assert log.log_end_offset == bases[1]
     assert len(list(log.directory.glob("*.log"))) == 1  # segments at or after it are deleted
-    log.truncate_to(10**6)  # beyond the end: nothing to do
+    assert log.truncate_to(10**6) == bases[1]  # beyond the end: nothing to do
     assert log.log_end_offset == bases[1]
-    log.truncate_to(0)
+    assert log.truncate_to(0) == 0
     assert (log.log_end_offset, read_all(log)) == (0, [])
 
 

@@ -29,6 +29,7 @@ class LogModel(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="raftka-model-")) / "p"
         self.start = 0
         self.fragments: list[bytes] = []  # offsets start .. start + len - 1
+        self.bases: list[int] = []  # base offset of each batch in the log, in order
         self.synced_end = 0  # every offset below this was fsynced
         self.synced_file: tuple[str, int] = ("", 0)  # active segment and its synced size
 
@@ -77,6 +78,7 @@ class LogModel(RuleBasedStateMachine):
         records = [(ts, body(k, pad)) for k, (ts, pad) in enumerate(batch)]
         info = self.log.append(records)
         assert info.base_offset == self.end
+        self.bases.append(info.base_offset)
         self.fragments += [fragment(self.end + k, ts, b) for k, (ts, b) in enumerate(records)]
         assert info.last_offset == self.end - 1
 
@@ -109,8 +111,12 @@ class LogModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def truncate(self, data: st.DataObject) -> None:
         offset = data.draw(st.integers(self.start, self.end + 1))
-        self.log.truncate_to(offset)
-        del self.fragments[max(offset - self.start, 0) :]
+        if offset < self.end:
+            # the batch holding `offset` goes whole
+            offset = max(b for b in self.bases if b <= offset)
+            self.bases = [b for b in self.bases if b < offset]
+        assert self.log.truncate_to(offset) == min(offset, self.end)
+        del self.fragments[offset - self.start :]
         self.mark_synced()  # truncation is durable on return
 
     @rule()
@@ -121,6 +127,7 @@ class LogModel(RuleBasedStateMachine):
         assert new_start >= self.start
         assert (new_start > self.start) == (deleted > 0)
         del self.fragments[: new_start - self.start]
+        self.bases = [b for b in self.bases if b >= new_start]
         self.start = new_start
         limit = self.config.retention_bytes
         if limit is None:
@@ -144,7 +151,7 @@ class LogModel(RuleBasedStateMachine):
     def truncate_fully(self, data: st.DataObject) -> None:
         offset = data.draw(st.integers(self.end, self.end + 1000))
         self.log.truncate_fully_and_start_at(offset)
-        self.start, self.fragments = offset, []
+        self.start, self.fragments, self.bases = offset, [], []
         self.mark_synced()
 
     @precondition(lambda self: self.end > self.synced_end)
@@ -169,6 +176,7 @@ class LogModel(RuleBasedStateMachine):
         kept = self.log.log_end_offset - self.start
         assert durable_end <= self.log.log_end_offset <= self.end
         del self.fragments[kept:]
+        self.bases = [b for b in self.bases if b < self.log.log_end_offset]
         self.mark_synced()
 
     # ---- invariants ------------------------------------------------------------------
@@ -187,6 +195,7 @@ class LogModel(RuleBasedStateMachine):
         assert all(
             a.next_offset == b.base_offset for a, b in zip(headers, headers[1:], strict=False)
         )
+        assert [h.base_offset for h in headers] == self.bases
 
 
 TestLogModel = LogModel.TestCase

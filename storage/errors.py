@@ -15,6 +15,10 @@ class CorruptBatchError(StorageError):
     """A batch's length, magic or CRC32C is wrong (torn write, bit rot or a bad copy)."""
 
 
+class CorruptCheckpointError(StorageError):
+    """A checkpoint file (such as leader-epoch-checkpoint) is malformed."""
+
+
 class OffsetOutOfRangeError(StorageError):
     """An offset outside [log_start_offset, log_end_offset] was asked for."""
 

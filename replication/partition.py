@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from raftka.metadata.errors import LeaderNotAvailable, NotEnoughReplicas, OffsetOutOfRange
-from raftka.storage.errors import OffsetOutOfRangeError
+from raftka.storage.errors import OffsetOutOfRangeError, SegmentFullError
 from raftka.storage.log import AppendInfo, PartitionLog, ReadResult
 
 
@@ -89,7 +89,12 @@ class PartitionReplica:
             )
 
     def append(self, records: Sequence[tuple[int, bytes]]) -> AppendInfo:
-        info = self.log.append(records, leader_epoch=self.role.leader_epoch)
+        try:
+            info = self.log.append(records, leader_epoch=self.role.leader_epoch)
+        except SegmentFullError:
+            # roll() fsyncs: it belongs in a worker thread (to come with replication).
+            self.log.roll()
+            info = self.log.append(records, leader_epoch=self.role.leader_epoch)
         self._wake_readers()
         return info
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from raftka.storage.errors import SegmentFullError
 from raftka.storage.flusher import FsyncPolicy
 from raftka.storage.log import LogConfig, PartitionLog
 
@@ -39,6 +40,15 @@ def make_batches(records: int, record_size: int, batch: int) -> list[list[tuple[
     return out
 
 
+def append_rolling(log: PartitionLog, records: list[tuple[int, bytes]]) -> None:
+    """Append, rolling inline when the segment is full (the broker rolls in a worker thread)."""
+    try:
+        log.append(records)
+    except SegmentFullError:
+        log.roll()
+        log.append(records)
+
+
 def bench_append(
     directory: Path, batches: list[list[tuple[int, bytes]]], policy: FsyncPolicy
 ) -> tuple[float, int]:
@@ -47,7 +57,7 @@ def bench_append(
     started = time.perf_counter()
     last_sync = started
     for records in batches:
-        log.append(records)
+        append_rolling(log, records)
         if policy is FsyncPolicy.ALWAYS:
             log.sync()
         elif policy is FsyncPolicy.BATCH:

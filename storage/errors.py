@@ -40,5 +40,12 @@ class UnexpectedAppendOffsetError(StorageError):
         self.log_end_offset = log_end_offset
 
 
+class SegmentFullError(StorageError):
+    """The active segment cannot take the batch, or is being rolled; nothing was written.
+
+    The caller runs PartitionLog.roll() in a worker thread (it fsyncs) and appends again.
+    """
+
+
 class LogClosedError(StorageError):
     """The log was closed (or deleted) and can no longer be used."""

@@ -3,7 +3,9 @@
 It owns the list of segments, offsets (log_start_offset, log_end_offset), rolling,
 reads, truncation, retention, recovery on open and the clean-shutdown marker. It must
 never parse a record's JSON on the produce or fetch path, never import raftka's other
-packages, and never block on fsync unless asked (sync, roll, truncate, close).
+packages, and never fsync in a method meant for the event loop: appends, reads and the
+first step of retention never touch the disk's durability; sync, roll, truncation,
+segment deletion, open and close do, and their callers run them in a worker thread.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from raftka.storage.batch import (
 from raftka.storage.errors import (
     LogClosedError,
     OffsetOutOfRangeError,
+    SegmentFullError,
     UnexpectedAppendOffsetError,
 )
 from raftka.storage.files import TMP_SUFFIX, fsync_dir, write_durably
@@ -95,7 +98,15 @@ def _read_checkpoint(path: Path) -> int | None:
 
 
 class PartitionLog:
-    """An append-only sequence of record batches split into segments."""
+    """An append-only sequence of record batches split into segments.
+
+    Two kinds of callers share it. The event loop appends and reads: those methods
+    never fsync and only take `_lock`, which nothing holds across an fsync. Worker
+    threads run what fsyncs (sync, roll, truncate_to, truncate_fully_and_start_at,
+    delete_segments, close): those take `_worker_lock` first, so they run one at a
+    time and each finds the files as the previous one left them, and take `_lock` only
+    for the in-memory changes and for cheap file operations (create, unlink, ftruncate).
+    """
 
     def __init__(self, directory: Path, config: LogConfig, segments: list[Segment]) -> None:
         self._directory = directory
@@ -103,15 +114,22 @@ class PartitionLog:
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
         self._log_start_offset = segments[0].base_offset
-        # Guards the segment list and file descriptors against sync() in a worker thread.
+        # Guards the segment list, offsets and file descriptors; held only briefly.
         self._lock = threading.Lock()
+        # Serializes the worker-thread operations; held across their fsyncs.
+        self._worker_lock = threading.Lock()
+        # While a roll runs, appends are refused: the segment it fsyncs must not grow.
+        self._rolling = False
         self._closed = False
 
     # ---- opening and recovery --------------------------------------------------------
 
     @classmethod
     def open(cls, directory: Path, config: LogConfig) -> PartitionLog:
-        """Open the log in `directory`, creating it, or recovering it after a crash."""
+        """Open the log in `directory`, creating it, or recovering it after a crash.
+
+        Reads, verifies and fsyncs files: callers run it in a worker thread.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         clean = (directory / CLEAN_SHUTDOWN_FILE).exists()
         for tmp in directory.glob("*" + TMP_SUFFIX):
@@ -191,7 +209,12 @@ class PartitionLog:
         producer_epoch: int = -1,
         base_sequence: int = -1,
     ) -> AppendInfo:
-        """Append (timestamp_ms, body) records as one batch; offsets are assigned here."""
+        """Append (timestamp_ms, body) records as one batch; offsets are assigned here.
+
+        Never waits for the disk, so it may run on the event loop. When the active
+        segment cannot take the batch it raises SegmentFullError having written
+        nothing: the caller runs roll() in a worker thread and appends again.
+        """
         if not records:
             raise ValueError("append needs at least one record")
         self._check_open()
@@ -208,28 +231,62 @@ class PartitionLog:
         )
         return self._append_batch(batch, decode_header(batch, 0, verify_crc=False))
 
-    def append_raw(self, batch: bytes) -> AppendInfo:
-        """Append one encoded batch copied from a leader, after checking its CRC and offset."""
-        self._check_open()
-        header = verify_batch(batch)
-        if header.base_offset != self.log_end_offset:
-            raise UnexpectedAppendOffsetError(header.base_offset, self.log_end_offset)
-        return self._append_batch(batch, header)
+    def append_raw(self, batch: bytes | memoryview) -> AppendInfo:
+        """Append one encoded batch copied from a leader, after checking its CRC and offset.
 
-    def _append_batch(self, batch: bytes, header: BatchHeader) -> AppendInfo:
+        Like append: never waits for the disk, raises SegmentFullError when a roll is due.
+        """
+        self._check_open()
+        return self._append_batch(batch, verify_batch(batch))
+
+    def _append_batch(self, batch: bytes | memoryview, header: BatchHeader) -> AppendInfo:
         with self._lock:
-            if not self._segments[-1].fits(header, self._config.segment_bytes):
-                self._roll(header.base_offset)
-            self._segments[-1].append(batch, header)
+            self._check_open()
+            active = self._segments[-1]
+            if header.base_offset != active.next_offset:
+                raise UnexpectedAppendOffsetError(header.base_offset, active.next_offset)
+            if self._rolling or not active.fits(header, self._config.segment_bytes):
+                raise SegmentFullError(
+                    f"segment {active.base_offset} of {self._directory} cannot take "
+                    f"{header.size_bytes} more bytes; roll() and append again"
+                )
+            active.append(batch, header)
         return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)
 
-    def _roll(self, base_offset: int) -> None:
-        # Older segments are always durable, so recovery only ever scans the last one.
-        self._segments[-1].sync_all()
-        segment = Segment.create(self._directory, base_offset, self._config.index_interval_bytes)
-        fsync_dir(self._directory)
-        self._segments.append(segment)
-        self._bases.append(base_offset)
+    def roll(self) -> None:
+        """Start a new active segment at the log end offset. Run it in a worker thread.
+
+        The active segment is sealed first (appends raise SegmentFullError until the
+        roll is done), its index files are written and all three files fsynced, then
+        the new segment is created and the directory fsynced. So every segment but the
+        last is durable with its indexes, and recovery only scans the last one. The
+        event loop is never held up: `_lock` is not held across the fsyncs. Rolling an
+        empty active segment does nothing (several callers may ask for one roll).
+        """
+        with self._worker_lock:
+            with self._lock:
+                self._check_open()
+                old = self._segments[-1]
+                if old.is_empty():
+                    return
+                self._rolling = True
+            new: Segment | None = None
+            try:
+                old.sync_all()
+                new = Segment.create(
+                    self._directory, old.next_offset, self._config.index_interval_bytes
+                )
+                fsync_dir(self._directory)
+            except BaseException:
+                if new is not None:
+                    new.close()
+                with self._lock:
+                    self._rolling = False
+                raise
+            with self._lock:
+                self._segments.append(new)
+                self._bases.append(new.base_offset)
+                self._rolling = False
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -242,6 +299,14 @@ class PartitionLog:
         always returned so a consumer makes progress. No JSON is parsed: the bytes
         are sliced from the batches as stored.
         """
+        # Under the lock: a worker thread's truncation or close never closes a file
+        # this read is using (it holds the lock only for moments, never for an fsync).
+        with self._lock:
+            return self._read(offset, max_bytes, max_records, max_offset)
+
+    def _read(
+        self, offset: int, max_bytes: int, max_records: int, max_offset: int | None
+    ) -> ReadResult:
         self._check_open()
         end = self.log_end_offset
         if offset < self._log_start_offset or offset > end:
@@ -295,6 +360,10 @@ class PartitionLog:
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """First offset whose record timestamp is >= timestamp_ms, or None."""
+        with self._lock:
+            return self._offset_for_timestamp(timestamp_ms)
+
+    def _offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         self._check_open()
         for segment in self._segments:
             if segment.max_timestamp < timestamp_ms:
@@ -333,39 +402,48 @@ class PartitionLog:
         Only at batch boundaries (Kafka's rule): the batch holding `offset` goes whole,
         so the new log_end_offset is its base offset, which may be below `offset`. Kept
         bytes are never rewritten (segments are deleted, the last one is cut with
-        ftruncate), and the result is durable on return. `offset >= log_end_offset`
-        changes nothing; `offset < log_start_offset` raises OffsetOutOfRangeError.
+        ftruncate), and the result is durable on return: run it in a worker thread.
+        `offset >= log_end_offset` changes nothing; `offset < log_start_offset` raises
+        OffsetOutOfRangeError.
         """
-        self._check_open()
-        if offset >= self.log_end_offset:
-            return self.log_end_offset
-        if offset < self._log_start_offset:
-            raise self._out_of_range(offset)
-        with self._lock:
-            while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
-                self._segments.pop().delete_files()
-                self._bases.pop()
-            active = self._segments[-1]
-            active.truncate_to(offset)
-            # log_start_offset is a segment's base, so a batch boundary, and the cut never
-            # goes below it; were it ever inside a batch, it follows the cut (as on open).
-            self._log_start_offset = min(self._log_start_offset, active.next_offset)
-            active.sync_all()
+        with self._worker_lock:
+            with self._lock:
+                self._check_open()
+                end = self.log_end_offset
+                if offset >= end:
+                    return end
+                if offset < self._log_start_offset:
+                    raise self._out_of_range(offset)
+                while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
+                    self._segments.pop().delete_files()
+                    self._bases.pop()
+                active = self._segments[-1]
+                active.truncate_to(offset)
+                active.write_indexes()
+                end = active.next_offset
+                # log_start_offset is a segment's base, so a batch boundary, and the cut
+                # never goes below it; were it ever inside a batch, it follows the cut.
+                self._log_start_offset = min(self._log_start_offset, end)
+            active.fsync_files()
             fsync_dir(self._directory)
-            return active.next_offset
+            return end
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
-        """Drop every record; the log restarts empty with log_start_offset = offset."""
-        self._check_open()
+        """Drop every record; the log restarts empty with log_start_offset = offset.
+
+        Durable on return: run it in a worker thread.
+        """
         if offset < 0:
             raise ValueError("offset must be >= 0")
-        with self._lock:
-            while self._segments:
-                self._segments.pop().delete_files()
-            segment = Segment.create(self._directory, offset, self._config.index_interval_bytes)
-            self._segments.append(segment)
-            self._bases = [offset]
-            self._log_start_offset = offset
+        with self._worker_lock:
+            with self._lock:
+                self._check_open()
+                while self._segments:
+                    self._segments.pop().delete_files()
+                segment = Segment.create(self._directory, offset, self._config.index_interval_bytes)
+                self._segments.append(segment)
+                self._bases[:] = [offset]
+                self._log_start_offset = offset
             write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
 
     def apply_retention(self, now_ms: int) -> int:
@@ -391,29 +469,36 @@ class PartitionLog:
     # ---- durability and shutdown -----------------------------------------------------
 
     def sync(self) -> None:
-        """fsync everything appended so far. Safe from a worker thread.
+        """fsync everything appended so far. Run it in a worker thread.
 
-        Only the active segment can hold unsynced data (rolls fsync the old one). The
-        fd is duplicated under the lock, so a roll or close on the loop thread never
-        closes the descriptor this fsync is using, and appends are not held up by it.
+        Only the active segment can hold unsynced data (a roll fsyncs the segment it
+        leaves, and waits for nothing but this lock). The fd is duplicated under
+        `_lock`, which is released for the fsync, so appends are not held up by it.
         """
-        with self._lock:
-            self._check_open()
-            fd = os.dup(self._segments[-1].fd)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._worker_lock:
+            with self._lock:
+                self._check_open()
+                fd = os.dup(self._segments[-1].fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
-        """Write the indexes, fsync, and leave a clean-shutdown marker."""
-        with self._lock:
-            if self._closed:
-                return
-            self._segments[-1].sync_all()
-            for segment in self._segments:
-                segment.close()
-            self._closed = True
+        """Write the indexes, fsync, and leave a clean-shutdown marker.
+
+        It fsyncs: run it in a worker thread. Appends and reads fail from its start.
+        """
+        with self._worker_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+            try:
+                self._segments[-1].sync_all()
+            finally:
+                for segment in self._segments:
+                    segment.close()
             write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
 
     def abandon(self) -> None:

@@ -32,7 +32,7 @@ def segment_name(base_offset: int) -> str:
     return f"{base_offset:0{OFFSET_DIGITS}d}"
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -174,7 +174,7 @@ class Segment:
             and header.last_offset - self.base_offset <= MAX_RELATIVE_OFFSET
         )
 
-    def append(self, batch: bytes, header: BatchHeader) -> None:
+    def append(self, batch: bytes | memoryview, header: BatchHeader) -> None:
         """Write one batch with one write; on failure cut the file back so no torn tail stays."""
         position = self.size
         try:
@@ -200,6 +200,10 @@ class Segment:
     def sync_all(self) -> None:
         """Write the index files and fsync all three files (before a roll or a close)."""
         self.write_indexes()
+        self.fsync_files()
+
+    def fsync_files(self) -> None:
+        """fsync the .log file and the index files as they are on disk."""
         for path in (self.index.path, self.time_index.path):
             fd = os.open(path, os.O_RDONLY)
             try:

@@ -1,4 +1,4 @@
-"""Shared helpers for the storage tests: record bodies and decoding of read results."""
+"""Shared helpers for the storage tests: record bodies, appends that roll, decoding reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import orjson
 
-from raftka.storage.log import LogConfig, PartitionLog
+from raftka.storage.errors import SegmentFullError
+from raftka.storage.log import AppendInfo, LogConfig, PartitionLog
 
 NO_RETENTION = LogConfig(retention_ms=None)
 
@@ -32,3 +33,23 @@ def read_all(log: PartitionLog, offset: int | None = None) -> list[dict[str, obj
 def open_log(path: Path, **config: int | None) -> PartitionLog:
     settings: dict[str, int | None] = {"retention_ms": None, **config}
     return PartitionLog.open(path, LogConfig(**settings))
+
+
+def append_rolling(
+    log: PartitionLog, batch: list[tuple[int, bytes]], *, leader_epoch: int = 0
+) -> AppendInfo:
+    """log.append, rolling when the active segment is full (the broker rolls in a thread)."""
+    try:
+        return log.append(batch, leader_epoch=leader_epoch)
+    except SegmentFullError:
+        log.roll()
+        return log.append(batch, leader_epoch=leader_epoch)
+
+
+def append_raw_rolling(log: PartitionLog, batch: bytes | memoryview) -> AppendInfo:
+    """log.append_raw, rolling when the active segment is full."""
+    try:
+        return log.append_raw(batch)
+    except SegmentFullError:
+        log.roll()
+        return log.append_raw(batch)

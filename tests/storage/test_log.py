@@ -15,7 +15,15 @@ from raftka.storage.errors import (
 )
 from raftka.storage.log import LogConfig, PartitionLog
 
-from .helpers import body, decode, open_log, read_all, records
+from .helpers import (
+    append_raw_rolling,
+    append_rolling,
+    body,
+    decode,
+    open_log,
+    read_all,
+    records,
+)
 
 
 @pytest.fixture
@@ -23,7 +31,7 @@ def log(tmp_path: Path) -> PartitionLog:
     # ten batches of ten records, ~100 bytes each, three segments of ~4 batches
     log = open_log(tmp_path / "p", segment_bytes=4500, index_interval_bytes=1000)
     for b in range(10):
-        log.append(records(b * 10, 10))
+        append_rolling(log, records(b * 10, 10))
     return log
 
 
@@ -41,7 +49,7 @@ def test_append_assigns_offsets_and_rolls_segments(log: PartitionLog, tmp_path: 
     assert len(names) >= 3 and names[0] == "00000000000000000000.log"
     assert all(len(n) == len("00000000000000000000.log") for n in names)
     assert log.size_bytes == sum(p.stat().st_size for p in (tmp_path / "p").glob("*.log"))
-    info = log.append(records(100, 3, ts=50_000))
+    info = append_rolling(log, records(100, 3, ts=50_000))
     assert (info.base_offset, info.last_offset, info.max_timestamp) == (100, 102, 50_102)
     assert [r["offset"] for r in read_all(log)] == list(range(103))
     rec = read_all(log, 101)[0]
@@ -106,9 +114,9 @@ def test_read_outside_the_log_raises(log: PartitionLog, offset: int) -> None:
 def test_offset_for_timestamp(tmp_path: Path) -> None:
     log = open_log(tmp_path / "p", segment_bytes=300)
     # timestamps out of order inside batches: first offset at or after T, not the smallest ts
-    log.append([(100, body(0)), (300, body(1)), (200, body(2))])
-    log.append([(250, body(3)), (400, body(4))])
-    log.append([(50, body(5))])
+    append_rolling(log, [(100, body(0)), (300, body(1)), (200, body(2))])
+    append_rolling(log, [(250, body(3)), (400, body(4))])
+    append_rolling(log, [(50, body(5))])
     expected = {0: 0, 100: 0, 101: 1, 300: 1, 301: 4, 400: 4, 401: None}
     assert {ts: log.offset_for_timestamp(ts) for ts in expected} == expected
     assert len(list((tmp_path / "p").glob("*.log"))) == 3
@@ -137,7 +145,7 @@ def test_retention_by_time_deletes_old_segments_only(log: PartitionLog) -> None:
 def test_retention_by_bytes_keeps_size_under_limit(tmp_path: Path) -> None:
     log = open_log(tmp_path / "p", segment_bytes=2000, retention_bytes=5000)
     for b in range(30):
-        log.append(records(b * 5, 5))
+        append_rolling(log, records(b * 5, 5))
     deleted = log.apply_retention(now_ms=0)
     assert deleted > 0 and log.size_bytes <= 5000
     assert log.log_start_offset == int(sorted(log.directory.glob("*.log"))[0].stem)
@@ -204,7 +212,7 @@ def test_append_raw_checks_crc_and_base_offset(log: PartitionLog, tmp_path: Path
     wrong = encode_batch(101, frags, first_timestamp=1, max_timestamp=3)
     with pytest.raises(UnexpectedAppendOffsetError):
         log.append_raw(wrong)
-    assert log.append_raw(good).last_offset == 102
+    assert append_raw_rolling(log, good).last_offset == 102
     assert [h.leader_epoch for h in log.batches(100)] == [2]
     assert [r["offset"] for r in read_all(log, 99)] == [99, 100, 101, 102]
 

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from raftka.storage.log import LogConfig, PartitionLog
 
-from .helpers import body
+from .helpers import append_rolling, body
 
 
 def fragment(offset: int, ts: int, b: bytes) -> bytes:
@@ -76,7 +76,7 @@ class LogModel(RuleBasedStateMachine):
     )
     def append(self, batch: list[tuple[int, int]]) -> None:
         records = [(ts, body(k, pad)) for k, (ts, pad) in enumerate(batch)]
-        info = self.log.append(records)
+        info = append_rolling(self.log, records)
         assert info.base_offset == self.end
         self.bases.append(info.base_offset)
         self.fragments += [fragment(self.end + k, ts, b) for k, (ts, b) in enumerate(records)]

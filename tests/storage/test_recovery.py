@@ -9,13 +9,13 @@ import pytest
 
 from raftka.storage.log import CLEAN_SHUTDOWN_FILE, PartitionLog
 
-from .helpers import open_log, read_all, records
+from .helpers import append_rolling, open_log, read_all, records
 
 
 def filled(path: Path, batches: int = 12) -> PartitionLog:
     log = open_log(path, segment_bytes=4500, index_interval_bytes=500)
     for b in range(batches):
-        log.append(records(b * 10, 10))
+        append_rolling(log, records(b * 10, 10))
     return log
 
 
@@ -41,7 +41,7 @@ def test_torn_tail_is_cut_at_the_last_whole_batch(tmp_path: Path, cut: int) -> N
     again = open_log(tmp_path / "p", segment_bytes=4500)
     assert again.log_end_offset == 110  # the last batch of ten records was torn
     assert [r["offset"] for r in read_all(again)] == list(range(110))
-    assert again.append(records(110, 1)).base_offset == 110
+    assert append_rolling(again, records(110, 1)).base_offset == 110
 
 
 def test_flipped_byte_in_tail_drops_that_batch_and_later(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_missing_or_garbage_index_files_are_rebuilt(tmp_path: Path) -> None:
 def test_unsynced_crash_keeps_every_intact_batch(tmp_path: Path) -> None:
     log = filled(tmp_path / "p")
     log.sync()
-    log.append(records(120, 5))
+    append_rolling(log, records(120, 5))
     log.abandon()  # killed: the page cache still has everything
     again = open_log(tmp_path / "p", segment_bytes=4500)
     assert again.log_end_offset == 125

@@ -120,7 +120,13 @@ class ReplicaManager:
         return self._logs_dir / f"{key[0]}-{key[1]}"
 
     def apply_retention(self, now_ms: int) -> int:
-        return sum(r.log.apply_retention(now_ms) for r in self._replicas.values())
+        deleted = 0
+        for replica in self._replicas.values():
+            expired = replica.log.detach_expired_segments(now_ms)
+            # delete_segments fsyncs: it belongs in a worker thread (to come with replication).
+            replica.log.delete_segments(expired)
+            deleted += len(expired)
+        return deleted
 
     def close(self) -> None:
         for replica in self._replicas.values():

@@ -446,25 +446,52 @@ class PartitionLog:
                 self._log_start_offset = offset
             write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
 
-    def apply_retention(self, now_ms: int) -> int:
-        """Delete whole old segments per retention_ms and retention_bytes; returns how many."""
-        self._check_open()
-        count = segments_to_delete(
-            [SegmentStats(s.size, s.max_timestamp) for s in self._segments],
-            now_ms=now_ms,
-            retention_ms=self._config.retention_ms,
-            retention_bytes=self._config.retention_bytes,
-        )
-        if not count:
-            return 0
+    def detach_expired_segments(self, now_ms: int) -> list[Segment]:
+        """Take the segments retention deletes out of the log, without touching a file.
+
+        Whole old segments go, oldest first, never the active one (the rules are in
+        retention.py), and log_start_offset moves to the first segment left, so no
+        later read sees them. Cheap, for the event loop; the caller hands the result
+        to delete_segments in a worker thread.
+        """
         with self._lock:
-            for segment in self._segments[:count]:
-                segment.delete_files()
+            self._check_open()
+            count = segments_to_delete(
+                [SegmentStats(s.size, s.max_timestamp) for s in self._segments],
+                now_ms=now_ms,
+                retention_ms=self._config.retention_ms,
+                retention_bytes=self._config.retention_bytes,
+            )
+            detached = self._segments[:count]
             del self._segments[:count]
             del self._bases[:count]
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
-        write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % self._log_start_offset)
-        return count
+            return detached
+
+    def delete_segments(self, segments: Sequence[Segment]) -> None:
+        """Delete the files of segments detach_expired_segments took out. Worker thread.
+
+        Oldest first, so a crash midway leaves a contiguous log; then the
+        log-start-offset checkpoint is written durably. A crash before this finishes
+        is safe: open finds the remaining segments again and takes log_start_offset =
+        max(checkpoint, first segment's base), and a later retention pass detaches them
+        again. On a closed log only their descriptors are closed and the files stay.
+        """
+        if not segments:
+            return
+        with self._worker_lock:
+            with self._lock:
+                if any(s in self._segments for s in segments):
+                    raise ValueError("only detached segments can be deleted")
+                closed = self._closed
+                start = self._log_start_offset
+            if closed:
+                for segment in segments:
+                    segment.close()
+                return
+            for segment in segments:
+                segment.delete_files()
+            write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % start)
 
     # ---- durability and shutdown -----------------------------------------------------
 

@@ -53,3 +53,10 @@ def append_raw_rolling(log: PartitionLog, batch: bytes | memoryview) -> AppendIn
     except SegmentFullError:
         log.roll()
         return log.append_raw(batch)
+
+
+def apply_retention(log: PartitionLog, now_ms: int) -> int:
+    """Both retention steps (the broker runs the second in a worker thread)."""
+    detached = log.detach_expired_segments(now_ms)
+    log.delete_segments(detached)
+    return len(detached)

@@ -18,6 +18,7 @@ from raftka.storage.log import LogConfig, PartitionLog
 from .helpers import (
     append_raw_rolling,
     append_rolling,
+    apply_retention,
     body,
     decode,
     open_log,
@@ -128,14 +129,14 @@ def test_retention_by_time_deletes_old_segments_only(log: PartitionLog) -> None:
     log = PartitionLog.open(log.directory, cfg)
     segments_before = len(list(log.directory.glob("*.log")))
     # records of batch b have ts 1000 + 10b .. 1000 + 10b + 9
-    assert log.apply_retention(now_ms=1000 + 1000) == 0
-    deleted = log.apply_retention(now_ms=1040 + 1000)  # first segment's max ts < 1040
+    assert apply_retention(log, now_ms=1000 + 1000) == 0
+    deleted = apply_retention(log, now_ms=1040 + 1000)  # first segment's max ts < 1040
     assert deleted == 1 and log.log_start_offset > 0
     start = log.log_start_offset
     with pytest.raises(OffsetOutOfRangeError):
         log.read(start - 1, max_bytes=100, max_records=1)
     assert read_all(log)[0]["offset"] == start
-    assert log.apply_retention(now_ms=10**15) == segments_before - 2  # never the active one
+    assert apply_retention(log, now_ms=10**15) == segments_before - 2  # never the active one
     assert len(list(log.directory.glob("*.log"))) == 1
     start = log.log_start_offset
     log.close()
@@ -146,11 +147,11 @@ def test_retention_by_bytes_keeps_size_under_limit(tmp_path: Path) -> None:
     log = open_log(tmp_path / "p", segment_bytes=2000, retention_bytes=5000)
     for b in range(30):
         append_rolling(log, records(b * 5, 5))
-    deleted = log.apply_retention(now_ms=0)
+    deleted = apply_retention(log, now_ms=0)
     assert deleted > 0 and log.size_bytes <= 5000
     assert log.log_start_offset == int(sorted(log.directory.glob("*.log"))[0].stem)
     assert [r["offset"] for r in read_all(log)] == list(range(log.log_start_offset, 150))
-    assert log.apply_retention(now_ms=0) == 0
+    assert apply_retention(log, now_ms=0) == 0
 
 
 def test_truncate_inside_a_batch_removes_the_whole_batch(log: PartitionLog) -> None:

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from raftka.storage.log import LogConfig, PartitionLog
 
-from .helpers import append_rolling, body
+from .helpers import append_rolling, apply_retention, body
 
 
 def fragment(offset: int, ts: int, b: bytes) -> bytes:
@@ -122,7 +122,7 @@ class LogModel(RuleBasedStateMachine):
     @rule()
     def retention(self) -> None:
         before = self.log.size_bytes
-        deleted = self.log.apply_retention(now_ms=0)
+        deleted = apply_retention(self.log, now_ms=0)
         new_start = self.log.log_start_offset
         assert new_start >= self.start
         assert (new_start > self.start) == (deleted > 0)
@@ -135,6 +135,14 @@ class LogModel(RuleBasedStateMachine):
         else:
             assert self.log.size_bytes <= limit or len(list(self.dir.glob("*.log"))) == 1
             assert deleted == 0 or before > limit
+
+    @rule()
+    def crash_between_retention_steps(self) -> None:
+        detached = self.log.detach_expired_segments(now_ms=0)
+        self.log.abandon()
+        self.log.delete_segments(detached)  # closed: descriptors only, the files stay
+        self.log = PartitionLog.open(self.dir, self.config)
+        self.mark_synced()  # open fsyncs what it recovered; the detached segments are back
 
     @rule()
     def sync(self) -> None:

@@ -1,7 +1,8 @@
 """PartitionLog: one partition's log on disk, the storage API the broker and replication use.
 
 It owns the list of segments, offsets (log_start_offset, log_end_offset), rolling,
-reads, truncation, retention, recovery on open and the clean-shutdown marker. It must
+reads, truncation, retention, recovery on open, the clean-shutdown marker, and when the
+leader-epoch cache is kept up to date and checkpointed (epochs.py owns its rules). It must
 never parse a record's JSON on the produce or fetch path, never import raftka's other
 packages, and never fsync in a method meant for the event loop: appends, reads and the
 first step of retention never touch the disk's durability; sync, roll, truncation,
@@ -32,7 +33,9 @@ from raftka.storage.batch import (
     slice_bounds,
     verify_batch,
 )
+from raftka.storage.epochs import EpochEntry, LeaderEpochCache
 from raftka.storage.errors import (
+    CorruptCheckpointError,
     LogClosedError,
     OffsetOutOfRangeError,
     SegmentFullError,
@@ -50,6 +53,7 @@ from raftka.storage.segment import (
 
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 LOG_START_OFFSET_FILE = "log-start-offset"
+LEADER_EPOCH_CHECKPOINT_FILE = "leader-epoch-checkpoint"
 DEFAULT_SEGMENT_BYTES = 1 << 30
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 INDEX_INTERVAL_BYTES = 4096
@@ -97,6 +101,46 @@ def _read_checkpoint(path: Path) -> int | None:
         return None
 
 
+def _assign_from_headers(cache: LeaderEpochCache, segments: Sequence[Segment]) -> None:
+    """Add the epochs the segments' batch headers show (reads headers only; for open)."""
+    for segment in segments:
+        for _pos, header in segment.headers_from(segment.base_offset):
+            cache.assign(header.leader_epoch, header.base_offset)
+
+
+def _recover_epochs(
+    directory: Path, segments: Sequence[Segment], *, clean: bool, start: int, end: int
+) -> tuple[LeaderEpochCache, bool]:
+    """The leader-epoch cache after open, and whether it differs from the file.
+
+    The file covers every epoch that starts below the last segment's base (roll writes
+    it before creating a segment), so after an unclean stop only the last segment's
+    epochs are rebuilt from batch headers. A missing or malformed file, or one that
+    does not reach down to the log start (segments a crash brought back before
+    retention deleted them), means a rebuild from every segment's headers.
+    """
+    path = directory / LEADER_EPOCH_CHECKPOINT_FILE
+    text: str | None
+    try:
+        text = path.read_text()
+        cache = LeaderEpochCache.from_text(text)
+    except (FileNotFoundError, UnicodeDecodeError, CorruptCheckpointError):
+        text, cache = None, LeaderEpochCache()
+        _assign_from_headers(cache, segments)
+    else:
+        if not clean:
+            cache.truncate_from_end(segments[-1].base_offset)
+            _assign_from_headers(cache, segments[-1:])
+    cache.truncate_from_end(end)
+    cache.truncate_from_start(start)
+    entries = cache.entries()
+    if text is not None and start < end and (not entries or entries[0].start_offset > start):
+        cache = LeaderEpochCache()
+        _assign_from_headers(cache, segments)
+        cache.truncate_from_start(start)
+    return cache, cache.to_text() != text
+
+
 class PartitionLog:
     """An append-only sequence of record batches split into segments.
 
@@ -121,6 +165,11 @@ class PartitionLog:
         # While a roll runs, appends are refused: the segment it fsyncs must not grow.
         self._rolling = False
         self._closed = False
+        # In memory the cache is authoritative; the checkpoint file is rewritten by
+        # worker-thread operations when the version moved since the last write.
+        self._epochs = LeaderEpochCache()
+        self._epochs_version = 0  # changed under _lock
+        self._epochs_written = 0  # the version the file holds; changed under _worker_lock
 
     # ---- opening and recovery --------------------------------------------------------
 
@@ -166,7 +215,12 @@ class PartitionLog:
         os.fsync(segments[-1].fd)
         log = cls(directory, config, segments)
         end = log.log_end_offset
-        log._log_start_offset = min(max(checkpoint or 0, segments[0].base_offset), end)
+        log._log_start_offset = start = min(max(checkpoint or 0, segments[0].base_offset), end)
+        log._epochs, differs = _recover_epochs(
+            directory, segments, clean=clean, start=start, end=end
+        )
+        if differs:
+            log._epochs_written = -1  # the next worker-thread operation writes it
         # From here on the files change, so a crash must not find a stale marker.
         with contextlib.suppress(FileNotFoundError):
             (directory / CLEAN_SHUTDOWN_FILE).unlink()
@@ -217,6 +271,8 @@ class PartitionLog:
         """
         if not records:
             raise ValueError("append needs at least one record")
+        if leader_epoch < 0:
+            raise ValueError(f"leader_epoch must be >= 0, got {leader_epoch}")
         self._check_open()
         base = self.log_end_offset
         batch = encode_batch(
@@ -237,7 +293,10 @@ class PartitionLog:
         Like append: never waits for the disk, raises SegmentFullError when a roll is due.
         """
         self._check_open()
-        return self._append_batch(batch, verify_batch(batch))
+        header = verify_batch(batch)
+        if header.leader_epoch < 0:
+            raise ValueError(f"batch at {header.base_offset} has no leader epoch")
+        return self._append_batch(batch, header)
 
     def _append_batch(self, batch: bytes | memoryview, header: BatchHeader) -> AppendInfo:
         with self._lock:
@@ -251,15 +310,20 @@ class PartitionLog:
                     f"{header.size_bytes} more bytes; roll() and append again"
                 )
             active.append(batch, header)
+            if header.leader_epoch > self._epochs.latest_epoch:
+                self._epochs.assign(header.leader_epoch, header.base_offset)
+                self._epochs_version += 1
         return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)
 
     def roll(self) -> None:
         """Start a new active segment at the log end offset. Run it in a worker thread.
 
         The active segment is sealed first (appends raise SegmentFullError until the
-        roll is done), its index files are written and all three files fsynced, then
-        the new segment is created and the directory fsynced. So every segment but the
-        last is durable with its indexes, and recovery only scans the last one. The
+        roll is done), its index files are written and all three files fsynced, the
+        leader-epoch checkpoint is written, then the new segment is created and the
+        directory fsynced. So every segment but the last is durable with its indexes,
+        the checkpoint covers every epoch that starts below the last segment's base,
+        and recovery only scans the last one. The
         event loop is never held up: `_lock` is not held across the fsyncs. Rolling an
         empty active segment does nothing (several callers may ask for one roll).
         """
@@ -273,6 +337,9 @@ class PartitionLog:
             new: Segment | None = None
             try:
                 old.sync_all()
+                # Before the new segment exists, so open never finds a segment beyond
+                # the last one whose epochs the file covers.
+                self._write_epochs_if_changed()
                 new = Segment.create(
                     self._directory, old.next_offset, self._config.index_interval_bytes
                 )
@@ -287,6 +354,46 @@ class PartitionLog:
                 self._segments.append(new)
                 self._bases.append(new.base_offset)
                 self._rolling = False
+
+    # ---- leader epochs ---------------------------------------------------------------
+
+    @property
+    def latest_epoch(self) -> int:
+        """The newest leader epoch the log knows, or UNDEFINED_EPOCH (-1)."""
+        return self._epochs.latest_epoch
+
+    def epoch_entries(self) -> tuple[EpochEntry, ...]:
+        """The leader-epoch cache: (epoch, start_offset), both strictly increasing."""
+        with self._lock:
+            return self._epochs.entries()
+
+    def assign_epoch(self, epoch: int, start_offset: int) -> bool:
+        """Record that `epoch` starts at `start_offset`; returns whether the cache changed.
+
+        A new leader calls it with its log end offset before it appends (as Kafka's
+        does), so followers asking for the previous epoch's end get an answer even
+        before the first batch of the new one. Appends record their epochs on their
+        own. Only epochs newer than the latest count (epochs.py has the rules).
+        """
+        with self._lock:
+            self._check_open()
+            if not self._log_start_offset <= start_offset <= self.log_end_offset:
+                raise self._out_of_range(start_offset)
+            changed = self._epochs.assign(epoch, start_offset)
+            if changed:
+                self._epochs_version += 1
+            return changed
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(epoch, end offset) as Kafka's OffsetsForLeaderEpoch answers it.
+
+        The end offset is where the next newer epoch starts, or the log end offset for
+        the latest epoch; (-1, -1) when `epoch` is -1 or newer than any known. From the
+        cache only: it never scans the log.
+        """
+        with self._lock:
+            self._check_open()
+            return self._epochs.end_offset_for(epoch, self.log_end_offset)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -391,7 +498,7 @@ class PartitionLog:
         self._check_open()
         first = max(bisect_right(self._bases, from_offset) - 1, 0)
         for segment in list(self._segments[first:]):
-            for _pos, header, _view in segment.batches_from(from_offset, HEADER_BYTES):
+            for _pos, header in segment.headers_from(from_offset):
                 yield header
 
     # ---- truncation and retention ----------------------------------------------------
@@ -424,8 +531,11 @@ class PartitionLog:
                 # log_start_offset is a segment's base, so a batch boundary, and the cut
                 # never goes below it; were it ever inside a batch, it follows the cut.
                 self._log_start_offset = min(self._log_start_offset, end)
+                if self._epochs.truncate_from_end(end):
+                    self._epochs_version += 1
             active.fsync_files()
             fsync_dir(self._directory)
+            self._write_epochs_if_changed()
             return end
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -438,13 +548,24 @@ class PartitionLog:
         with self._worker_lock:
             with self._lock:
                 self._check_open()
+            # A crash before the new checkpoint is written must not find the old one
+            # next to the new empty segment: without a file, open rebuilds the cache
+            # from the batch headers that are left.
+            with contextlib.suppress(FileNotFoundError):
+                (self._directory / LEADER_EPOCH_CHECKPOINT_FILE).unlink()
+            fsync_dir(self._directory)
+            self._epochs_written = -1
+            with self._lock:
                 while self._segments:
                     self._segments.pop().delete_files()
                 segment = Segment.create(self._directory, offset, self._config.index_interval_bytes)
                 self._segments.append(segment)
                 self._bases[:] = [offset]
                 self._log_start_offset = offset
+                self._epochs.clear()
+                self._epochs_version += 1
             write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
+            self._write_epochs_if_changed()
 
     def detach_expired_segments(self, now_ms: int) -> list[Segment]:
         """Take the segments retention deletes out of the log, without touching a file.
@@ -466,13 +587,15 @@ class PartitionLog:
             del self._segments[:count]
             del self._bases[:count]
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+            if self._epochs.truncate_from_start(self._log_start_offset):
+                self._epochs_version += 1
             return detached
 
     def delete_segments(self, segments: Sequence[Segment]) -> None:
         """Delete the files of segments detach_expired_segments took out. Worker thread.
 
         Oldest first, so a crash midway leaves a contiguous log; then the
-        log-start-offset checkpoint is written durably. A crash before this finishes
+        log-start-offset and leader-epoch checkpoints are written durably. A crash before this finishes
         is safe: open finds the remaining segments again and takes log_start_offset =
         max(checkpoint, first segment's base), and a later retention pass detaches them
         again. On a closed log only their descriptors are closed and the files stay.
@@ -492,6 +615,7 @@ class PartitionLog:
             for segment in segments:
                 segment.delete_files()
             write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % start)
+            self._write_epochs_if_changed()
 
     # ---- durability and shutdown -----------------------------------------------------
 
@@ -499,8 +623,9 @@ class PartitionLog:
         """fsync everything appended so far. Run it in a worker thread.
 
         Only the active segment can hold unsynced data (a roll fsyncs the segment it
-        leaves, and waits for nothing but this lock). The fd is duplicated under
-        `_lock`, which is released for the fsync, so appends are not held up by it.
+        leaves). The fd is duplicated under `_lock`, which is released for the fsync,
+        so appends are not held up by it. The leader-epoch checkpoint is written too
+        when the cache changed since it last was (rarely: on a new epoch).
         """
         with self._worker_lock:
             with self._lock:
@@ -510,6 +635,20 @@ class PartitionLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self._write_epochs_if_changed()
+
+    def _write_epochs_if_changed(self) -> None:
+        """Write the leader-epoch checkpoint durably if the cache moved since the last write.
+
+        Only under `_worker_lock`: the writes are never concurrent.
+        """
+        with self._lock:
+            version = self._epochs_version
+            if version == self._epochs_written:
+                return
+            text = self._epochs.to_text()
+        write_durably(self._directory / LEADER_EPOCH_CHECKPOINT_FILE, text.encode())
+        self._epochs_written = version
 
     def close(self) -> None:
         """Write the indexes, fsync, and leave a clean-shutdown marker.
@@ -523,6 +662,7 @@ class PartitionLog:
                 self._closed = True
             try:
                 self._segments[-1].sync_all()
+                self._write_epochs_if_changed()
             finally:
                 for segment in self._segments:
                     segment.close()

@@ -176,6 +176,24 @@ def verify_batch(batch: bytes | memoryview) -> BatchHeader:
     return header
 
 
+def split_batches(data: bytes | bytearray | memoryview) -> list[tuple[BatchHeader, memoryview]]:
+    """Split concatenated batches (what read_raw returns) into (header, batch) pairs.
+
+    Every batch's CRC is verified, and the data must end exactly after a whole batch:
+    any bad or partial batch raises CorruptBatchError, so a follower can refuse a
+    fetched buffer before appending any of it. The views share `data`'s memory.
+    """
+    view = memoryview(data)
+    batches = []
+    pos = 0
+    while pos < len(view):
+        header = decode_header(view, pos)
+        end = pos + header.size_bytes
+        batches.append((header, view[pos:end]))
+        pos = end
+    return batches
+
+
 def record_ends(batch: bytes | memoryview, header: BatchHeader) -> array[int]:
     """The position table: end of each fragment in the payload (exclusive)."""
     ends = array("I")

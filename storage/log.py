@@ -94,6 +94,11 @@ class ReadResult:
     next_offset: int  # offset after the last record returned (== requested offset when none)
 
 
+def _read_ahead_bytes(max_bytes: int) -> int:
+    # A little more than max_bytes: the read starts at an index entry before the offset.
+    return min(max(max_bytes + max_bytes // 8, READ_AHEAD_MIN_BYTES), READ_AHEAD_MAX_BYTES)
+
+
 def _read_checkpoint(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -421,9 +426,7 @@ class PartitionLog:
         limit = end if max_offset is None else min(max_offset, end)
         if offset >= limit or max_records <= 0:
             return ReadResult(b"", 0, offset)
-        read_ahead = min(
-            max(max_bytes + max_bytes // 8, READ_AHEAD_MIN_BYTES), READ_AHEAD_MAX_BYTES
-        )
+        read_ahead = _read_ahead_bytes(max_bytes)
         pieces: list[memoryview] = []
         taken_bytes = 0
         count = 0
@@ -464,6 +467,34 @@ class PartitionLog:
                 continue  # this segment is exhausted; go on with the next
             break
         return ReadResult(b",".join(pieces), count, next_offset)
+
+    def read_raw(self, offset: int, max_bytes: int) -> bytes:
+        """The stored batches from the one holding `offset` on, byte for byte (followers).
+
+        Whole batches only: as many as fit in max_bytes, except that the first is always
+        returned whole, even if bigger, so a follower makes progress. The first batch
+        may start below `offset`. `offset == log_end_offset` gives b""; outside
+        [log_start_offset, log_end_offset] raises OffsetOutOfRangeError. No CRC check
+        and no decoding beyond headers; split_batches verifies on the receiving side.
+        """
+        with self._lock:
+            self._check_open()
+            if not self._log_start_offset <= offset <= self.log_end_offset:
+                raise self._out_of_range(offset)
+            read_ahead = _read_ahead_bytes(max_bytes)
+            pieces: list[bytes] = []
+            taken = 0
+            first = bisect_right(self._bases, offset) - 1
+            for segment in self._segments[first:]:
+                data, offset = segment.read_batches(
+                    offset, max_bytes - taken, read_ahead, at_least_one=not pieces
+                )
+                if data:
+                    pieces.append(data)
+                    taken += len(data)
+                if offset < segment.next_offset or taken >= max_bytes:
+                    break  # the byte budget stopped it inside this segment
+            return b"".join(pieces)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """First offset whose record timestamp is >= timestamp_ms, or None."""

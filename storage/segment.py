@@ -245,6 +245,47 @@ class Segment:
                 yield pos, header
             pos += header.size_bytes
 
+    def read_batches(
+        self, offset: int, max_bytes: int, read_ahead_bytes: int, *, at_least_one: bool
+    ) -> tuple[bytes, int]:
+        """Whole batches as stored, from the one holding `offset` on; and the offset after.
+
+        As many as fit in max_bytes; with at_least_one the first goes even if it alone
+        is bigger. Headers are walked in the read-ahead buffer before a batch is taken,
+        so the batch that does not fit is never read (batches_from reads each batch
+        whole before its caller sees it): usually one pread. No CRC check.
+        """
+        pos = self.index.lookup(offset)
+        buf = b""
+        buf_start = pos
+        start = end = -1
+        next_offset = offset
+        while pos < self.size:
+            rel = pos - buf_start
+            if rel + HEADER_BYTES > len(buf):
+                buf, buf_start, rel = self._pread(pos, read_ahead_bytes, self.size), pos, 0
+            header = decode_header(buf, rel, verify_crc=False)
+            batch_end = pos + header.size_bytes
+            if header.last_offset >= offset:
+                if start < 0:
+                    if header.size_bytes > max_bytes and not at_least_one:
+                        break
+                    start = pos
+                elif batch_end - start > max_bytes:
+                    break
+                end, next_offset = batch_end, header.next_offset
+                if end - start >= max_bytes:
+                    break
+            pos = batch_end
+        if start < 0:
+            return b"", offset
+        if buf_start <= start and end <= buf_start + len(buf):
+            return buf[start - buf_start : end - buf_start], next_offset
+        data = os.pread(self._fd, end - start, start)
+        if len(data) != end - start:
+            raise CorruptBatchError(f"{self.path}: batches at {start} are cut short")
+        return data, next_offset
+
     def batches_from(
         self, offset: int, read_ahead_bytes: int
     ) -> Iterator[tuple[int, BatchHeader, memoryview]]:

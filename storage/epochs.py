@@ -51,10 +51,6 @@ class LeaderEpochCache:
         if not _check_increasing(self._entries):
             raise ValueError(f"entries must strictly increase: {self._entries}")
 
-    def __repr__(self) -> str:
-        pairs = ", ".join(f"({e.epoch}, {e.start_offset})" for e in self._entries)
-        return f"LeaderEpochCache([{pairs}])"
-
     def entries(self) -> tuple[EpochEntry, ...]:
         return tuple(self._entries)
 

@@ -149,12 +149,13 @@ def _recover_epochs(
 class PartitionLog:
     """An append-only sequence of record batches split into segments.
 
-    Two kinds of callers share it. The event loop appends and reads: those methods
-    never fsync and only take `_lock`, which nothing holds across an fsync. Worker
-    threads run what fsyncs (sync, roll, truncate_to, truncate_fully_and_start_at,
-    delete_segments, close): those take `_worker_lock` first, so they run one at a
-    time and each finds the files as the previous one left them, and take `_lock` only
-    for the in-memory changes and for cheap file operations (create, unlink, ftruncate).
+    Two kinds of callers share it. The event loop appends, reads, detaches expired
+    segments and asks about epochs: those methods never fsync and only take `_lock`,
+    which nothing holds across an fsync. Worker threads run what fsyncs: open, then
+    sync, roll, truncate_to, truncate_fully_and_start_at, delete_segments and close,
+    which take `_worker_lock` first, so they run one at a time and each finds the files
+    as the previous one left them, and take `_lock` only for the in-memory changes and
+    for cheap file operations (create, unlink, ftruncate).
     """
 
     def __init__(self, directory: Path, config: LogConfig, segments: list[Segment]) -> None:
@@ -328,9 +329,9 @@ class PartitionLog:
         leader-epoch checkpoint is written, then the new segment is created and the
         directory fsynced. So every segment but the last is durable with its indexes,
         the checkpoint covers every epoch that starts below the last segment's base,
-        and recovery only scans the last one. The
-        event loop is never held up: `_lock` is not held across the fsyncs. Rolling an
-        empty active segment does nothing (several callers may ask for one roll).
+        and recovery only scans the last one. The event loop is never held up: `_lock`
+        is not held across the fsyncs. Rolling an empty active segment does nothing
+        (several callers may ask for one roll).
         """
         with self._worker_lock:
             with self._lock:
@@ -524,7 +525,8 @@ class PartitionLog:
     def batches(self, from_offset: int = 0) -> Iterator[BatchHeader]:
         """Headers of the batches holding offsets >= from_offset, in order.
 
-        Do not append, truncate or apply retention while iterating.
+        Reads headers only, without the log's lock: do not truncate, detach segments or
+        close the log while iterating.
         """
         self._check_open()
         first = max(bisect_right(self._bases, from_offset) - 1, 0)
@@ -626,10 +628,11 @@ class PartitionLog:
         """Delete the files of segments detach_expired_segments took out. Worker thread.
 
         Oldest first, so a crash midway leaves a contiguous log; then the
-        log-start-offset and leader-epoch checkpoints are written durably. A crash before this finishes
-        is safe: open finds the remaining segments again and takes log_start_offset =
-        max(checkpoint, first segment's base), and a later retention pass detaches them
-        again. On a closed log only their descriptors are closed and the files stay.
+        log-start-offset and leader-epoch checkpoints are written durably. A crash
+        before this finishes is safe: open finds the remaining segments again and takes
+        log_start_offset = max(checkpoint, first segment's base), and a later retention
+        pass detaches them again. On a closed log only their descriptors are closed and
+        the files stay.
         """
         if not segments:
             return

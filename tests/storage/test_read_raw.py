@@ -15,6 +15,8 @@ from raftka.storage.log import PartitionLog
 from .helpers import append_raw_rolling, append_rolling, apply_retention, open_log, records
 
 SEGMENT_BYTES = 4500
+FOLLOWER_FETCH_BYTES = 2000  # about two batches of the fixture per fetch
+BIG_READ_BYTES = 64 << 10
 
 
 @pytest.fixture
@@ -102,9 +104,9 @@ def test_read_raw_reads_with_one_pread_and_never_the_batch_past_the_budget(
         return real_pread(fd, length, offset)
 
     monkeypatch.setattr(os, "pread", counting_pread)
-    data = log.read_raw(1234, 64 << 10)
+    data = log.read_raw(1234, BIG_READ_BYTES)
     assert len(calls) == 1
-    assert 0 < (64 << 10) - len(data) < next(log.batches()).size_bytes
+    assert 0 < BIG_READ_BYTES - len(data) < next(log.batches()).size_bytes
 
 
 def test_a_follower_copying_read_raw_holds_the_leaders_bytes(
@@ -112,7 +114,7 @@ def test_a_follower_copying_read_raw_holds_the_leaders_bytes(
 ) -> None:
     follower = open_log(tmp_path / "f", segment_bytes=SEGMENT_BYTES, index_interval_bytes=1000)
     while follower.log_end_offset < log.log_end_offset:
-        fetched = log.read_raw(follower.log_end_offset, 2000)
+        fetched = log.read_raw(follower.log_end_offset, FOLLOWER_FETCH_BYTES)
         for _header, batch in split_batches(fetched):
             append_raw_rolling(follower, batch)
     assert stored_bytes(follower) == stored_bytes(log)

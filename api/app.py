@@ -22,7 +22,7 @@ from raftka.api.context import (
 )
 from raftka.api.forward import Forwarder, is_forwarded
 from raftka.api.metrics import BrokerMetrics
-from raftka.api.routes import cluster, fetch, produce, topics
+from raftka.api.routes import cluster, fetch, internal, produce, topics
 from raftka.metadata.errors import (
     InvalidRequest,
     LeaderNotAvailable,
@@ -101,7 +101,7 @@ def create_app(broker: Broker) -> web.Application:
     app[BROKER_KEY] = broker
     app[FORWARDER_KEY] = Forwarder(broker.settings.request_timeout_ms / 1000)
     app[METRICS_KEY] = BrokerMetrics(broker)
-    for module in (cluster, topics, produce, fetch):
+    for module in (cluster, topics, produce, fetch, internal):
         module.add_routes(app)
 
     async def close_forwarder(app: web.Application) -> None:

@@ -1,9 +1,10 @@
-"""One broker process: wires the metadata quorum, the partitions and the background loops.
+"""One broker process: wires the metadata quorum, the replicas and the background loops.
 
 Owns start-up order (HTTP first so /healthz answers, then the metadata quorum, then
-registration), the broker's lease (its own heartbeats committing), the controller's duties
-when this broker is the Raft leader, and clean shutdown. Protocol rules live in metadata/
-and replication/; this module only calls them.
+registration), the broker's lease (its own heartbeats committing), its session with the
+controller (a killed broker's closed connection gets it fenced fast), the controller's
+duties when this broker is the Raft leader, and clean shutdown. Protocol rules live in
+metadata/ and replication/; this module only calls them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from raftka.api.replica_transport import HttpFetchTransport
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
+from raftka.api.shutdown_marker import ShutdownMarker
 from raftka.metadata.commands import (
     AllocateProducerIds,
     AlterPartition,
@@ -35,17 +40,20 @@ from raftka.metadata.controller import (
     preferred_leader_elections,
 )
 from raftka.metadata.errors import (
-    ERRORS_BY_CODE,
     LeaderNotAvailable,
     RaftkaError,
     UnknownPartition,
     UnknownTopic,
 )
-from raftka.metadata.events import BrokerHeartbeatReceived, ProducerIdsAllocated
+from raftka.metadata.events import (
+    BrokerHeartbeatReceived,
+    PartitionChanged,
+    ProducerIdsAllocated,
+)
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicRecord
 from raftka.metadata.quorum import MetadataQuorum, RaftTiming
 from raftka.metadata.state import Applied
-from raftka.replication.manager import ReplicaManager
+from raftka.replication.manager import ReplicaManager, ReplicationSettings
 from raftka.replication.partition import PartitionReplica
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 
@@ -55,6 +63,8 @@ METADATA_WRITE_TIMEOUT_S = 5.0
 CONTROLLER_TICK_S = 0.25
 REGISTER_RETRY_S = 0.5
 PRODUCER_ID_BLOCK_SIZE = 1000
+SESSION_RETRY_S = 0.1
+SESSION_PATH = "/internal/brokers/{broker_id}/session"
 # Codes with which the quorum says "register again" (we restarted, or were forgotten).
 REREGISTER_CODES = frozenset({"UNKNOWN_BROKER", "STALE_BROKER_INCARNATION"})
 
@@ -73,17 +83,35 @@ class Broker:
         self.broker_id = broker_id
         self.data_dir = config.broker_data_dir(broker_id, data_dir)
         self.incarnation_id = uuid.uuid4().hex
-        self.replicas = ReplicaManager(broker_id, self.data_dir / "logs")
         self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
+        self._transport = HttpFetchTransport(self.broker_url)
+        s = self.settings
+        self.replicas = ReplicaManager(
+            broker_id,
+            self.data_dir / "logs",
+            settings=ReplicationSettings(
+                replica_lag_time_max_ms=s.replica_lag_time_max_ms,
+                request_timeout_ms=s.request_timeout_ms,
+            ),
+            flusher=self.flusher,
+            alter_partition=self._alter_partition,
+            transport=self._transport,
+        )
+        self.shutdown_marker = ShutdownMarker(self.data_dir, fsync_always=s.fsync == "always")
         self.quorum: MetadataQuorum | None = None
         self._metadata_ready = False
         self._lease_renewed_at = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._liveness = BrokerLiveness(self.settings.broker_session_timeout_ms)
+        self._liveness = BrokerLiveness(
+            s.broker_session_timeout_ms, controller_id=broker_id, track_sessions=True
+        )
         self._was_controller = False
         self._producer_ids: collections.deque[int] = collections.deque()
         self._raft_to_broker = {b.raft: b.broker_id for b in config.brokers if b.raft}
+        self._reconcile_wanted = asyncio.Event()
+        self._reconcile_complete = True
+        self._clean_shutdown = True
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -92,6 +120,7 @@ class Broker:
         server may already be answering /healthz with 503)."""
         self._loop = asyncio.get_running_loop()
         self.flusher.start()
+        self._clean_shutdown = await self._loop.run_in_executor(None, self.shutdown_marker.begin)
         s = self.settings
         self.quorum = MetadataQuorum(
             self_address=self.address.raft,
@@ -110,13 +139,17 @@ class Broker:
         # pysyncobj calls a restarted node "ready" at its last *saved* commit index, which
         # can be stale. Our registration commits after every earlier entry and is applied
         # in order, so once it is answered the local state is complete: only then may we
-        # act on it (reconciling a partial state would delete live logs as orphans).
+        # act on it (reconciling a partial state would move live logs aside as orphans).
         await self._register()
         self._metadata_ready = True
-        self.replicas.reconcile(self.quorum.state, delete_unknown=True)
+        await self.replicas.reconcile(self.quorum.state, complete=True)
+        self._spawn(self._reconcile_loop())
         self._spawn(self._heartbeat_loop())
+        self._spawn(self._session_loop())
         self._spawn(self._controller_loop())
         self._spawn(self._retention_loop())
+        self._spawn(self._checkpoint_loop())
+        self._spawn(self._isr_loop())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -126,10 +159,13 @@ class Broker:
                 await task
         self._tasks.clear()
         await self.flusher.stop()
-        self.replicas.close()
+        await self.replicas.close()
+        await self._transport.close()
         if self.quorum is not None:
             quorum, self.quorum = self.quorum, None
             await asyncio.get_running_loop().run_in_executor(None, quorum.close)
+            # Only a broker that got this far closed every log cleanly.
+            await asyncio.get_running_loop().run_in_executor(None, self.shutdown_marker.end)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -163,6 +199,10 @@ class Broker:
         leader = self.quorum.leader_address
         return None if leader is None else self._raft_to_broker.get(leader)
 
+    @property
+    def is_controller(self) -> bool:
+        return self.quorum is not None and self.quorum.is_leader
+
     async def submit(self, command: Command) -> Applied:
         if self.quorum is None:
             raise LeaderNotAvailable("the broker is starting")
@@ -175,21 +215,43 @@ class Broker:
         if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            loop.call_soon_threadsafe(self._on_metadata, events, reset)
+            loop.call_soon_threadsafe(self._on_metadata, state, events, reset)
 
-    def _on_metadata(self, events: tuple[Any, ...], reset: bool) -> None:
-        """Runs on the loop; acts on the latest state (later changes follow in order)."""
-        now_ms = time.monotonic() * 1000
-        needs_reconcile = reset
+    def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
+        """Runs on the loop, in commit order. A partition's leader or ISR change updates
+        that replica alone; anything else (topics, brokers) asks for a full reconcile."""
+        now_ms = int(time.monotonic() * 1000)
+        if reset:
+            # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
+            # act on its roles (epoch-fenced) but move nothing aside on its word.
+            self._want_reconcile(complete=False)
+            return
         for event in events:
             if isinstance(event, BrokerHeartbeatReceived):
-                self._liveness.heard_from(event.broker_id, int(now_ms))
-            else:
-                needs_reconcile = True
-        if needs_reconcile and self._metadata_ready and self.quorum is not None:
-            # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
-            # act on its roles but delete nothing on its word.
-            self.replicas.reconcile(self.quorum.state, delete_unknown=not reset)
+                self._liveness.heard_from(event.broker_id, now_ms)
+            elif isinstance(event, PartitionChanged):
+                topic = state.topics.get(event.topic)
+                handled = topic is None or self.replicas.partition_changed(topic, event.partition)
+                if self._metadata_ready and not handled:
+                    self._want_reconcile(complete=True)
+            elif not isinstance(event, ProducerIdsAllocated):
+                self._want_reconcile(complete=True)
+
+    def _want_reconcile(self, *, complete: bool) -> None:
+        self._reconcile_complete = complete
+        self._reconcile_wanted.set()
+
+    async def _reconcile_loop(self) -> None:
+        """Full reconciles, one at a time, on the latest state (changes coalesce)."""
+        while True:
+            await self._reconcile_wanted.wait()
+            self._reconcile_wanted.clear()
+            if self.quorum is None:
+                continue
+            try:
+                await self.replicas.reconcile(self.quorum.state, complete=self._reconcile_complete)
+            except Exception:
+                log.exception("reconciling the replicas with the metadata failed")
 
     # -- background loops ------------------------------------------------------
 
@@ -201,6 +263,7 @@ class Broker:
             url=self.address.url,
             incarnation_id=self.incarnation_id,
             raft_voter=self.address.raft is not None,
+            clean_shutdown=self._clean_shutdown,
         )
         while True:
             sent_at = time.monotonic()
@@ -211,7 +274,11 @@ class Broker:
                 await asyncio.sleep(REGISTER_RETRY_S)
                 continue
             self._lease_renewed_at = sent_at
-            log.info("broker %d registered", self.broker_id)
+            log.info(
+                "broker %d registered (%s shutdown before)",
+                self.broker_id,
+                "clean" if self._clean_shutdown else "unclean",
+            )
             return
 
     async def _heartbeat_loop(self) -> None:
@@ -224,11 +291,48 @@ class Broker:
             sent_at = time.monotonic()
             try:
                 await self.submit(heartbeat)
-                self._lease_renewed_at = sent_at
             except RaftkaError as exc:
                 log.warning("broker %d heartbeat failed: %s", self.broker_id, exc.message)
                 if exc.code in REREGISTER_CODES:
                     await self._register()
+                continue
+            self._lease_renewed_at = sent_at
+            # Our heartbeat just committed, so the local state holds everything committed
+            # before it: a read barrier, the only state moved-aside logs are deleted on.
+            if self.quorum is not None:
+                await self.replicas.purge_deleted(self.quorum.state)
+
+    async def _session_loop(self) -> None:
+        """Keeps one connection open to the controller: when this process dies the kernel
+        closes it at once and the controller fences us within a second; a paused process
+        keeps it open, so only the session timeout fences a broker that is merely slow."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                controller = self.controller_id
+                url = None if controller is None else self.broker_url(controller)
+                if controller == self.broker_id or url is None:
+                    await asyncio.sleep(SESSION_RETRY_S)
+                    continue
+                path = SESSION_PATH.format(broker_id=self.broker_id)
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    async with session.post(
+                        url + path, json={"incarnation_id": self.incarnation_id}
+                    ) as resp:
+                        if resp.status == 200:
+                            while await resp.content.read(64):
+                                pass
+                await asyncio.sleep(SESSION_RETRY_S)
+
+    async def hold_session(self, broker_id: int, is_open: Any) -> None:
+        """The controller's side of a broker's session: counts it open until the broker's
+        connection closes or this broker stops being the controller."""
+        self._liveness.session_opened(broker_id, int(time.monotonic() * 1000))
+        try:
+            while is_open() and self.is_controller:
+                await asyncio.sleep(SESSION_RETRY_S)
+        finally:
+            self._liveness.session_closed(broker_id, int(time.monotonic() * 1000))
 
     async def _controller_loop(self) -> None:
         while True:
@@ -243,15 +347,15 @@ class Broker:
         if quorum is None or not quorum.is_leader:
             self._was_controller = False
             return
-        now_ms = time.monotonic() * 1000
+        now_ms = int(time.monotonic() * 1000)
         state = quorum.state
         if not self._was_controller:
             # A new controller has heard from nobody yet: everyone gets a full session.
-            self._liveness.reset(int(now_ms), list(state.brokers))
+            self._liveness.reset(now_ms, list(state.brokers))
             self._was_controller = True
             log.info("broker %d is now the controller", self.broker_id)
-        for fence in fence_commands(self._liveness, state, int(now_ms), _new_command_id):
-            log.warning("controller: fencing broker %d (no heartbeat)", fence.broker_id)
+        for fence in fence_commands(self._liveness, state, now_ms, _new_command_id):
+            log.warning("controller: fencing broker %d", fence.broker_id)
             await self.submit(fence)
         for election in preferred_leader_elections(quorum.state, _new_command_id):
             await self.submit(election)
@@ -260,9 +364,26 @@ class Broker:
         interval_s = self.settings.log_retention_check_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
-            deleted = self.replicas.apply_retention(int(time.time() * 1000))
+            deleted = await self.replicas.apply_retention(int(time.time() * 1000))
             if deleted:
                 log.info("retention deleted %d segments", deleted)
+
+    async def _checkpoint_loop(self) -> None:
+        interval_s = self.replicas.settings.high_watermark_checkpoint_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.replicas.checkpoint()
+            except OSError:
+                log.exception("writing the replication checkpoints failed")
+
+    async def _isr_loop(self) -> None:
+        # Kafka checks every replica_lag_time_max_ms / 2; a tighter check costs little and
+        # bounds how long acks=all waits on a dead follower.
+        interval_s = self.settings.replica_lag_time_max_ms / 4000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.replicas.check_isrs()
 
     # -- partitions ------------------------------------------------------------
 
@@ -283,44 +404,37 @@ class Broker:
             return None
         return replica
 
-    async def prepare_append(self, replica: PartitionReplica) -> None:
-        """Commits the ISR the leader needs before it appends (see
-        `PartitionReplica.isr_before_append`); concurrent producers share one change."""
-        if replica.isr_before_append() is None:
-            return
+    def local_offsets(self, topic: str) -> dict[str, list[int]]:
+        """log_start_offset and high_watermark of the partitions of `topic` led here."""
+        offsets: dict[str, list[int]] = {}
+        record = self.state.topics.get(topic)
+        for p in record.partitions if record else ():
+            replica = self.local_leader(topic, p.partition)
+            if replica is not None:
+                offsets[str(p.partition)] = [replica.log_start_offset, replica.high_watermark]
+        return offsets
 
-        async def change() -> None:
-            isr = replica.isr_before_append()
-            if isr is None:
-                return
-            role = replica.role
-            try:
-                await self.submit(
-                    AlterPartition(
-                        command_id=_new_command_id(),
-                        topic=replica.topic,
-                        partition=replica.partition,
-                        leader=self.broker_id,
-                        leader_epoch=role.leader_epoch,
-                        partition_epoch=role.partition_epoch,
-                        isr=isr,
-                    )
-                )
-            except RaftkaError as exc:
-                if exc.code in ERRORS_BY_CODE:
-                    raise
-                # Stale epoch, not the leader any more: the client retries elsewhere.
-                raise LeaderNotAvailable(
-                    f"leadership of {replica.topic}-{replica.partition} is changing: {exc.message}"
-                ) from None
-            if self.quorum is not None:
-                self.replicas.reconcile(self.quorum.state, delete_unknown=True)
-
-        await replica.change_isr_once(change)
-        if replica.isr_before_append() is not None or not replica.is_leader:
-            raise LeaderNotAvailable(
-                f"leadership of {replica.topic}-{replica.partition} is changing"
+    async def _alter_partition(
+        self,
+        topic: str,
+        partition: int,
+        leader_epoch: int,
+        partition_epoch: int,
+        isr: tuple[int, ...],
+    ) -> MetadataState:
+        """The replica manager's way to the controller (Kafka's AlterPartitionManager)."""
+        applied = await self.submit(
+            AlterPartition(
+                command_id=_new_command_id(),
+                topic=topic,
+                partition=partition,
+                leader=self.broker_id,
+                leader_epoch=leader_epoch,
+                partition_epoch=partition_epoch,
+                isr=isr,
             )
+        )
+        return applied.state
 
     def broker_url(self, broker_id: int) -> str | None:
         record = self.state.brokers.get(broker_id)

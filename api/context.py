@@ -45,8 +45,12 @@ def topic_param(request: web.Request) -> str:
     return name
 
 
-def partition_param(request: web.Request) -> int:
-    raw = request.match_info["partition"]
+def int_path_param(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
     if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True but int() refuses it
-        raise InvalidRequest(f"the partition must be a non-negative integer, got {raw!r}")
+        raise InvalidRequest(f"the {name} must be a non-negative integer, got {raw!r}")
     return int(raw)
+
+
+def partition_param(request: web.Request) -> int:
+    return int_path_param(request, "partition")

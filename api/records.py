@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from raftka.metadata.errors import InvalidRequest
+from raftka.replication.producer_state import ProducerRef
 
 RECORD_FIELDS = frozenset(
     {"key", "key_b64", "value", "value_b64", "headers", "partition", "timestamp"}
@@ -26,13 +27,9 @@ MAX_TIMESTAMP_MS = 2**62
 INTEGER_PATTERN = re.compile(r"-?[0-9]+")
 
 ParsedRecord = tuple[int | None, bytes | None, int | None, bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerRef:
-    producer_id: int
-    producer_epoch: int
-    sequence: int
+# The batch header's widths: producer_id int64, producer_epoch int16, base_sequence int32.
+MAX_SEQUENCE = 2**31 - 1
+PRODUCER_FIELD_LIMITS = {"id": 2**63 - 1, "epoch": 2**15 - 1, "sequence": MAX_SEQUENCE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +126,23 @@ def parse_produce(raw: bytes) -> ProduceRequest:
     parsed = [parse_record(rec, i) for i, rec in enumerate(records)]
     producer = None
     if (p := doc.get("producer")) is not None:
-        if not isinstance(p, dict) or not all(
-            is_int(p.get(k)) and p[k] >= 0 for k in ("id", "epoch", "sequence")
-        ):
-            raise InvalidRequest("producer must be {id, epoch, sequence}: non-negative integers")
-        producer = ProducerRef(p["id"], p["epoch"], p["sequence"])
+        producer = parse_producer(p, len(parsed))
     return ProduceRequest(parsed, producer)
+
+
+def parse_producer(p: Any, record_count: int) -> ProducerRef:
+    """`{"id", "epoch", "sequence"}` within the widths the batch header stores them in."""
+    if not isinstance(p, dict) or p.keys() != {"id", "epoch", "sequence"}:
+        raise InvalidRequest("producer must be exactly {id, epoch, sequence}")
+    for name, limit in PRODUCER_FIELD_LIMITS.items():
+        value = p[name]
+        if not is_int(value) or not 0 <= value <= limit:
+            raise InvalidRequest(f"producer.{name} must be an integer from 0 to {limit}")
+    if p["sequence"] + record_count - 1 > MAX_SEQUENCE:
+        raise InvalidRequest(
+            f"producer.sequence {p['sequence']} + {record_count} records passes {MAX_SEQUENCE}"
+        )
+    return ProducerRef(p["id"], p["epoch"], p["sequence"])
 
 
 def parse_acks(value: str | None) -> str:

@@ -66,6 +66,12 @@ class OutOfOrderSequence(RaftkaError):
     code, status = "OUT_OF_ORDER_SEQUENCE", 409
 
 
+class InvalidProducerEpoch(RaftkaError):
+    """An idempotent producer's epoch is older than one that has written since: fenced."""
+
+    code, status = "INVALID_PRODUCER_EPOCH", 409
+
+
 class RequestTooLarge(RaftkaError):
     code, status = "REQUEST_TOO_LARGE", 413
 
@@ -113,6 +119,7 @@ ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {
         TopicExists,
         StaleGeneration,
         OutOfOrderSequence,
+        InvalidProducerEpoch,
         RequestTooLarge,
         NotEnoughReplicas,
         LeaderNotAvailable,

@@ -1,32 +1,73 @@
-"""The partitions this broker holds, kept in step with the metadata.
+"""The partitions this broker holds, kept in step with the metadata, and their replication.
 
-`ReplicaManager.reconcile(state)` opens a log for every partition the metadata assigns to
-this broker and sets each one's role (leader or follower, epochs, ISR). Deleting data is
-the dangerous part, so it is narrow:
-- a partition's log is deleted when its topic is gone from the state only if the caller
-  says the state is complete (`delete_unknown=True`: at start-up after the registration
-  barrier, and for ordinary committed changes; not for a snapshot install);
-- a log whose stored topic id names another topic (the topic was deleted and created
-  again under the same name) is wiped before the new topic uses the directory;
-- a missing or empty topic-id marker is adopted, never a reason to delete.
+`ReplicaManager` opens a log for every partition the metadata assigns to this broker, gives
+each replica its role, runs one fetcher per leader broker for the partitions it follows,
+sends the leaders' ISR changes to the controller through the function it is given
+(Kafka's AlterPartitionManager), checkpoints high watermarks and producer state, and applies
+retention. Opening, closing, deleting and checkpointing run in worker threads.
+
+Deleting data is the dangerous part, so nothing is deleted on the word of one view of the
+metadata: a log the metadata no longer assigns here (or one whose stored topic id names
+another topic) is moved aside, renamed `*.deleted`, and removed only by `purge_deleted`,
+which the broker calls with metadata read after one of its own commits (a read barrier).
+A moved-aside log whose topic id is still assigned here is moved back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from raftka.metadata.model import MetadataState, TopicConfig, TopicRecord
-from raftka.replication.partition import PartitionReplica, PartitionRole
-from raftka.storage.files import write_durably
+import orjson
+
+from raftka.metadata.errors import RaftkaError
+from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig, TopicRecord
+from raftka.replication.fetcher import FetchTransport, ReplicaFetcher
+from raftka.replication.follower import FetchAnswer
+from raftka.replication.leader import FetchVerdict
+from raftka.replication.partition import PartitionReplica, PartitionRole, rebuild_producer_states
+from raftka.replication.producer_state import ProducerStates
+from raftka.replication.protocol import FetchRequest, PartitionAnswer
+from raftka.storage.files import fsync_dir, write_durably
+from raftka.storage.flusher import LogFlusher
 from raftka.storage.log import LogConfig, PartitionLog
 
 log = logging.getLogger(__name__)
 
 TOPIC_ID_FILE = "partition.metadata"
+HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
+PRODUCER_STATE_FILE = "producer-state.json"
+DELETED_SUFFIX = ".deleted"
+CHECKPOINT_VERSION = 0
+# Codes with which the controller refuses an ISR change because our view of the partition is
+# stale: someone else may lead it now, so the leader must stop acting as one.
+STALE_LEADER_CODES = frozenset(
+    {"STALE_PARTITION_EPOCH", "NOT_LEADER", "UNKNOWN_TOPIC", "UNKNOWN_PARTITION"}
+)
 
 PartitionKey = tuple[str, int]
+# (topic, partition, leader_epoch, partition_epoch, isr) -> the state after the commit.
+AlterPartitionFn = Callable[[str, int, int, int, tuple[int, ...]], Awaitable[MetadataState]]
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationSettings:
+    replica_lag_time_max_ms: int = 10_000
+    replica_fetch_wait_max_ms: int = 500  # Kafka's replica.fetch.wait.max.ms
+    replica_fetch_max_bytes: int = 1 << 20  # per partition, Kafka's replica.fetch.max.bytes
+    replica_fetch_response_max_bytes: int = 10 << 20  # per answer
+    replica_fetch_backoff_ms: int = 100
+    high_watermark_checkpoint_interval_ms: int = 5_000  # Kafka's default
+    request_timeout_ms: int = 30_000
 
 
 def log_config_for(config: TopicConfig) -> LogConfig:
@@ -37,13 +78,51 @@ def log_config_for(config: TopicConfig) -> LogConfig:
     )
 
 
+def role_of(topic: TopicRecord, index: int) -> PartitionRole:
+    p: PartitionRecord = topic.partitions[index]
+    return PartitionRole(
+        leader=p.leader,
+        leader_epoch=p.leader_epoch,
+        partition_epoch=p.partition_epoch,
+        replicas=p.replicas,
+        isr=p.isr,
+        min_insync_replicas=topic.config.min_insync_replicas,
+    )
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
 class ReplicaManager:
-    def __init__(self, broker_id: int, logs_dir: Path) -> None:
+    def __init__(
+        self,
+        broker_id: int,
+        logs_dir: Path,
+        *,
+        settings: ReplicationSettings,
+        flusher: LogFlusher,
+        alter_partition: AlterPartitionFn,
+        transport: FetchTransport,
+        clock: Clock = monotonic_ms,
+    ) -> None:
         self.broker_id = broker_id
+        self.settings = settings
         self._logs_dir = logs_dir
         self._logs_dir.mkdir(parents=True, exist_ok=True)
+        self._flusher = flusher
+        self._alter_partition = alter_partition
+        self._transport = transport
+        self._clock = clock
         self._replicas: dict[PartitionKey, PartitionReplica] = {}
-        self._topic_ids: dict[PartitionKey, str] = {}
+        self._fetchers: dict[int, ReplicaFetcher] = {}
+        self._checkpointed_hw = _read_high_watermarks(logs_dir / HIGH_WATERMARK_FILE)
+        self._snapshotted_at: dict[PartitionKey, int] = {}
+        self._reconcile_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # ---- queries -------------------------------------------------------------------------
 
     def get(self, topic: str, partition: int) -> PartitionReplica | None:
         return self._replicas.get((topic, partition))
@@ -51,37 +130,205 @@ class ReplicaManager:
     def replicas(self) -> list[PartitionReplica]:
         return list(self._replicas.values())
 
-    def reconcile(self, state: MetadataState, *, delete_unknown: bool) -> None:
-        wanted: dict[PartitionKey, TopicRecord] = {
-            (topic.name, p.partition): topic
-            for topic in state.topics.values()
-            for p in topic.partitions
-            if self.broker_id in p.replicas
-        }
-        for key in list(self._replicas):
-            if key not in wanted or self._topic_ids[key] != wanted[key].topic_id:
-                self._release(key, delete=delete_unknown)
-        # Roles first: a log that fails to open must not leave others acting on old roles.
-        for key, topic in wanted.items():
-            if (replica := self._replicas.get(key)) is not None:
-                replica.become(_role(topic, key[1]))
-        for key, topic in wanted.items():
-            if key not in self._replicas:
+    # ---- following the metadata ----------------------------------------------------------
+
+    async def reconcile(self, state: MetadataState, *, complete: bool) -> None:
+        """Opens, closes and gives roles to replicas as `state` says. With `complete=False`
+        (a snapshot install, which may carry an older state) nothing is closed or moved."""
+        async with self._reconcile_lock:
+            if self._closed:
+                return
+            wanted: dict[PartitionKey, TopicRecord] = {
+                (topic.name, p.partition): topic
+                for topic in state.topics.values()
+                for p in topic.partitions
+                if self.broker_id in p.replicas
+            }
+            if complete:
+                for key in list(self._replicas):
+                    topic = wanted.get(key)
+                    if topic is None or self._replicas[key].topic_id != topic.topic_id:
+                        await self._release(key)
+            for key, topic in wanted.items():
+                replica = self._replicas.get(key)
+                if replica is not None and replica.topic_id == topic.topic_id:
+                    replica.become(role_of(topic, key[1]))
+            for key, topic in sorted(wanted.items()):
+                if key in self._replicas:
+                    continue
                 try:
-                    self._open(topic, key[1]).become(_role(topic, key[1]))
+                    replica = await self._open(topic, key[1])
                 except OSError:
                     log.exception("cannot open the log of %s-%d; it stays offline", *key)
-        if delete_unknown:
-            self._remove_orphan_dirs(set(wanted))
+                    continue
+                if self._closed:
+                    return
+                self._replicas[key] = replica
+                replica.become(role_of(topic, key[1]))
+            if complete:
+                await self._move_aside_orphans(set(wanted))
+            self._update_fetchers()
 
-    def _open(self, topic: TopicRecord, index: int) -> PartitionReplica:
+    def partition_changed(self, topic: TopicRecord, index: int) -> bool:
+        """One partition's leader or ISR changed: update that replica only. False when the
+        replica is not open (yet): the caller should reconcile fully."""
+        if self.broker_id not in topic.partitions[index].replicas:
+            return True  # nothing of ours (moving replicas is not supported)
+        replica = self._replicas.get((topic.name, index))
+        if replica is None or replica.topic_id != topic.topic_id:
+            return False
+        if replica.become(role_of(topic, index)):
+            self._update_fetchers()
+        return True
+
+    def _update_fetchers(self) -> None:
+        """Every follower replica is in the fetcher of its leader, and only there."""
+        wanted: dict[int, dict[PartitionKey, PartitionReplica]] = {}
+        for key, replica in self._replicas.items():
+            leader = replica.role.leader
+            if leader is not None and leader != self.broker_id:
+                wanted.setdefault(leader, {})[key] = replica
+        for leader_id in list(self._fetchers):
+            if leader_id not in wanted:
+                self._fetchers.pop(leader_id).stop()
+        for leader_id, partitions in wanted.items():
+            fetcher = self._fetchers.get(leader_id)
+            if fetcher is None:
+                fetcher = self._fetchers[leader_id] = ReplicaFetcher(
+                    broker_id=self.broker_id,
+                    leader_id=leader_id,
+                    transport=self._transport,
+                    flusher=self._flusher,
+                    max_wait_ms=self.settings.replica_fetch_wait_max_ms,
+                    partition_max_bytes=self.settings.replica_fetch_max_bytes,
+                    response_max_bytes=self.settings.replica_fetch_response_max_bytes,
+                    backoff_ms=self.settings.replica_fetch_backoff_ms,
+                    request_timeout_ms=self.settings.request_timeout_ms,
+                )
+            fetcher.set_partitions(partitions)
+
+    # ---- ISR changes (the leader's side of AlterPartition) ---------------------------------
+
+    def propose_isr(self, replica: PartitionReplica, isr: tuple[int, ...]) -> None:
+        self._spawn(self._send_isr_change(replica, replica.role, isr))
+
+    async def _send_isr_change(
+        self, replica: PartitionReplica, role: PartitionRole, isr: tuple[int, ...]
+    ) -> None:
+        log.info(
+            "%s-%d: asking the controller for ISR %s (was %s)",
+            replica.topic,
+            replica.partition,
+            list(isr),
+            list(role.isr),
+        )
+        try:
+            state = await self._alter_partition(
+                replica.topic, replica.partition, role.leader_epoch, role.partition_epoch, isr
+            )
+        except RaftkaError as exc:
+            if exc.code in STALE_LEADER_CODES:
+                replica.fence_leadership(f"ISR change refused: {exc.message}")
+            else:
+                log.warning(
+                    "%s-%d: ISR change failed (%s); will retry",
+                    replica.topic,
+                    replica.partition,
+                    exc.message,
+                )
+                replica.isr_change_failed()
+            return
+        topic = state.topics.get(replica.topic)
+        if topic is not None and topic.topic_id == replica.topic_id:
+            self.partition_changed(topic, replica.partition)
+        else:
+            replica.isr_change_failed()
+
+    # ---- answering followers (this broker as leader) ---------------------------------------
+
+    def answer_fetch(self, request: FetchRequest) -> tuple[list[PartitionAnswer], bool]:
+        """Answers every partition of a follower's fetch; the flag says whether the follower
+        learns anything from it (else the fetch may wait for news)."""
+        answers = []
+        news = False
+        budget = self.settings.replica_fetch_response_max_bytes
+        for p in request.partitions:
+            replica = self._replicas.get((p.topic, p.partition))
+            if replica is None or replica.topic_id != p.topic_id:
+                answer = FetchAnswer(FetchVerdict.NOT_LEADER, -1, -1, -1, None, b"")
+            else:
+                answer = replica.answer_follower(
+                    request.replica_id,
+                    p.leader_epoch,
+                    p.fetch_offset,
+                    p.last_fetched_epoch,
+                    min(request.max_bytes, budget),
+                )
+                budget -= len(answer.records)
+            news = news or (
+                answer.verdict is not FetchVerdict.READ
+                or len(answer.records) > 0
+                or min(answer.high_watermark, p.fetch_offset) > p.high_watermark
+            )
+            answers.append(PartitionAnswer(p.topic, p.partition, answer))
+        return answers, news
+
+    async def wait_for_news(self, request: FetchRequest, timeout_s: float) -> None:
+        """Waits until one of the request's partitions has records past the follower's
+        position or a higher high watermark, or stops being led here, or `timeout_s`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watched = []
+        for p in request.partitions:
+            replica = self._replicas.get((p.topic, p.partition))
+            if replica is None or replica.topic_id != p.topic_id:
+                return
+            if replica.follower_has_news(p.fetch_offset, p.high_watermark):
+                return
+            replica.add_fetch_waiter(waiter)
+            watched.append(replica)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            for replica in watched:
+                replica.remove_fetch_waiter(waiter)
+
+    def check_isrs(self) -> None:
+        """Kafka's isr-expiration task: leaders drop followers that stopped catching up."""
+        for replica in self._replicas.values():
+            replica.maybe_change_isr()
+
+    # ---- opening and closing ---------------------------------------------------------------
+
+    async def _open(self, topic: TopicRecord, index: int) -> PartitionReplica:
         key = (topic.name, index)
-        directory = self._dir(key)
+        loop = asyncio.get_running_loop()
+        partition_log, producers = await loop.run_in_executor(None, self._open_files, topic, index)
+        return PartitionReplica(
+            topic.name,
+            index,
+            topic.topic_id,
+            partition_log,
+            broker_id=self.broker_id,
+            high_watermark=self._checkpointed_hw.get(key, 0),
+            producers=producers,
+            replica_lag_time_max_ms=self.settings.replica_lag_time_max_ms,
+            clock=self._clock,
+            propose_isr=self.propose_isr,
+        )
+
+    def _open_files(self, topic: TopicRecord, index: int) -> tuple[PartitionLog, ProducerStates]:
+        """Blocks on disk: a worker thread's job."""
+        directory = self._dir((topic.name, index))
         id_file = directory / TOPIC_ID_FILE
         if directory.exists():
-            stored = id_file.read_text().strip() if id_file.exists() else ""
-            if not stored:
-                # Never delete records on a missing or empty marker (a power cut can
+            stored = _read_topic_id(directory)
+            if stored and stored != topic.topic_id:
+                # A log of an earlier topic of the same name: keep it aside, never reuse it.
+                self._move_aside(directory)
+            elif not stored:
+                # Never throw records away on a missing or empty marker (a power cut can
                 # lose it, or leave it empty).
                 log.warning(
                     "%s has no %s; adopting it for topic id %s",
@@ -89,58 +336,198 @@ class ReplicaManager:
                     TOPIC_ID_FILE,
                     topic.topic_id,
                 )
-            elif stored != topic.topic_id:
-                # A log left by an earlier topic of the same name, deleted while we were down.
-                shutil.rmtree(directory)
+        if not directory.exists():
+            self._restore_moved_aside(directory, topic.topic_id)
         directory.mkdir(parents=True, exist_ok=True)
-        if not id_file.exists() or not id_file.read_text().strip():
+        if not _read_topic_id(directory):
             write_durably(id_file, topic.topic_id.encode() + b"\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config))
-        replica = PartitionReplica(topic.name, index, partition_log, self.broker_id)
-        self._replicas[key] = replica
-        self._topic_ids[key] = topic.topic_id
-        return replica
+        snapshot, offset = _read_producer_snapshot(directory / PRODUCER_STATE_FILE)
+        producers = rebuild_producer_states(partition_log, snapshot, offset)
+        return partition_log, producers
 
-    def _release(self, key: PartitionKey, *, delete: bool) -> None:
+    async def _release(self, key: PartitionKey) -> None:
+        """Stops a replica the metadata no longer assigns here and moves its log aside."""
         replica = self._replicas.pop(key)
-        self._topic_ids.pop(key)
         replica.close()
-        if delete:
-            shutil.rmtree(self._dir(key), ignore_errors=True)
+        self._update_fetchers()
+        await replica.wait_idle()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._close_and_move_aside, replica.log)
+        self._snapshotted_at.pop(key, None)
 
-    def _remove_orphan_dirs(self, wanted: set[PartitionKey]) -> None:
-        """Deletes the logs of partitions the (complete) state no longer assigns here;
-        a wanted log that failed to open is kept."""
+    def _close_and_move_aside(self, partition_log: PartitionLog) -> None:
+        partition_log.close()
+        self._move_aside(partition_log.directory)
+
+    async def _move_aside_orphans(self, wanted: set[PartitionKey]) -> None:
         known = {self._dir(k).name for k in wanted}
-        for child in self._logs_dir.iterdir():
-            if child.is_dir() and child.name not in known:
-                shutil.rmtree(child, ignore_errors=True)
+        orphans = [
+            child
+            for child in self._logs_dir.iterdir()
+            if child.is_dir()
+            and not child.name.endswith(DELETED_SUFFIX)
+            and child.name not in known
+        ]
+        if orphans:
+            loop = asyncio.get_running_loop()
+            for orphan in orphans:
+                await loop.run_in_executor(None, self._move_aside, orphan)
+
+    def _move_aside(self, directory: Path) -> None:
+        aside = directory.with_name(f"{directory.name}.{uuid.uuid4().hex[:12]}{DELETED_SUFFIX}")
+        log.warning("moving %s aside to %s", directory.name, aside.name)
+        os.rename(directory, aside)
+        fsync_dir(self._logs_dir)
+
+    def _restore_moved_aside(self, directory: Path, topic_id: str) -> None:
+        """A view of the metadata that was wrong (stale) moved this log aside: take it back."""
+        for aside in sorted(self._logs_dir.glob(f"{directory.name}.*{DELETED_SUFFIX}")):
+            if aside.name.count(".") != directory.name.count(".") + 2:
+                continue  # another partition's name that shares our prefix
+            if _read_topic_id(aside) == topic_id:
+                log.warning("moving %s back: topic id %s is assigned here", aside.name, topic_id)
+                os.rename(aside, directory)
+                fsync_dir(self._logs_dir)
+                return
+
+    async def purge_deleted(self, state: MetadataState) -> int:
+        """Removes the moved-aside logs whose topic id the metadata no longer assigns here.
+        `state` must be read after a commit of this broker's own (a read barrier)."""
+        assigned = {
+            (t.topic_id, p.partition)
+            for t in state.topics.values()
+            for p in t.partitions
+            if self.broker_id in p.replicas
+        }
+        doomed = []
+        for aside in self._logs_dir.glob(f"*{DELETED_SUFFIX}"):
+            topic_id = _read_topic_id(aside)
+            partition = _partition_of(aside.name)
+            if not topic_id or partition is None or (topic_id, partition) not in assigned:
+                doomed.append(aside)
+        if doomed:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _remove_trees, doomed)
+        return len(doomed)
 
     def _dir(self, key: PartitionKey) -> Path:
         return self._logs_dir / f"{key[0]}-{key[1]}"
 
-    def apply_retention(self, now_ms: int) -> int:
+    # ---- background duties -------------------------------------------------------------
+
+    async def apply_retention(self, now_ms: int) -> int:
         deleted = 0
-        for replica in self._replicas.values():
-            expired = replica.log.detach_expired_segments(now_ms)
-            # delete_segments fsyncs: it belongs in a worker thread (to come with replication).
-            replica.log.delete_segments(expired)
-            deleted += len(expired)
+        loop = asyncio.get_running_loop()
+        for replica in list(self._replicas.values()):
+            segments = replica.log.detach_expired_segments(now_ms)
+            if segments:
+                deleted += len(segments)
+                await loop.run_in_executor(None, replica.log.delete_segments, segments)
         return deleted
 
-    def close(self) -> None:
-        for replica in self._replicas.values():
-            replica.close()
-        self._replicas.clear()
-        self._topic_ids.clear()
+    async def checkpoint(self) -> None:
+        """High watermarks of every replica, and producer state where it changed."""
+        hws = {key: r.high_watermark for key, r in self._replicas.items()}
+        snapshots: list[tuple[Path, bytes]] = []
+        for key, replica in self._replicas.items():
+            leo = replica.log_end_offset
+            if len(replica.producers) and self._snapshotted_at.get(key) != leo:
+                doc = replica.producers.to_snapshot(leo)
+                snapshots.append((replica.log.directory / PRODUCER_STATE_FILE, orjson.dumps(doc)))
+                self._snapshotted_at[key] = leo
+        await asyncio.get_running_loop().run_in_executor(
+            None, self._write_checkpoints, hws, snapshots
+        )
+
+    def _write_checkpoints(
+        self, hws: dict[PartitionKey, int], snapshots: list[tuple[Path, bytes]]
+    ) -> None:
+        lines = [str(CHECKPOINT_VERSION), str(len(hws))]
+        lines += [f"{t} {p} {hw}" for (t, p), hw in sorted(hws.items())]
+        write_durably(self._logs_dir / HIGH_WATERMARK_FILE, ("\n".join(lines) + "\n").encode())
+        for path, data in snapshots:
+            with contextlib.suppress(FileNotFoundError):  # the log moved away meanwhile
+                write_durably(path, data)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stops fetching, checkpoints, and closes every log cleanly."""
+        async with self._reconcile_lock:
+            self._closed = True
+            for fetcher in self._fetchers.values():
+                fetcher.stop()
+            await asyncio.gather(*(f.join() for f in self._fetchers.values()))
+            self._fetchers.clear()
+            for task in list(self._tasks):
+                task.cancel()
+            for replica in self._replicas.values():
+                replica.close()
+            for replica in self._replicas.values():
+                await replica.wait_idle()
+            await self.checkpoint()
+            loop = asyncio.get_running_loop()
+            logs = [r.log for r in self._replicas.values()]
+            await loop.run_in_executor(None, _close_all, logs)
+            self._replicas.clear()
 
 
-def _role(topic: TopicRecord, index: int) -> PartitionRole:
-    p = topic.partitions[index]
-    return PartitionRole(
-        leader=p.leader,
-        leader_epoch=p.leader_epoch,
-        partition_epoch=p.partition_epoch,
-        isr=p.isr,
-        min_insync_replicas=topic.config.min_insync_replicas,
-    )
+def _close_all(logs: list[PartitionLog]) -> None:
+    for partition_log in logs:
+        try:
+            partition_log.close()
+        except OSError:
+            log.exception("closing %s failed", partition_log.directory)
+
+
+def _remove_trees(paths: list[Path]) -> None:
+    for path in paths:
+        log.warning("removing %s: its topic is gone from the metadata", path.name)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_topic_id(directory: Path) -> str:
+    try:
+        return (directory / TOPIC_ID_FILE).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return ""
+
+
+def _partition_of(name: str) -> int | None:
+    """The partition index in "<topic>-<partition>.<id>.deleted"."""
+    base = name.removesuffix(DELETED_SUFFIX).rsplit(".", 1)[0]
+    digits = base.rsplit("-", 1)[-1]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def _read_high_watermarks(path: Path) -> dict[PartitionKey, int]:
+    """Kafka's replication-offset-checkpoint; a missing or malformed file means no HW known."""
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return {}
+    try:
+        if int(lines[0]) != CHECKPOINT_VERSION or int(lines[1]) != len(lines) - 2:
+            return {}
+        out = {}
+        for line in lines[2:]:
+            topic, partition, hw = line.split(" ")
+            out[(topic, int(partition))] = int(hw)
+        return out
+    except (IndexError, ValueError):
+        log.warning("ignoring a malformed %s", path)
+        return {}
+
+
+def _read_producer_snapshot(path: Path) -> tuple[ProducerStates | None, int]:
+    try:
+        return ProducerStates.from_snapshot(orjson.loads(path.read_bytes()))
+    except FileNotFoundError:
+        return None, 0
+    except (ValueError, orjson.JSONDecodeError):
+        log.warning("ignoring a malformed %s; replaying the log instead", path)
+        return None, 0

@@ -37,6 +37,7 @@ from raftka.metadata.errors import (
     error_for_code,
 )
 from raftka.replication.partition import PartitionReplica
+from raftka.replication.producer_state import ProducerRef
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ async def resolve(broker: Broker, topic: str, partition: int, acks: str, forward
     location = broker.locate(topic, partition)
     replica = broker.local_leader(topic, partition)
     if replica is not None:
-        await broker.prepare_append(replica)
         replica.check_can_append(acks)
         return replica
     leader = location.partition.leader
@@ -85,20 +85,36 @@ async def write_partition(
     target: Target,
     records: Sequence[ParsedRecord],
     acks: str,
+    producer: ProducerRef | None = None,
 ) -> int:
     """Writes one partition's records where `resolve` said; returns the base offset
     (-1 when a leader elsewhere answered acks=0)."""
     if isinstance(target, PartitionReplica):
-        target.check_can_append(acks)  # again: other partitions' checks may have awaited
         now_ms = int(time.time() * 1000)
-        info = target.append([(now_ms if ts is None else ts, body) for _, _, ts, body in records])
-        broker.flusher.mark_dirty(target.log)
+        appended = await target.append(
+            [(now_ms if ts is None else ts, body) for _, _, ts, body in records],
+            acks=acks,
+            producer=producer,
+        )
+        if not appended.duplicate:
+            broker.flusher.mark_dirty(target.log)
         if acks != "0":
             await broker.flusher.wait_durable(target.log)
-        return info.base_offset
-    body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]}"
+        if acks == "all":
+            timeout_s = broker.settings.request_timeout_ms / 1000
+            await target.wait_for_commit(appended.last_offset + 1, timeout_s)
+        return appended.base_offset
+    body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]"
+    if producer is not None:
+        body += b',"producer":{"id":%d,"epoch":%d,"sequence":%d}' % (
+            producer.producer_id,
+            producer.producer_epoch,
+            producer.sequence,
+        )
     status, payload, _ = await forwarder.send(
-        "POST", f"{target}/v1/topics/{topic}/partitions/{partition}/records?acks={acks}", body=body
+        "POST",
+        f"{target}/v1/topics/{topic}/partitions/{partition}/records?acks={acks}",
+        body=body + b"}",
     )
     answer = orjson.loads(payload)
     if status != 200:
@@ -130,7 +146,11 @@ def _offsets_answer(writes: dict[int, PartitionWrite], bases: dict[int, int] | N
 
 
 async def _produce(
-    request: web.Request, topic: str, writes: dict[int, PartitionWrite], acks: str
+    request: web.Request,
+    topic: str,
+    writes: dict[int, PartitionWrite],
+    acks: str,
+    producer: ProducerRef | None = None,
 ) -> web.Response:
     broker = request.app[BROKER_KEY]
     forwarder = request.app[FORWARDER_KEY]
@@ -143,7 +163,7 @@ async def _produce(
     async def write(partition: int) -> tuple[int, int]:
         w = writes[partition]
         base = await write_partition(
-            broker, forwarder, topic, partition, targets[partition], w.records, acks
+            broker, forwarder, topic, partition, targets[partition], w.records, acks, producer
         )
         # Counted here, once written, so acks=0 writes (finished after the answer) count too.
         metrics.produced_records.inc(len(w.records))
@@ -192,16 +212,16 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     acks = parse_acks(request.query.get("acks"))
     request.app[BROKER_KEY].locate(topic, partition)
     parsed = parse_produce(await read_body(request))
-    if parsed.producer is not None:
-        raise InvalidRequest(
-            "idempotent producers are not supported yet: they arrive with replication"
-        )
     for i, (p, _, _, _) in enumerate(parsed.records):
         if p is not None and p != partition:
             raise InvalidRequest(f"records[{i}].partition is {p} but the path names {partition}")
     records = parsed.records
     return await _produce(
-        request, topic, {partition: PartitionWrite(range(len(records)), records)}, acks
+        request,
+        topic,
+        {partition: PartitionWrite(range(len(records)), records)},
+        acks,
+        parsed.producer,
     )
 
 

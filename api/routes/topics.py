@@ -104,26 +104,9 @@ async def delete_topic(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def leader_offsets(request: web.Request) -> web.Response:
-    """Internal: log_start_offset and high_watermark of the partitions led here."""
-    broker = request.app[BROKER_KEY]
-    name = topic_param(request)
-    return json_response({"partitions": local_offsets(broker, name)})
-
-
-def local_offsets(broker: Broker, topic: str) -> dict[str, list[int]]:
-    offsets: dict[str, list[int]] = {}
-    record = broker.state.topics.get(topic)
-    for p in record.partitions if record else ():
-        replica = broker.local_leader(topic, p.partition)
-        if replica is not None:
-            offsets[str(p.partition)] = [replica.log_start_offset, replica.high_watermark]
-    return offsets
-
-
 async def describe(broker: Broker, forwarder: Forwarder, topic: TopicRecord) -> dict[str, Any]:
     """The topic as the contract shows it; offsets come from each partition's leader."""
-    offsets = local_offsets(broker, topic.name)
+    offsets = broker.local_offsets(topic.name)
     leaders = {
         p.leader for p in topic.partitions if p.leader is not None and p.leader != broker.broker_id
     }
@@ -134,7 +117,7 @@ async def describe(broker: Broker, forwarder: Forwarder, topic: TopicRecord) -> 
             return {}
         try:
             status, body, _ = await asyncio.wait_for(
-                forwarder.send("GET", f"{url}/v1/internal/topics/{topic.name}/offsets"),
+                forwarder.send("GET", f"{url}/internal/topics/{topic.name}/offsets"),
                 DESCRIBE_PEER_TIMEOUT_S,
             )
         except (RaftkaError, TimeoutError):
@@ -170,4 +153,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/topics", list_topics)
     app.router.add_get("/v1/topics/{topic}", get_topic)
     app.router.add_delete("/v1/topics/{topic}", delete_topic)
-    app.router.add_get("/v1/internal/topics/{topic}/offsets", leader_offsets)

@@ -1,9 +1,10 @@
-"""ReplicaManager.reconcile: which logs exist on disk, their roles, and when data is deleted."""
+"""ReplicaManager: which logs exist on disk, their roles, what is moved aside and when it is
+deleted, checkpoints, and restarts."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -16,9 +17,18 @@ from raftka.metadata.model import (
     TopicConfig,
     TopicRecord,
 )
-from raftka.replication.manager import TOPIC_ID_FILE, ReplicaManager
+from raftka.replication.manager import (
+    DELETED_SUFFIX,
+    HIGH_WATERMARK_FILE,
+    TOPIC_ID_FILE,
+    ReplicaManager,
+    ReplicationSettings,
+)
 from raftka.replication.partition import PartitionReplica, PartitionRole
+from raftka.replication.producer_state import ProducerRef
+from raftka.replication.protocol import FetchRequest, PartitionAnswer
 from raftka.storage.errors import LogClosedError
+from raftka.storage.flusher import FsyncPolicy, LogFlusher
 from raftka.storage.log import LogConfig, PartitionLog
 
 BROKER = 1
@@ -75,15 +85,44 @@ def logs_dir(tmp_path: Path) -> Path:
     return tmp_path / "logs"
 
 
+async def no_alter_partition(*args: object) -> MetadataState:
+    raise AssertionError(f"no ISR change expected: {args}")
+
+
+async def no_transport(
+    leader: int, request: FetchRequest, timeout_s: float
+) -> list[PartitionAnswer]:
+    raise ConnectionError("no other broker in these tests")
+
+
+def new_manager(logs_dir: Path) -> ReplicaManager:
+    return ReplicaManager(
+        BROKER,
+        logs_dir,
+        settings=ReplicationSettings(),
+        flusher=LogFlusher(FsyncPolicy.NEVER, 50),
+        alter_partition=no_alter_partition,
+        transport=no_transport,
+    )
+
+
 @pytest.fixture
-def manager(logs_dir: Path) -> Iterator[ReplicaManager]:
-    manager = ReplicaManager(BROKER, logs_dir)
+async def manager(logs_dir: Path) -> AsyncIterator[ReplicaManager]:
+    manager = new_manager(logs_dir)
     yield manager
-    manager.close()
+    await manager.close()
 
 
 def dirs(logs_dir: Path) -> set[str]:
     return {p.name for p in logs_dir.iterdir() if p.is_dir()}
+
+
+def live_dirs(logs_dir: Path) -> set[str]:
+    return {name for name in dirs(logs_dir) if not name.endswith(DELETED_SUFFIX)}
+
+
+def moved_aside(logs_dir: Path) -> list[str]:
+    return sorted(name.split(".")[0] for name in dirs(logs_dir) if name.endswith(DELETED_SUFFIX))
 
 
 def stored_topic_id(logs_dir: Path, name: str) -> str:
@@ -96,25 +135,24 @@ def held(manager: ReplicaManager, name: str, index: int = 0) -> PartitionReplica
     return replica
 
 
-def append_values(replica: PartitionReplica, *values: int) -> None:
-    replica.append([(1_000 + v, b'"key":null,"value":%d,"headers":{}' % v) for v in values])
+async def append_values(replica: PartitionReplica, *values: int) -> None:
+    await replica.append([(1_000 + v, b'"key":null,"value":%d,"headers":{}' % v) for v in values])
 
 
 def values(replica: PartitionReplica) -> list[int]:
-    result = replica.read(replica.log_start_offset, max_records=1 << 20, max_bytes=1 << 20)
+    result = replica.log.read(replica.log_start_offset, max_records=1 << 20, max_bytes=1 << 20)
     return [r["value"] for r in orjson.loads(b"[" + result.records_json + b"]")]
 
 
 # ---- which logs exist, with which roles -------------------------------------------------
 
 
-@pytest.mark.parametrize("delete_unknown", [True, False])
-def test_reconcile_opens_a_log_only_for_partitions_this_broker_replicates(
-    manager: ReplicaManager, logs_dir: Path, delete_unknown: bool
+@pytest.mark.parametrize("complete", [True, False])
+async def test_reconcile_opens_a_log_only_for_partitions_this_broker_replicates(
+    manager: ReplicaManager, logs_dir: Path, complete: bool
 ) -> None:
-    manager.reconcile(
-        state(topic("a", (1, 2), (2, 3), (3, 1)), topic("b", (2, 3))),
-        delete_unknown=delete_unknown,
+    await manager.reconcile(
+        state(topic("a", (1, 2), (2, 3), (3, 1)), topic("b", (2, 3))), complete=complete
     )
     assert sorted((r.topic, r.partition) for r in manager.replicas()) == [("a", 0), ("a", 2)]
     assert manager.get("a", 1) is None and manager.get("b", 0) is None
@@ -122,7 +160,7 @@ def test_reconcile_opens_a_log_only_for_partitions_this_broker_replicates(
     assert stored_topic_id(logs_dir, "a-0") == stored_topic_id(logs_dir, "a-2") == "id-a"
 
 
-def test_roles_follow_the_state(manager: ReplicaManager) -> None:
+async def test_roles_follow_the_state(manager: ReplicaManager) -> None:
     config = TopicConfig(min_insync_replicas=2)
     follower = with_partition(
         topic("a", (2, 1, 3), config=config),
@@ -132,143 +170,136 @@ def test_roles_follow_the_state(manager: ReplicaManager) -> None:
         leader_epoch=4,
         partition_epoch=7,
     )
-    manager.reconcile(state(follower), delete_unknown=True)
+    await manager.reconcile(state(follower), complete=True)
     replica = held(manager, "a")
     assert replica.role == PartitionRole(
-        leader=2, leader_epoch=4, partition_epoch=7, isr=(2, 1), min_insync_replicas=2
+        leader=2,
+        leader_epoch=4,
+        partition_epoch=7,
+        replicas=(2, 1, 3),
+        isr=(2, 1),
+        min_insync_replicas=2,
     )
-    assert not replica.is_leader
+    assert not replica.is_leader and replica.is_follower
 
     leader = with_partition(follower, 0, leader=1, isr=(1,), leader_epoch=5, partition_epoch=8)
-    manager.reconcile(state(leader), delete_unknown=True)
+    assert manager.partition_changed(leader, 0)
     assert held(manager, "a") is replica, "a role change keeps the open log"
-    assert replica.role == PartitionRole(
-        leader=1, leader_epoch=5, partition_epoch=8, isr=(1,), min_insync_replicas=2
-    )
+    assert replica.role.leader == 1 and replica.role.isr == (1,)
     assert replica.is_leader
 
 
-def test_min_insync_replicas_follows_a_topic_config_change(manager: ReplicaManager) -> None:
-    manager.reconcile(state(TOPIC_A), delete_unknown=True)
+async def test_an_older_role_from_a_stale_state_is_ignored(manager: ReplicaManager) -> None:
+    newer = with_partition(TOPIC_A, 0, leader=2, isr=(1, 2), leader_epoch=3, partition_epoch=3)
+    await manager.reconcile(state(newer), complete=True)
+    await manager.reconcile(state(TOPIC_A), complete=False)
+    assert held(manager, "a").role.leader_epoch == 3
+    assert not held(manager, "a").is_leader
+
+
+async def test_min_insync_replicas_follows_a_topic_config_change(manager: ReplicaManager) -> None:
+    await manager.reconcile(state(TOPIC_A), complete=True)
     changed = dataclasses.replace(TOPIC_A, config=TopicConfig(min_insync_replicas=2))
-    manager.reconcile(state(changed), delete_unknown=True)
+    await manager.reconcile(state(changed), complete=True)
     assert held(manager, "a").role.min_insync_replicas == 2
 
 
-# ---- deleting data ----------------------------------------------------------------------
+# ---- moving aside and deleting ---------------------------------------------------------------
 
 
-def test_a_topic_gone_from_a_complete_state_has_its_log_deleted(
+async def test_a_topic_gone_from_a_complete_state_is_moved_aside_then_purged(
     manager: ReplicaManager, logs_dir: Path
 ) -> None:
-    manager.reconcile(state(TOPIC_A), delete_unknown=True)
+    await manager.reconcile(state(TOPIC_A), complete=True)
     replica = held(manager, "a")
-    append_values(replica, 1, 2)
-    manager.reconcile(state(), delete_unknown=True)
+    await append_values(replica, 1, 2)
+    await manager.reconcile(state(), complete=True)
     assert manager.get("a", 0) is None
+    assert live_dirs(logs_dir) == set() and moved_aside(logs_dir) == ["a-0"]
+    with pytest.raises(LogClosedError):
+        replica.log.read(0, max_bytes=1 << 20, max_records=10)
+    assert await manager.purge_deleted(state()) == 1
     assert dirs(logs_dir) == set()
-    with pytest.raises(LogClosedError):
-        replica.log.read(0, max_bytes=1 << 20, max_records=10)
 
 
-def test_a_topic_gone_from_an_incomplete_state_is_closed_but_kept_and_reopened_later(
+async def test_a_moved_aside_log_whose_topic_comes_back_is_moved_back(
     manager: ReplicaManager, logs_dir: Path
 ) -> None:
-    manager.reconcile(state(TOPIC_A), delete_unknown=True)
-    replica = held(manager, "a")
-    append_values(replica, 1, 2, 3)
-
-    manager.reconcile(state(), delete_unknown=False)
-    assert manager.get("a", 0) is None
-    with pytest.raises(LogClosedError):
-        replica.log.read(0, max_bytes=1 << 20, max_records=10)
-    assert dirs(logs_dir) == {"a-0"}
-
-    manager.reconcile(state(TOPIC_A), delete_unknown=False)
+    await manager.reconcile(state(TOPIC_A), complete=True)
+    await append_values(held(manager, "a"), 1, 2, 3)
+    await manager.reconcile(state(), complete=True)  # a view that was wrong
+    assert await manager.purge_deleted(state(TOPIC_A)) == 0, "purge trusts only its own state"
+    await manager.reconcile(state(TOPIC_A), complete=True)
     assert values(held(manager, "a")) == [1, 2, 3]
+    assert moved_aside(logs_dir) == []
 
 
-def test_a_partition_moved_away_in_an_incomplete_state_is_kept(
+async def test_a_topic_gone_from_an_incomplete_state_is_kept_open(
     manager: ReplicaManager, logs_dir: Path
 ) -> None:
-    manager.reconcile(state(TOPIC_A), delete_unknown=True)
-    append_values(held(manager, "a"), 1)
-    manager.reconcile(state(topic("a", (2, 3))), delete_unknown=False)
-    assert manager.get("a", 0) is None
+    await manager.reconcile(state(TOPIC_A), complete=True)
+    replica = held(manager, "a")
+    await append_values(replica, 1, 2, 3)
+    await manager.reconcile(state(), complete=False)
+    assert held(manager, "a") is replica
     assert dirs(logs_dir) == {"a-0"}
-    manager.reconcile(state(TOPIC_A), delete_unknown=False)
-    assert values(held(manager, "a")) == [1]
 
 
-@pytest.mark.parametrize("delete_unknown", [True, False])
-def test_a_same_name_topic_recreated_while_running_starts_from_an_empty_log(
-    manager: ReplicaManager, logs_dir: Path, delete_unknown: bool
+async def test_a_same_name_topic_recreated_while_running_starts_from_an_empty_log(
+    manager: ReplicaManager, logs_dir: Path
 ) -> None:
-    manager.reconcile(state(TOPIC_A), delete_unknown=True)
+    await manager.reconcile(state(TOPIC_A), complete=True)
     old = held(manager, "a")
-    append_values(old, 1, 2)
+    await append_values(old, 1, 2)
     recreated = topic("a", (BROKER, 2), topic_id="id-a-2")
-    manager.reconcile(state(recreated), delete_unknown=delete_unknown)
+    await manager.reconcile(state(recreated), complete=True)
     new = held(manager, "a")
     assert new is not old
-    assert (new.log_start_offset, new.high_watermark) == (0, 0)
+    assert (new.log_start_offset, new.log_end_offset, new.high_watermark) == (0, 0, 0)
     assert stored_topic_id(logs_dir, "a-0") == "id-a-2"
+    assert moved_aside(logs_dir) == ["a-0"]
 
 
-@pytest.mark.parametrize("delete_unknown", [True, False])
-def test_a_directory_left_by_an_earlier_same_name_topic_is_wiped_before_use(
-    logs_dir: Path, delete_unknown: bool
+@pytest.mark.parametrize("complete", [True, False])
+async def test_a_directory_left_by_an_earlier_same_name_topic_is_moved_aside_before_use(
+    logs_dir: Path, complete: bool
 ) -> None:
-    first = ReplicaManager(BROKER, logs_dir)
-    first.reconcile(state(TOPIC_A), delete_unknown=True)
-    append_values(held(first, "a"), 1, 2)
-    first.close()
+    first = new_manager(logs_dir)
+    await first.reconcile(state(TOPIC_A), complete=True)
+    await append_values(held(first, "a"), 1, 2)
+    await first.close()
 
-    second = ReplicaManager(BROKER, logs_dir)
+    second = new_manager(logs_dir)
     recreated = topic("a", (BROKER, 2), topic_id="id-a-2")
-    second.reconcile(state(recreated), delete_unknown=delete_unknown)
+    await second.reconcile(state(recreated), complete=complete)
     try:
-        assert held(second, "a").high_watermark == 0
         assert values(held(second, "a")) == []
         assert stored_topic_id(logs_dir, "a-0") == "id-a-2"
+        assert moved_aside(logs_dir) == ["a-0"]
     finally:
-        second.close()
+        await second.close()
 
 
-@pytest.mark.parametrize("delete_unknown", [True, False])
-def test_a_directory_without_partition_metadata_is_adopted_with_its_records(
-    logs_dir: Path, delete_unknown: bool
+@pytest.mark.parametrize("marker", ["missing", "empty"])
+async def test_a_directory_without_a_topic_id_is_adopted_with_its_records(
+    logs_dir: Path, marker: str
 ) -> None:
-    first = ReplicaManager(BROKER, logs_dir)
-    first.reconcile(state(TOPIC_A), delete_unknown=True)
-    append_values(held(first, "a"), 1, 2)
-    first.close()
-    (logs_dir / "a-0" / TOPIC_ID_FILE).unlink()
+    first = new_manager(logs_dir)
+    await first.reconcile(state(TOPIC_A), complete=True)
+    await append_values(held(first, "a"), 1, 2)
+    await first.close()
+    if marker == "missing":
+        (logs_dir / "a-0" / TOPIC_ID_FILE).unlink()
+    else:
+        (logs_dir / "a-0" / TOPIC_ID_FILE).write_text("")
 
-    second = ReplicaManager(BROKER, logs_dir)
-    second.reconcile(state(TOPIC_A), delete_unknown=delete_unknown)
+    second = new_manager(logs_dir)
+    await second.reconcile(state(TOPIC_A), complete=True)
     try:
         assert values(held(second, "a")) == [1, 2]
         assert stored_topic_id(logs_dir, "a-0") == "id-a"
     finally:
-        second.close()
-
-
-def test_a_directory_with_an_empty_partition_metadata_is_adopted_with_its_records(
-    logs_dir: Path,
-) -> None:
-    first = ReplicaManager(BROKER, logs_dir)
-    first.reconcile(state(TOPIC_A), delete_unknown=True)
-    append_values(held(first, "a"), 1, 2)
-    first.close()
-    (logs_dir / "a-0" / TOPIC_ID_FILE).write_text("")
-
-    second = ReplicaManager(BROKER, logs_dir)
-    second.reconcile(state(TOPIC_A), delete_unknown=False)
-    try:
-        assert values(held(second, "a")) == [1, 2]
-    finally:
-        second.close()
+        await second.close()
 
 
 @pytest.mark.parametrize(
@@ -276,7 +307,7 @@ def test_a_directory_with_an_empty_partition_metadata_is_adopted_with_its_record
     ["gone-0", "a-1", "a-7"],
     ids=["topic-not-in-state", "partition-not-assigned-here", "partition-not-in-state"],
 )
-def test_an_orphan_directory_is_removed_only_when_the_state_is_complete(
+async def test_an_orphan_directory_is_moved_aside_only_when_the_state_is_complete(
     manager: ReplicaManager, logs_dir: Path, orphan: str
 ) -> None:
     orphan_log = PartitionLog.open(logs_dir / orphan, LogConfig())
@@ -284,30 +315,40 @@ def test_an_orphan_directory_is_removed_only_when_the_state_is_complete(
     orphan_log.close()
     current = state(topic("a", (BROKER, 2), (2, 3)))
 
-    manager.reconcile(current, delete_unknown=False)
+    await manager.reconcile(current, complete=False)
     assert dirs(logs_dir) == {"a-0", orphan}
 
-    manager.reconcile(current, delete_unknown=True)
+    await manager.reconcile(current, complete=True)
+    assert live_dirs(logs_dir) == {"a-0"} and moved_aside(logs_dir) == [orphan]
+    await manager.purge_deleted(current)
     assert dirs(logs_dir) == {"a-0"}
 
 
 # ---- restart ----------------------------------------------------------------------------
 
 
-def test_records_survive_close_and_a_new_manager_on_the_same_directory(logs_dir: Path) -> None:
-    current = state(topic("a", (BROKER, 2), (2, BROKER)))
-    first = ReplicaManager(BROKER, logs_dir)
-    first.reconcile(current, delete_unknown=True)
-    append_values(held(first, "a", 0), 1, 2, 3)
-    append_values(held(first, "a", 0), 4)
-    first.close()
+async def test_records_high_watermarks_and_producers_survive_a_restart(logs_dir: Path) -> None:
+    current = state(topic("a", (BROKER,), (BROKER,)))
+    first = new_manager(logs_dir)
+    await first.reconcile(current, complete=True)
+    await append_values(held(first, "a", 0), 1, 2, 3)
+    await held(first, "a", 0).append(
+        [(1_000, b'"key":null,"value":4,"headers":{}')], producer=ProducerRef(8, 0, 0)
+    )
+    await first.close()
     assert first.replicas() == []
+    assert (logs_dir / HIGH_WATERMARK_FILE).exists()
 
-    second = ReplicaManager(BROKER, logs_dir)
-    second.reconcile(current, delete_unknown=True)
+    second = new_manager(logs_dir)
+    await second.reconcile(current, complete=True)
     try:
-        assert values(held(second, "a", 0)) == [1, 2, 3, 4]
-        assert held(second, "a", 0).high_watermark == 4
+        replica = held(second, "a", 0)
+        assert values(replica) == [1, 2, 3, 4]
+        assert replica.high_watermark == 4
         assert held(second, "a", 1).high_watermark == 0
+        retry = await replica.append(
+            [(1_000, b'"key":null,"value":4,"headers":{}')], producer=ProducerRef(8, 0, 0)
+        )
+        assert (retry.base_offset, retry.duplicate) == (3, True)
     finally:
-        second.close()
+        await second.close()

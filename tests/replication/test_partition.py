@@ -1,4 +1,5 @@
-"""PartitionReplica: who may append, what readers see, and how long-polls and ISR changes wake."""
+"""PartitionReplica on a real log: appends, acks=all, followers' fetches, reads, long-polls,
+epoch-fenced roles, idempotent producers, and disk work off the event loop."""
 
 from __future__ import annotations
 
@@ -9,24 +10,42 @@ from pathlib import Path
 import orjson
 import pytest
 
-from raftka.metadata.errors import LeaderNotAvailable, NotEnoughReplicas, OffsetOutOfRange
+from raftka.metadata.errors import (
+    InvalidProducerEpoch,
+    LeaderNotAvailable,
+    NotEnoughReplicas,
+    OffsetOutOfRange,
+    OutOfOrderSequence,
+    RequestTimedOut,
+)
+from raftka.replication.follower import Append, StartAt, TruncateTo
+from raftka.replication.leader import FetchVerdict
 from raftka.replication.partition import PartitionReplica, PartitionRole
+from raftka.replication.producer_state import ProducerRef, ProducerStates
 from raftka.storage.log import LogConfig, PartitionLog
 
-BROKER = 1
-OTHER = 2
+BROKER, F1, F2 = 1, 2, 3
+REPLICAS = (BROKER, F1, F2)
+LAG_MS = 10_000
 # Generous bound for anything that should happen "at once"; a hang fails instead of blocking.
 WAKE_TIMEOUT_S = 5.0
-# A long-poll that must be woken by an event, never by its own deadline.
-LONG_POLL_S = 30.0
-# A long-poll that is expected to run out.
-SHORT_POLL_S = 0.05
+LONG_POLL_S = 30.0  # a long-poll that must be woken by an event, never by its deadline
+SHORT_POLL_S = 0.05  # a long-poll that is expected to run out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ms = 1_000
+
+    def __call__(self) -> int:
+        return self.now_ms
 
 
 def role(
     *,
     leader: int | None = BROKER,
-    isr: tuple[int, ...] = (BROKER,),
+    replicas: tuple[int, ...] = (BROKER,),
+    isr: tuple[int, ...] | None = None,
     min_insync_replicas: int = 1,
     leader_epoch: int = 1,
     partition_epoch: int = 1,
@@ -35,7 +54,8 @@ def role(
         leader=leader,
         leader_epoch=leader_epoch,
         partition_epoch=partition_epoch,
-        isr=isr,
+        replicas=replicas,
+        isr=replicas if isr is None else isr,
         min_insync_replicas=min_insync_replicas,
     )
 
@@ -48,168 +68,285 @@ def offsets_of(result_json: bytes) -> list[int]:
     return [r["offset"] for r in orjson.loads(b"[" + result_json + b"]")]
 
 
+class Replicas:
+    """Builds replicas on real logs under tmp_path and closes them all."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.clock = Clock()
+        self.proposals: list[tuple[str, tuple[int, ...]]] = []
+        self.made: list[PartitionReplica] = []
+
+    def make(
+        self, name: str = "t", broker_id: int = BROKER, config: LogConfig | None = None
+    ) -> PartitionReplica:
+        log = PartitionLog.open(self.root / f"{name}-{broker_id}", config or LogConfig())
+        replica = PartitionReplica(
+            name,
+            0,
+            f"id-{name}",
+            log,
+            broker_id=broker_id,
+            high_watermark=0,
+            producers=ProducerStates(),
+            replica_lag_time_max_ms=LAG_MS,
+            clock=self.clock,
+            propose_isr=lambda r, isr: self.proposals.append((r.topic, isr)),
+        )
+        self.made.append(replica)
+        return replica
+
+    def close(self) -> None:
+        for replica in self.made:
+            replica.close()
+            replica.log.close()
+
+
 @pytest.fixture
-def replica(tmp_path: Path) -> Iterator[PartitionReplica]:
-    log = PartitionLog.open(tmp_path / "t-0", LogConfig(retention_ms=None))
-    replica = PartitionReplica("t", 0, log, BROKER)
-    replica.become(role())
-    yield replica
-    replica.close()
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    made = Replicas(tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def replica(replicas: Replicas) -> PartitionReplica:
+    r = replicas.make()
+    r.become(role())
+    return r
+
+
+def fetch(
+    leader: PartitionReplica, follower: int, offset: int, last_epoch: int = 1, epoch: int = 1
+) -> tuple[FetchVerdict, bytes]:
+    answer = leader.answer_follower(follower, epoch, offset, last_epoch, 1 << 20)
+    return answer.verdict, bytes(answer.records)
 
 
 # ---- appending -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("acks", ["0", "1", "all"])
-@pytest.mark.parametrize("leader", [OTHER, None], ids=["other-leader", "no-leader"])
-def test_only_the_leader_may_append(
+@pytest.mark.parametrize("leader", [F1, None], ids=["other-leader", "no-leader"])
+async def test_only_the_leader_may_append(
     replica: PartitionReplica, leader: int | None, acks: str
 ) -> None:
-    replica.become(role(leader=leader, isr=(OTHER,) if leader else (BROKER,)))
+    replica.become(role(leader=leader, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
     with pytest.raises(LeaderNotAvailable):
-        replica.check_can_append(acks)
+        await replica.append(records(1), acks=acks)
     assert replica.log.log_end_offset == 0
 
 
 @pytest.mark.parametrize(
-    ("isr", "min_insync_replicas", "acks", "refused"),
+    ("isr", "min_insync_replicas", "refused"),
     [
-        ((BROKER,), 2, "all", True),
-        ((BROKER, OTHER), 3, "all", True),
-        ((BROKER,), 1, "all", False),
-        ((BROKER, OTHER), 2, "all", False),
-        ((BROKER, OTHER, 3), 2, "all", False),
-        ((BROKER,), 2, "1", False),
-        ((BROKER,), 3, "0", False),
+        ((BROKER,), 2, True),
+        ((BROKER, F1), 3, True),
+        ((BROKER,), 1, False),
+        ((BROKER, F1), 2, False),
     ],
 )
-def test_acks_all_needs_min_insync_replicas_and_other_acks_ignore_it(
-    replica: PartitionReplica,
-    isr: tuple[int, ...],
-    min_insync_replicas: int,
-    acks: str,
-    refused: bool,
+async def test_acks_all_needs_min_insync_replicas_before_anything_is_written(
+    replica: PartitionReplica, isr: tuple[int, ...], min_insync_replicas: int, refused: bool
 ) -> None:
-    replica.become(role(isr=isr, min_insync_replicas=min_insync_replicas))
+    replica.become(
+        role(replicas=REPLICAS, isr=isr, min_insync_replicas=min_insync_replicas, partition_epoch=2)
+    )
     if refused:
         with pytest.raises(NotEnoughReplicas):
-            replica.check_can_append(acks)
+            await replica.append(records(1), acks="all")
         assert replica.log.log_end_offset == 0
     else:
-        replica.check_can_append(acks)
+        await replica.append(records(1), acks="all")
+    await replica.append(records(1), acks="1")  # other acks ignore min_insync_replicas
 
 
-def test_a_leader_appends_with_its_leader_epoch(replica: PartitionReplica) -> None:
-    replica.become(role(leader_epoch=7))
-    info = replica.append(records(3))
-    assert (info.base_offset, info.last_offset) == (0, 2)
-    assert [h.leader_epoch for h in replica.log.batches()] == [7]
+async def test_a_new_leader_records_its_epoch_and_appends_with_it(replicas: Replicas) -> None:
+    r = replicas.make()
+    r.become(role(leader_epoch=7))
+    assert r.log.latest_epoch == 7
+    appended = await r.append(records(3))
+    assert (appended.base_offset, appended.last_offset) == (0, 2)
+    assert [h.leader_epoch for h in r.log.batches()] == [7]
+
+
+async def test_a_leader_alone_in_the_isr_commits_at_once(replica: PartitionReplica) -> None:
+    await replica.append(records(3))
     assert replica.high_watermark == 3
 
 
-@pytest.mark.parametrize(
-    ("isr", "expected"),
-    [
-        ((BROKER, OTHER, 3), (BROKER,)),
-        ((BROKER, OTHER), (BROKER,)),
-        ((OTHER, BROKER), (BROKER,)),
-        ((BROKER,), None),
-    ],
-)
-def test_isr_before_append_shrinks_to_the_leader_until_it_is_alone(
-    replica: PartitionReplica, isr: tuple[int, ...], expected: tuple[int, ...] | None
+async def test_appends_roll_segments_off_the_event_loop(replicas: Replicas) -> None:
+    r = replicas.make(config=LogConfig(segment_bytes=300, retention_ms=None))
+    r.become(role())
+    for _ in range(10):
+        await r.append(records(3))
+    assert r.log.log_end_offset == 30
+    assert len(list(r.log.directory.glob("*.log"))) > 1
+    assert offsets_of(r.read(0, max_records=100, max_bytes=1 << 20).records_json) == list(range(30))
+
+
+# ---- the high watermark and acks=all ------------------------------------------------------
+
+
+@pytest.fixture
+def leader3(replicas: Replicas) -> PartitionReplica:
+    r = replicas.make()
+    r.become(role(replicas=REPLICAS, min_insync_replicas=2))
+    return r
+
+
+async def test_records_are_readable_once_every_isr_member_fetched_past_them(
+    leader3: PartitionReplica,
 ) -> None:
-    replica.become(role(isr=isr))
-    assert replica.isr_before_append() == expected
+    await leader3.append(records(3))
+    assert leader3.high_watermark == 0
+    assert leader3.read(0, max_records=10, max_bytes=1 << 20).record_count == 0
+    fetch(leader3, F1, 3)
+    assert leader3.high_watermark == 0, "F2 has not fetched yet"
+    fetch(leader3, F2, 2)
+    assert leader3.high_watermark == 2
+    fetch(leader3, F2, 3)
+    assert leader3.read(0, max_records=10, max_bytes=1 << 20).record_count == 3
+
+
+async def test_acks_all_answers_once_the_high_watermark_passes_the_batch(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(2), acks="all")
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    await asyncio.sleep(0)
+    fetch(leader3, F1, 2)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    fetch(leader3, F2, 2)
+    await asyncio.wait_for(waiting, WAKE_TIMEOUT_S)
+
+
+async def test_acks_all_times_out_when_a_follower_never_fetches(leader3: PartitionReplica) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    fetch(leader3, F1, 1)
+    with pytest.raises(RequestTimedOut):
+        await leader3.wait_for_commit(appended.last_offset + 1, SHORT_POLL_S)
+
+
+async def test_acks_all_fails_when_leadership_moves_while_waiting(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    await asyncio.sleep(0)
+    leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    with pytest.raises(LeaderNotAvailable):
+        await asyncio.wait_for(waiting, WAKE_TIMEOUT_S)
+
+
+async def test_acks_all_fails_when_the_isr_shrank_below_min_insync_meanwhile(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    await asyncio.sleep(0)
+    fetch(leader3, F1, 1)
+    leader3.become(role(replicas=REPLICAS, isr=(BROKER,), min_insync_replicas=2, partition_epoch=2))
+    with pytest.raises(NotEnoughReplicas):
+        await asyncio.wait_for(waiting, WAKE_TIMEOUT_S)
+
+
+async def test_a_lagging_follower_is_proposed_out_of_the_isr_and_back_in(
+    replicas: Replicas, leader3: PartitionReplica
+) -> None:
+    await leader3.append(records(2))
+    fetch(leader3, F1, 2)
+    replicas.clock.now_ms += LAG_MS + 1
+    fetch(leader3, F1, 2)
+    leader3.maybe_change_isr()
+    assert replicas.proposals == [("t", (BROKER, F1))]
+    leader3.become(
+        role(replicas=REPLICAS, isr=(BROKER, F1), min_insync_replicas=2, partition_epoch=2)
+    )
+    fetch(leader3, F2, 2)  # caught up to the high watermark: it may rejoin
+    assert replicas.proposals[-1] == ("t", REPLICAS)
+
+
+async def test_a_refused_isr_change_stops_the_leader(leader3: PartitionReplica) -> None:
+    leader3.fence_leadership("stale partition epoch")
+    assert not leader3.is_leader
+    with pytest.raises(LeaderNotAvailable):
+        await leader3.append(records(1))
+    leader3.become(role(replicas=REPLICAS, partition_epoch=3))
+    assert leader3.is_leader
+
+
+# ---- roles fenced by epoch --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("leader_epoch", "partition_epoch", "taken"),
+    [(4, 4, False), (5, 3, False), (3, 5, False), (5, 4, True), (5, 6, True), (6, 6, True)],
+)
+def test_a_role_older_than_the_current_one_is_refused(
+    replica: PartitionReplica, leader_epoch: int, partition_epoch: int, taken: bool
+) -> None:
+    replica.become(role(leader_epoch=5, partition_epoch=4))
+    assert (
+        replica.become(
+            role(
+                leader=F1,
+                replicas=REPLICAS,
+                leader_epoch=leader_epoch,
+                partition_epoch=partition_epoch,
+            )
+        )
+        is taken
+    )
+    assert replica.is_leader is not taken
 
 
 # ---- reading ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start", [0, 2, 4])
-def test_read_returns_records_below_the_high_watermark_only(
-    replica: PartitionReplica, start: int
+async def test_read_stops_at_the_high_watermark_and_accepts_offsets_up_to_the_log_end(
+    leader3: PartitionReplica,
 ) -> None:
-    replica.append(records(3))
-    replica.append(records(2))
-    result = replica.read(start, max_records=1 << 20, max_bytes=1 << 20)
-    assert offsets_of(result.records_json) == list(range(start, replica.high_watermark))
-    assert result.next_offset == replica.high_watermark == 5
-
-
-def test_read_at_the_high_watermark_is_empty(replica: PartitionReplica) -> None:
-    replica.append(records(3))
-    result = replica.read(3, max_records=100, max_bytes=1 << 20)
-    assert (result.records_json, result.record_count, result.next_offset) == (b"", 0, 3)
-
-
-@pytest.mark.parametrize(
-    "offset",
-    [0, 9, 14, 1_000],
-    ids=["far-below-start", "just-below-start", "just-past-hw", "far-past-hw"],
-)
-def test_read_outside_the_log_raises_offset_out_of_range_with_its_bounds(
-    replica: PartitionReplica, offset: int
-) -> None:
-    replica.log.truncate_fully_and_start_at(10)
-    replica.append(records(3))  # offsets 10..12, high watermark 13
-    with pytest.raises(OffsetOutOfRange) as caught:
-        replica.read(offset, max_records=100, max_bytes=1 << 20)
-    assert caught.value.details == {"log_start_offset": 10, "high_watermark": 13}
-
-
-@pytest.mark.parametrize(
-    ("timestamp_ms", "expected"),
-    [(0, 0), (100, 0), (150, 1), (200, 1), (300, 2), (301, None), (10**12, None)],
-)
-def test_offset_for_timestamp_answers_first_offset_at_or_after_it_below_the_high_watermark(
-    replica: PartitionReplica, timestamp_ms: int, expected: int | None
-) -> None:
-    replica.append([(100, b'"value":0'), (200, b'"value":1'), (300, b'"value":2')])
-    answer = replica.offset_for_timestamp(timestamp_ms)
-    assert answer == expected
-    assert answer is None or answer < replica.high_watermark
-
-
-# ---- long-polling ----------------------------------------------------------------------
+    await leader3.append(records(5))
+    fetch(leader3, F1, 3)
+    fetch(leader3, F2, 3)
+    assert offsets_of(leader3.read(0, max_records=10, max_bytes=1 << 20).records_json) == [0, 1, 2]
+    assert leader3.read(4, max_records=10, max_bytes=1 << 20).record_count == 0
+    with pytest.raises(OffsetOutOfRange) as info:
+        leader3.read(6, max_records=10, max_bytes=1 << 20)
+    assert info.value.details == {"log_start_offset": 0, "high_watermark": 3}
 
 
 async def start_waiting(replica: PartitionReplica, offset: int) -> asyncio.Task[None]:
     task = asyncio.create_task(replica.wait_for_records(offset, LONG_POLL_S))
-    await asyncio.sleep(0)  # let it reach its wait
+    await asyncio.sleep(0)
     assert not task.done(), "the long-poll returned before anything happened"
     return task
 
 
-async def test_wait_for_records_returns_as_soon_as_a_record_at_the_offset_is_appended(
-    replica: PartitionReplica,
+async def test_a_consumer_long_poll_wakes_on_the_high_watermark_not_the_log_end(
+    leader3: PartitionReplica,
 ) -> None:
-    replica.append(records(2))
-    task = await start_waiting(replica, 2)
-    replica.append(records(1))
-    await asyncio.wait_for(task, WAKE_TIMEOUT_S)
-    assert replica.read(2, max_records=10, max_bytes=1 << 20).record_count == 1
-
-
-async def test_wait_for_records_keeps_waiting_while_appends_stay_below_the_offset(
-    replica: PartitionReplica,
-) -> None:
-    task = await start_waiting(replica, 2)
-    replica.append(records(1))  # offset 0: not yet what the reader asked for
+    task = await start_waiting(leader3, 0)
+    await leader3.append(records(1))
     await asyncio.sleep(0)
-    assert not task.done()
-    replica.append(records(2))  # offsets 1..2
+    assert not task.done(), "appended but not committed"
+    fetch(leader3, F1, 1)
+    fetch(leader3, F2, 1)
     await asyncio.wait_for(task, WAKE_TIMEOUT_S)
 
 
-async def test_wait_for_records_returns_at_once_when_the_record_is_already_there(
-    replica: PartitionReplica,
+@pytest.mark.parametrize("new_leader", [F1, None], ids=["other-leader", "no-leader"])
+async def test_a_consumer_long_poll_returns_when_leadership_is_taken_away(
+    replica: PartitionReplica, new_leader: int | None
 ) -> None:
-    replica.append(records(3))
-    await asyncio.wait_for(replica.wait_for_records(1, LONG_POLL_S), WAKE_TIMEOUT_S)
+    task = await start_waiting(replica, 0)
+    replica.become(role(leader=new_leader, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    await asyncio.wait_for(task, WAKE_TIMEOUT_S)
 
 
-async def test_wait_for_records_returns_when_the_replica_closes(
+async def test_a_consumer_long_poll_returns_when_the_replica_closes(
     replica: PartitionReplica,
 ) -> None:
     task = await start_waiting(replica, 0)
@@ -217,99 +354,108 @@ async def test_wait_for_records_returns_when_the_replica_closes(
     await asyncio.wait_for(task, WAKE_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("new_leader", [OTHER, None], ids=["other-leader", "no-leader"])
-async def test_wait_for_records_returns_when_leadership_is_taken_away(
-    replica: PartitionReplica, new_leader: int | None
-) -> None:
-    task = await start_waiting(replica, 0)
-    replica.become(role(leader=new_leader, leader_epoch=2, isr=(OTHER,)))
-    await asyncio.wait_for(task, WAKE_TIMEOUT_S)
-
-
-async def test_wait_for_records_on_a_follower_returns_at_once(
-    replica: PartitionReplica,
-) -> None:
-    replica.become(role(leader=OTHER, isr=(OTHER, BROKER)))
-    await asyncio.wait_for(replica.wait_for_records(0, LONG_POLL_S), WAKE_TIMEOUT_S)
-
-
-async def test_wait_for_records_returns_after_the_timeout_with_nothing(
-    replica: PartitionReplica,
-) -> None:
-    replica.append(records(1))
+async def test_a_consumer_long_poll_returns_after_its_wait(replica: PartitionReplica) -> None:
+    await replica.append(records(1))
     await asyncio.wait_for(replica.wait_for_records(1, SHORT_POLL_S), WAKE_TIMEOUT_S)
-    assert replica.high_watermark == 1
     assert replica.read(1, max_records=10, max_bytes=1 << 20).record_count == 0
 
 
-# ---- ISR changes -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("timestamp_ms", "expected"),
+    [(0, 0), (100, 0), (150, 1), (200, 1), (300, 2), (301, None)],
+)
+async def test_offset_for_timestamp_answers_below_the_high_watermark(
+    replica: PartitionReplica, timestamp_ms: int, expected: int | None
+) -> None:
+    await replica.append([(100, b'"value":0'), (200, b'"value":1'), (300, b'"value":2')])
+    assert replica.offset_for_timestamp(timestamp_ms) == expected
 
 
-class CountingChange:
-    """An ISR change that counts its runs and finishes only when released."""
-
-    def __init__(self) -> None:
-        self.runs = 0
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.error: Exception | None = None
-
-    async def __call__(self) -> None:
-        self.runs += 1
-        self.started.set()
-        await self.release.wait()
-        if self.error is not None:
-            raise self.error
+# ---- following -------------------------------------------------------------------------
 
 
-async def test_change_isr_once_shares_one_run_between_concurrent_callers(
+async def test_a_follower_copies_the_leaders_batches_byte_for_byte(replicas: Replicas) -> None:
+    leader = replicas.make("t", BROKER)
+    follower = replicas.make("t", F1)
+    leader.become(role(replicas=(BROKER, F1), leader_epoch=3))
+    follower.become(role(replicas=(BROKER, F1), leader_epoch=3))
+    await leader.append(records(2))
+    await leader.append(records(3))
+    offset, last_epoch = follower.fetch_position()
+    answer = leader.answer_follower(F1, 3, offset, last_epoch, 1 << 20)
+    assert await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    assert follower.log.log_end_offset == 5 and follower.log.latest_epoch == 3
+    assert follower.log.read_raw(0, 1 << 20) == leader.log.read_raw(0, 1 << 20)
+    # The follower's next fetch moves the leader's high watermark; the answer tells it.
+    offset, last_epoch = follower.fetch_position()
+    answer = leader.answer_follower(F1, 3, offset, last_epoch, 1 << 20)
+    assert leader.high_watermark == 5
+    await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    assert follower.high_watermark == 5
+
+
+async def test_a_follower_keeps_its_producers_from_copied_batches(replicas: Replicas) -> None:
+    leader = replicas.make("t", BROKER)
+    follower = replicas.make("t", F1)
+    leader.become(role(replicas=(BROKER, F1)))
+    follower.become(role(replicas=(BROKER, F1)))
+    await leader.append(records(2), producer=ProducerRef(9, 0, 0))
+    answer = leader.answer_follower(F1, 1, 0, -1, 1 << 20)
+    await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    # Promoted, it answers a retry of its predecessor's batch with the original offsets.
+    follower.become(role(leader=F1, replicas=(BROKER, F1), leader_epoch=2, partition_epoch=2))
+    retry = await follower.append(records(2), producer=ProducerRef(9, 0, 0))
+    assert (retry.base_offset, retry.last_offset, retry.duplicate) == (0, 1, True)
+    assert follower.log.log_end_offset == 2
+
+
+async def test_truncation_runs_in_a_worker_and_keeps_the_high_watermark_within_the_log(
+    replicas: Replicas,
+) -> None:
+    r = replicas.make()
+    r.become(role())
+    for _ in range(3):
+        await r.append(records(2))
+    r.become(role(leader=F1, replicas=(BROKER, F1), leader_epoch=2, partition_epoch=2))
+    assert r.high_watermark == 6
+    assert await r.apply_follower_step(TruncateTo(3))  # inside the second batch
+    assert r.log.log_end_offset == 2 and r.high_watermark == 2
+    assert await r.apply_follower_step(StartAt(40))
+    assert (r.log.log_start_offset, r.log.log_end_offset) == (40, 40)
+
+
+async def test_a_role_arriving_during_a_truncation_waits_for_it(replicas: Replicas) -> None:
+    r = replicas.make()
+    r.become(role())
+    await r.append(records(4))
+    r.become(role(leader=F1, replicas=(BROKER, F1), leader_epoch=2, partition_epoch=2))
+    truncating = asyncio.create_task(r.apply_follower_step(TruncateTo(0)))
+    await asyncio.sleep(0)
+    r.become(role(replicas=(BROKER, F1), leader_epoch=3, partition_epoch=3))
+    await asyncio.wait_for(truncating, WAKE_TIMEOUT_S)
+    assert r.is_leader and r.log.latest_epoch == 3
+    assert r.log.log_end_offset == 0
+
+
+# ---- idempotent producers ----------------------------------------------------------------
+
+
+async def test_a_retried_batch_gets_its_original_offsets_and_is_not_written_again(
     replica: PartitionReplica,
 ) -> None:
-    change = CountingChange()
-    callers = [asyncio.create_task(replica.change_isr_once(change)) for _ in range(5)]
-    await asyncio.wait_for(change.started.wait(), WAKE_TIMEOUT_S)
-    change.release.set()
-    await asyncio.wait_for(asyncio.gather(*callers), WAKE_TIMEOUT_S)
-    assert change.runs == 1
+    await replica.append(records(1))
+    first = await replica.append(records(3), producer=ProducerRef(5, 0, 0))
+    retry = await replica.append(records(3), producer=ProducerRef(5, 0, 0))
+    assert (retry.base_offset, retry.last_offset) == (first.base_offset, first.last_offset)
+    assert retry.duplicate and replica.log.log_end_offset == 4
+    headers = list(replica.log.batches())
+    assert (headers[1].producer_id, headers[1].base_sequence) == (5, 0)
 
 
-async def test_change_isr_once_runs_again_for_a_call_after_the_last_run_finished(
-    replica: PartitionReplica,
-) -> None:
-    change = CountingChange()
-    change.release.set()
-    await asyncio.wait_for(replica.change_isr_once(change), WAKE_TIMEOUT_S)
-    await asyncio.wait_for(replica.change_isr_once(change), WAKE_TIMEOUT_S)
-    assert change.runs == 2
-
-
-async def test_change_isr_once_failure_reaches_every_caller_and_the_next_call_retries(
-    replica: PartitionReplica,
-) -> None:
-    change = CountingChange()
-    change.error = RuntimeError("controller unreachable")
-    callers = [asyncio.create_task(replica.change_isr_once(change)) for _ in range(3)]
-    await asyncio.wait_for(change.started.wait(), WAKE_TIMEOUT_S)
-    change.release.set()
-    results = await asyncio.wait_for(
-        asyncio.gather(*callers, return_exceptions=True), WAKE_TIMEOUT_S
-    )
-    assert [type(r) for r in results] == [RuntimeError] * 3
-    change.error = None
-    await asyncio.wait_for(replica.change_isr_once(change), WAKE_TIMEOUT_S)
-    assert change.runs == 2
-
-
-async def test_change_isr_once_survives_a_cancelled_caller(
-    replica: PartitionReplica,
-) -> None:
-    change = CountingChange()
-    first = asyncio.create_task(replica.change_isr_once(change))
-    await asyncio.wait_for(change.started.wait(), WAKE_TIMEOUT_S)
-    second = asyncio.create_task(replica.change_isr_once(change))
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(first, WAKE_TIMEOUT_S)
-    change.release.set()
-    await asyncio.wait_for(second, WAKE_TIMEOUT_S)
-    assert change.runs == 1
+async def test_a_sequence_gap_and_an_old_epoch_are_refused(replica: PartitionReplica) -> None:
+    await replica.append(records(2), producer=ProducerRef(5, 1, 0))
+    with pytest.raises(OutOfOrderSequence):
+        await replica.append(records(1), producer=ProducerRef(5, 1, 3))
+    with pytest.raises(InvalidProducerEpoch):
+        await replica.append(records(1), producer=ProducerRef(5, 0, 2))
+    assert replica.log.log_end_offset == 2

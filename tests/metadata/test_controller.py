@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 
 from raftka.metadata.commands import (
+    MAX_COMMAND_TEXT_CHARS,
     AlterPartition,
     CreateTopic,
     ElectLeader,
     FenceBroker,
     UnfenceBroker,
+    encode_command,
 )
 from raftka.metadata.controller import (
     BrokerLiveness,
@@ -118,3 +120,19 @@ def test_plan_create_topic_rejects_more_replicas_than_unfenced_brokers() -> None
     plan = plan_create_topic(state, "t", "id-t", 1, 3, TopicConfig())
     assert isinstance(plan, Rejected)
     assert plan.code == "INVALID_REPLICATION_FACTOR"
+
+
+def test_plan_create_topic_fits_10000_partitions_at_rf_3_on_3_brokers() -> None:
+    state = run(register(1, 2, 3))
+    plan = plan_create_topic(state, "t", "id-t", 10_000, 3, TopicConfig(), command_id="c")
+    assert isinstance(plan, CreateTopic)
+    assert len(encode_command(plan)) <= MAX_COMMAND_TEXT_CHARS
+
+
+def test_plan_create_topic_rejects_a_topic_too_large_for_one_metadata_entry() -> None:
+    state = run(register(*range(1, 101)))
+    plan = plan_create_topic(state, "t", "id-t", 100_000, 3, TopicConfig(), command_id="c")
+    assert isinstance(plan, Rejected)
+    assert plan.code == "INVALID_REQUEST"
+    assert "100000 partitions x 3 replicas" in plan.message
+    assert "does not fit one metadata log entry" in plan.message

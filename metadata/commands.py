@@ -14,7 +14,7 @@ import base64
 import binascii
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import orjson
@@ -66,6 +66,10 @@ class RegisterBroker:
     incarnation_id: str  # new per process start: a new one means the broker restarted
     raft_voter: bool
     command_id: str = NO_COMMAND_ID
+    # False when the broker's previous run may have lost writes it acknowledged (a
+    # power cut under fsync="batch"): elections then prefer other candidates (KIP-966).
+    # Absent in entries written before it existed: those meant a clean start.
+    clean_shutdown: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +236,7 @@ _FIELD_PARSERS: dict[str, Callable[[str, Any], object]] = {
     "url": _str,
     "incarnation_id": _str,
     "raft_voter": _bool,
+    "clean_shutdown": _bool,
     "name": _str,
     "topic_id": _str,
     "config": _config,
@@ -293,9 +298,11 @@ def decode_command(text: str) -> Command:
     if extra:
         raise ValueError(f"{kind.__name__} has no field(s) {', '.join(extra)}")
     values: dict[str, object] = {}
-    for name in names:
-        if name in raw:
-            values[name] = _FIELD_PARSERS[name](name, raw[name])
-        elif name != "command_id":
-            raise ValueError(f"{kind.__name__} is missing field {name!r}")
+    for f in fields(kind):
+        if f.name in raw:
+            values[f.name] = _FIELD_PARSERS[f.name](f.name, raw[f.name])
+        elif f.default is MISSING:
+            # Only fields with a default may be absent: they were added later, and
+            # entries written before them must still decode (to that default).
+            raise ValueError(f"{kind.__name__} is missing field {f.name!r}")
     return kind(**values)  # type: ignore[arg-type]

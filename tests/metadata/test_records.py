@@ -18,10 +18,17 @@ from raftka.metadata.commands import (
     CommandTooLarge,
     CreateTopic,
     FenceBroker,
+    RegisterBroker,
     decode_command,
     encode_command,
 )
-from raftka.metadata.model import InvalidConfig, MetadataState, TopicConfig, validate_topic_name
+from raftka.metadata.model import (
+    BrokerRecord,
+    InvalidConfig,
+    MetadataState,
+    TopicConfig,
+    validate_topic_name,
+)
 from raftka.metadata.placement import assign_replicas
 
 VALID_NAMES = ["a", "orders", "Orders.v2_final-1", "...", "a" * 249, "-", "_"]
@@ -101,6 +108,25 @@ def test_a_missing_command_id_means_none() -> None:
     assert decode_command('{"type":"FenceBroker","broker_id":3}') == FenceBroker(3)
 
 
+def test_a_register_broker_from_an_old_journal_without_clean_shutdown_means_clean() -> None:
+    text = '{"type":"RegisterBroker","broker_id":1,"url":"http://b1","incarnation_id":"i","raft_voter":true,"command_id":"c"}'
+    assert decode_command(text) == RegisterBroker(
+        1, "http://b1", "i", True, "c", clean_shutdown=True
+    )
+
+
+def test_register_broker_round_trips_an_unclean_shutdown() -> None:
+    command = RegisterBroker(1, "http://b1", "i", True, "c", clean_shutdown=False)
+    assert decode_command(encode_command(command)) == command
+
+
+def test_a_broker_from_an_old_snapshot_without_clean_shutdown_means_clean() -> None:
+    old = {"broker_id": 1, "url": "http://b1", "incarnation_id": "i", "raft_voter": True}
+    assert BrokerRecord.from_json({**old, "fenced": False}).clean_shutdown is True
+    unclean = BrokerRecord(1, "http://b1", "i", True, fenced=False, clean_shutdown=False)
+    assert BrokerRecord.from_json(orjson.loads(orjson.dumps(unclean.to_json()))) == unclean
+
+
 MALFORMED = {
     "not_json": "{",
     "not_an_object": "[1]",
@@ -113,6 +139,10 @@ MALFORMED = {
     "string_for_int": '{"type":"FenceBroker","broker_id":"1"}',
     "float_for_int": '{"type":"FenceBroker","broker_id":1.0}',
     "null_command_id": '{"type":"FenceBroker","broker_id":1,"command_id":null}',
+    "clean_shutdown_not_bool": '{"type":"RegisterBroker","broker_id":1,"url":"u",'
+    '"incarnation_id":"i","raft_voter":true,"clean_shutdown":0}',
+    "missing_required_field_of_register_broker": '{"type":"RegisterBroker","broker_id":1,'
+    '"url":"u","incarnation_id":"i","clean_shutdown":true}',
     "isr_not_a_list": encode_command(AlterPartition("t", 0, 1, 0, 0, (1,))).replace(
         '"isr":[1]', '"isr":1'
     ),

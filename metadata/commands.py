@@ -36,12 +36,12 @@ MAX_COMMAND_TEXT_CHARS = 60 * 1024
 # elections) are a few hundred bytes and stay readable JSON; a CreateTopic is the one
 # that grows (about 8 bytes per partition at replication factor 3).
 COMPRESS_ABOVE_TEXT_BYTES = 1024
-COMPRESSION_LEVEL = 9  # zlib's best: a 10,000-partition CreateTopic costs ~1 ms
+COMPRESSION_LEVEL = 9  # zlib's best: a 10,000-partition CreateTopic costs 1-7 ms
 # Compressed text is this prefix and base64 of zlib data. JSON text cannot start with
 # "z", so either form is told apart without guessing.
 COMPRESSED_PREFIX = "z:"
-# The most decode_command accepts, as text and after decompression (a 60 KiB entry
-# could otherwise inflate to gigabytes). Journals written before compression hold
+# The most decode_command accepts, as text and after decompression (zlib inflates up
+# to ~1000-fold: text this long could otherwise become gigabytes). Journals written before compression hold
 # plain JSON up to this (the old limit, matching max_request_bytes): they still load.
 MAX_DECODED_COMMAND_BYTES = 16 * 1024 * 1024
 

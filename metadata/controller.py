@@ -1,66 +1,192 @@
 """Controller decisions: which commands the Raft leader should propose, and when.
 
-This module owns the controller's pure judgements: broker liveness (session
-timeouts), preferred leader elections, and planning a CreateTopic. It must never
-read a clock (`now_ms` comes in), propose anything itself, or do I/O: the broker
-that leads the Raft quorum turns these decisions into proposed commands.
-Command ids come from the caller's `new_command_id` (default: none).
+This module owns the controller's pure judgements: broker liveness (heartbeat
+session timeouts, and session connections for fast fencing), preferred leader
+elections, and planning a CreateTopic. It must never read a clock (`now_ms` comes
+in), open a connection, propose anything itself, or do I/O: the broker that leads
+the Raft quorum reports connections and heartbeats, and turns these decisions into
+proposed commands. Command ids come from the caller's `new_command_id` (default:
+none).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from raftka.metadata.commands import CreateTopic, ElectLeader, FenceBroker
+from raftka.metadata.commands import (
+    CommandTooLarge,
+    CreateTopic,
+    ElectLeader,
+    FenceBroker,
+    encode_command,
+)
 from raftka.metadata.model import MetadataState, TopicConfig
 from raftka.metadata.placement import assign_replicas
 from raftka.metadata.state import ErrorCode, Rejected
 
 DEFAULT_BROKER_SESSION_TIMEOUT_MS = 9000  # Kafka's broker.session.timeout.ms
+# A live broker whose session connection drops reconnects within ~100 ms; a killed
+# one never does. 500 ms tells them apart with margin, and with the controller's
+# 250 ms tick still fences a killed broker within ~0.8 s.
+SESSION_CLOSED_GRACE_MS = 500
+# Brokers reconnect their session to a new controller within a few hundred ms of
+# seeing it elected. One that has neither reconnected nor heartbeated 1.5 s after the
+# controller took over is most likely dead: often it is the old controller itself.
+NEW_CONTROLLER_SESSION_GRACE_MS = 1500
 
 
 def no_command_id() -> str:
     return ""
 
 
-class BrokerLiveness:
-    """When the controller last heard from each broker, on the controller's clock."""
+class BrokerSessions:
+    """Which brokers hold a session connection to this controller, and since when
+    the others' has been closed.
 
-    def __init__(self, session_timeout_ms: int = DEFAULT_BROKER_SESSION_TIMEOUT_MS) -> None:
+    A session is one long-lived connection a broker keeps open to the controller.
+    A killed process's socket closes at once; a paused or starved one's stays open.
+    So a closed session that is not reopened soon means a dead broker, while an open
+    one says nothing either way (the heartbeat timeout covers that). Pure: the
+    caller reports opens, closes and heartbeats with its own clock.
+    """
+
+    def __init__(self) -> None:
+        # Counts, not flags: a reconnecting broker may open its new session before
+        # the controller notices the old one closing.
+        self._open_count: dict[int, int] = {}
+        self._closed_at_ms: dict[int, int] = {}
+        self._awaited: set[int] = set()  # to reconnect after the last reset
+        self._reset_ms: int | None = None
+
+    def opened(self, broker_id: int) -> None:
+        self._open_count[broker_id] = self._open_count.get(broker_id, 0) + 1
+        self._closed_at_ms.pop(broker_id, None)
+        self._awaited.discard(broker_id)
+
+    def closed(self, broker_id: int, now_ms: int) -> None:
+        count = self._open_count.get(broker_id, 0) - 1
+        if count > 0:
+            self._open_count[broker_id] = count
+            return
+        self._open_count.pop(broker_id, None)
+        self._closed_at_ms.setdefault(broker_id, now_ms)
+
+    def heard_from(self, broker_id: int) -> None:
+        # A heartbeat proves life after a controller change. It does not undo a
+        # closed session: a heartbeat sent just before a kill can commit after it.
+        self._awaited.discard(broker_id)
+
+    def reset(self, now_ms: int, broker_ids: Iterable[int]) -> None:
+        """A new controller's term: every broker without an open session has
+        NEW_CONTROLLER_SESSION_GRACE_MS to open one (or to heartbeat). Sessions that
+        stay open carry over (a broker may connect before this node's first tick as
+        controller); closes seen before are forgotten, since brokers close their
+        session to a node when it stops being the controller."""
+        self._closed_at_ms.clear()
+        self._awaited = {b for b in broker_ids if b not in self._open_count}
+        self._reset_ms = now_ms
+
+    def forget(self, broker_id: int) -> None:
+        """The broker is fenced: its closed session has been acted upon. It comes
+        back by registering or heartbeating, maybe before it reconnects, and only a
+        new close may fence it again."""
+        self._closed_at_ms.pop(broker_id, None)
+        self._awaited.discard(broker_id)
+
+    def expired(self, broker_id: int, now_ms: int) -> bool:
+        if broker_id in self._open_count:
+            return False
+        closed_at = self._closed_at_ms.get(broker_id)
+        if closed_at is not None and now_ms - closed_at > SESSION_CLOSED_GRACE_MS:
+            return True
+        return (
+            broker_id in self._awaited
+            and self._reset_ms is not None
+            and now_ms - self._reset_ms > NEW_CONTROLLER_SESSION_GRACE_MS
+        )
+
+
+class BrokerLiveness:
+    """Whether each broker is alive, as the controller sees it on its own clock.
+
+    Two rules, either of which expires an unfenced broker:
+    - the heartbeat timeout: no heartbeat applied for `session_timeout_ms` (a
+      paused, starved or partitioned broker is fenced only then);
+    - with `track_sessions`, the session rules of BrokerSessions: a session closed
+      for SESSION_CLOSED_GRACE_MS, or none opened (and no heartbeat) within
+      NEW_CONTROLLER_SESSION_GRACE_MS of a reset. They never apply to
+      `controller_id`, this controller's own broker, which has no session to itself.
+
+    `track_sessions` is off until the broker's I/O reports sessions: without any,
+    every broker would look dead 1.5 s after each reset.
+    """
+
+    def __init__(
+        self,
+        session_timeout_ms: int = DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+        *,
+        controller_id: int | None = None,
+        track_sessions: bool = False,
+    ) -> None:
         if session_timeout_ms <= 0:
             raise ValueError(f"session_timeout_ms must be > 0, got {session_timeout_ms}")
         self.session_timeout_ms = session_timeout_ms
+        self.controller_id = controller_id
+        self.track_sessions = track_sessions
         self._last_heard_ms: dict[int, int] = {}
+        self._sessions = BrokerSessions()
 
     def reset(self, now_ms: int, broker_ids: Iterable[int]) -> None:
-        """Start of a new controller's term: everyone gets a full session.
+        """Start of a new controller's term: everyone gets a full heartbeat session.
 
         A new controller has heard from nobody yet; fencing on its empty memory
-        would fence the whole cluster (KRaft does the same).
+        would fence the whole cluster (KRaft does the same). Session connections
+        are faster to re-establish, so their grace is short (BrokerSessions.reset).
         """
+        broker_ids = list(broker_ids)
         self._last_heard_ms = dict.fromkeys(broker_ids, now_ms)
+        self._sessions.reset(now_ms, (b for b in broker_ids if b != self.controller_id))
 
     def heard_from(self, broker_id: int, now_ms: int) -> None:
         # max(): a late-delivered older timestamp must not shorten a session.
         self._last_heard_ms[broker_id] = max(now_ms, self._last_heard_ms.get(broker_id, now_ms))
+        self._sessions.heard_from(broker_id)
+
+    def session_opened(self, broker_id: int, now_ms: int) -> None:
+        """A broker opened its session connection to this controller. (`now_ms` is
+        unused, an open session has no deadline, but keeps the calls symmetric.)"""
+        self._sessions.opened(broker_id)
+
+    def session_closed(self, broker_id: int, now_ms: int) -> None:
+        """A broker's session connection to this controller closed (EOF or error)."""
+        self._sessions.closed(broker_id, now_ms)
 
     def last_heard_ms(self, broker_id: int) -> int | None:
         return self._last_heard_ms.get(broker_id)
 
     def expired(self, state: MetadataState, now_ms: int) -> list[int]:
-        """Unfenced brokers silent for longer than the session timeout, sorted.
+        """Unfenced brokers that the heartbeat or session rules declare dead, sorted.
 
         A broker this controller has never heard of (registered after reset) gets a
-        full session starting now, as reset would have given it.
+        full heartbeat session starting now, as reset would have given it, and no
+        session deadline until it opens (then closes) a session.
         """
         out = []
         for broker_id in sorted(state.brokers):
             if state.brokers[broker_id].fenced:
+                self._sessions.forget(broker_id)
                 continue
             last = self._last_heard_ms.setdefault(broker_id, now_ms)
-            if now_ms - last > self.session_timeout_ms:
+            if now_ms - last > self.session_timeout_ms or self._session_expired(broker_id, now_ms):
                 out.append(broker_id)
         return out
+
+    def _session_expired(self, broker_id: int, now_ms: int) -> bool:
+        return (
+            self.track_sessions
+            and broker_id != self.controller_id
+            and self._sessions.expired(broker_id, now_ms)
+        )
 
 
 def fence_commands(
@@ -110,7 +236,13 @@ def plan_create_topic(
     """The CreateTopic to propose, placing replicas on the unfenced brokers.
 
     The start index is the number of existing topics, so successive topics start
-    their leaders on different brokers without any randomness.
+    their leaders on different brokers without any randomness. A topic whose command
+    does not fit one metadata log entry (commands.MAX_COMMAND_TEXT_CHARS, compressed)
+    is rejected with INVALID_REQUEST. Measured at replication factor 3 (compressed
+    text): 100,000 partitions, the state machine's maximum, fit on 3 brokers (~3 KB)
+    and on 30 (~13 KB); 10,000 fit on up to about 2,000 brokers (~51 KB at 2,000,
+    ~84 KB at 2,200); on 100 to 1,000 brokers the largest topic is 16,000-19,000
+    partitions. Very high replication factors also fail: 10,000 x 60 on 60 brokers.
     """
     available = sorted(b for b, r in state.brokers.items() if not r.fenced)
     if partitions < 1:
@@ -122,4 +254,14 @@ def plan_create_topic(
         )
     start_index = len(state.topics) % len(available)
     assignment = assign_replicas(available, partitions, replication_factor, start_index)
-    return CreateTopic(name, topic_id, config, assignment, command_id=command_id)
+    command = CreateTopic(name, topic_id, config, assignment, command_id=command_id)
+    try:
+        encode_command(command)
+    except CommandTooLarge as exc:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"topic {name!r} with {partitions} partitions x {replication_factor} replicas "
+            f"on {len(available)} brokers does not fit one metadata log entry ({exc}): "
+            "ask for fewer partitions or replicas",
+        )
+    return command

@@ -33,8 +33,8 @@ from pysyncobj import syncobj as _pysyncobj_module
 from pysyncobj.journal import FileJournal, MemoryJournal, MetaStorer
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 
-from raftka.metadata.commands import Command, decode_command, encode_command
-from raftka.metadata.errors import NoController, error_for_code
+from raftka.metadata.commands import Command, CommandTooLarge, decode_command, encode_command
+from raftka.metadata.errors import InvalidRequest, NoController, error_for_code
 from raftka.metadata.model import MetadataState
 from raftka.metadata.state import Applied, Rejected, apply
 
@@ -259,11 +259,15 @@ class MetadataQuorum:
     async def submit(self, command: Command, timeout_s: float) -> Applied:
         """Commits `command` and returns its outcome, retrying transient Raft failures
         with the same command id until `timeout_s`. Raises the contract error of a
-        rejection, or NoController when no commit could be confirmed in time (the
+        rejection, InvalidRequest for a command too large for one log entry (never
+        submitted), or NoController when no commit could be confirmed in time (the
         command may still commit later: it is idempotent)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        text = encode_command(command)
+        try:
+            text = encode_command(command)
+        except CommandTooLarge as exc:
+            raise InvalidRequest(str(exc)) from None
         last_failure = "no answer"
         while True:
             remaining = deadline - loop.time()

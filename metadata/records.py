@@ -66,6 +66,9 @@ class BrokerRecord:
     incarnation_id: str
     raft_voter: bool
     fenced: bool
+    # As the broker's latest RegisterBroker said: False when its current incarnation
+    # may have lost acknowledged writes, so elections prefer other candidates.
+    clean_shutdown: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,7 @@ class BrokerRecord:
             "incarnation_id": self.incarnation_id,
             "raft_voter": self.raft_voter,
             "fenced": self.fenced,
+            "clean_shutdown": self.clean_shutdown,
         }
 
     @staticmethod
@@ -84,6 +88,8 @@ class BrokerRecord:
             incarnation_id=str(d["incarnation_id"]),
             raft_voter=bool(d["raft_voter"]),
             fenced=bool(d["fenced"]),
+            # Snapshots written before the field existed hold only clean starts.
+            clean_shutdown=bool(d.get("clean_shutdown", True)),
         )
 
 

@@ -1,8 +1,8 @@
 """The metadata state machine: `apply(state, command)` -> Applied or Rejected.
 
 This module owns every rule of how the metadata changes (KRaft's broker fencing,
-leader election, isr changes, topic lifecycle, producer id blocks, idempotent
-retries). It must stay a pure function: no pysyncobj (`quorum.py` calls `apply`),
+leader election with cleanly shut down candidates first, isr changes, topic
+lifecycle, producer id blocks, idempotent retries). It must stay a pure function: no pysyncobj (`quorum.py` calls `apply`),
 no clock, no randomness, no I/O, and no dependence on dict or set iteration order
 (topics are walked sorted by name), so every replica computes the same state.
 """
@@ -10,7 +10,7 @@ no clock, no randomness, no I/O, and no dependence on dict or set iteration orde
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -123,6 +123,20 @@ def _with_leader_and_isr(
     )
 
 
+def _choose_leader(candidates: Iterable[int], brokers: Mapping[int, BrokerRecord]) -> int | None:
+    """The first unfenced candidate whose broker shut down cleanly, else the first
+    unfenced one, else None. Candidates come in replica order.
+
+    A broker back from an unclean shutdown may miss records it acknowledged
+    (KIP-966), so any clean candidate goes first; but it still leads rather than
+    leave the partition leaderless when it is the only one.
+    """
+    unfenced = [r for r in candidates if not brokers[r].fenced]
+    clean = [r for r in unfenced if brokers[r].clean_shutdown]
+    ranked = clean or unfenced
+    return ranked[0] if ranked else None
+
+
 def _after_fence(
     p: PartitionRecord, broker_id: int, brokers: Mapping[int, BrokerRecord], unclean: bool
 ) -> PartitionRecord:
@@ -133,22 +147,30 @@ def _after_fence(
         isr = tuple(r for r in isr if r != broker_id)
     leader = p.leader
     if leader == broker_id:
-        leader = next((r for r in p.replicas if r in isr and not brokers[r].fenced), None)
+        leader = _choose_leader((r for r in p.replicas if r in isr), brokers)
         if leader is None and unclean:
             # The topic accepts losing committed records to stay available.
-            leader = next((r for r in p.replicas if not brokers[r].fenced), None)
+            leader = _choose_leader(p.replicas, brokers)
             if leader is not None:
                 isr = (leader,)
     return _with_leader_and_isr(p, leader, isr)
 
 
-def _after_unfence(p: PartitionRecord, broker_id: int, unclean: bool) -> PartitionRecord:
+def _after_unfence(
+    p: PartitionRecord, brokers: Mapping[int, BrokerRecord], unclean: bool
+) -> PartitionRecord:
+    # Only leaderless partitions change: elsewhere the leader adds the broker back to
+    # the isr once it has caught up. By the invariants, the unfenced broker is the
+    # only candidate here; choosing among all keeps one election rule everywhere.
     if p.leader is not None:
-        return p  # the leader adds the broker back to the isr once it has caught up
-    if broker_id in p.isr:
-        return _with_leader_and_isr(p, broker_id, p.isr)
-    if unclean and broker_id in p.replicas:
-        return _with_leader_and_isr(p, broker_id, (broker_id,))
+        return p
+    leader = _choose_leader((r for r in p.replicas if r in p.isr), brokers)
+    if leader is not None:
+        return _with_leader_and_isr(p, leader, p.isr)
+    if unclean:
+        leader = _choose_leader(p.replicas, brokers)
+        if leader is not None:
+            return _with_leader_and_isr(p, leader, (leader,))
     return p
 
 
@@ -195,9 +217,10 @@ def _unfence(
     state: MetadataState, broker_id: int
 ) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
     state = _set_fenced(state, state.brokers[broker_id], False)
+    brokers = state.brokers
     topics, changed = _map_partitions(
         state.topics,
-        lambda t, p: _after_unfence(p, broker_id, t.config.unclean_leader_election),
+        lambda t, p: _after_unfence(p, brokers, t.config.unclean_leader_election),
     )
     return replace(state, topics=topics), changed
 
@@ -214,7 +237,14 @@ def _register_broker(state: MetadataState, cmd: RegisterBroker) -> Result:
         return Rejected(ErrorCode.INVALID_REQUEST, f"broker_id must be >= 0, got {cmd.broker_id}")
     if not cmd.url or not cmd.incarnation_id:
         return Rejected(ErrorCode.INVALID_REQUEST, "url and incarnation_id must be non-empty")
-    new = BrokerRecord(cmd.broker_id, cmd.url, cmd.incarnation_id, cmd.raft_voter, fenced=False)
+    new = BrokerRecord(
+        cmd.broker_id,
+        cmd.url,
+        cmd.incarnation_id,
+        cmd.raft_voter,
+        fenced=False,
+        clean_shutdown=cmd.clean_shutdown,
+    )
     old = state.brokers.get(cmd.broker_id)
     if old is None:
         state = replace(state, brokers={**state.brokers, cmd.broker_id: new})
@@ -226,6 +256,11 @@ def _register_broker(state: MetadataState, cmd: RegisterBroker) -> Result:
                 f"broker {cmd.broker_id} incarnation {cmd.incarnation_id} is already "
                 f"registered with url {old.url} and raft_voter={old.raft_voter}",
             )
+        if old.clean_shutdown != cmd.clean_shutdown:
+            # The record keeps what the latest registration said. It only ranks
+            # future election candidates, so no partition changes now.
+            updated = replace(old, clean_shutdown=cmd.clean_shutdown)
+            return Applied(replace(state, brokers={**state.brokers, cmd.broker_id: updated}), ())
         return Applied(state, ())  # the same registration again: nothing to do
     # A new incarnation is a restart: whatever the old process led or held in sync
     # may be gone (unflushed writes), so the old incarnation is fenced first (Kafka's

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient
 
+from raftka.api.context import BROKER_KEY
+from raftka.metadata.commands import RegisterBroker
 from tests.api.support import assert_error, body_of, create_topic
 
 PARTITION_FIELDS = {
@@ -113,4 +117,23 @@ async def test_more_replicas_than_brokers_is_400_invalid_replication_factor(
 ) -> None:
     resp = await client.post("/v1/topics", json={"name": "t", "replication_factor": rf})
     await assert_error(resp, 400, "INVALID_REPLICATION_FACTOR")
+    assert await body_of(await client.get("/v1/topics")) == {"topics": []}
+
+
+async def test_a_topic_too_large_for_one_metadata_entry_is_400_and_not_created(
+    client: TestClient,
+) -> None:
+    # 10,000 partitions (the route's maximum) x 80 replicas compresses to ~73,000
+    # characters: more than one metadata log entry holds (commands.MAX_COMMAND_TEXT_CHARS).
+    broker = client.app[BROKER_KEY]
+    await asyncio.gather(
+        *(
+            broker.submit(RegisterBroker(b, f"http://127.0.0.1:{20_000 + b}", "inc", False))
+            for b in range(2, 81)
+        )
+    )
+    body = {"name": "huge", "partitions": 10_000, "replication_factor": 80}
+    error = await assert_error(await client.post("/v1/topics", json=body), 400, "INVALID_REQUEST")
+    assert "10000 partitions x 80 replicas" in error["message"]
+    assert "does not fit one metadata log entry" in error["message"]
     assert await body_of(await client.get("/v1/topics")) == {"topics": []}

@@ -11,8 +11,20 @@ from raftka.metadata.state import Applied, apply
 INCARNATION = "inc-1"
 
 
-def register(*broker_ids: int) -> list[Command]:
-    return [RegisterBroker(b, f"http://b{b}", INCARNATION, raft_voter=True) for b in broker_ids]
+def register(*broker_ids: int, clean_shutdown: bool = True) -> list[Command]:
+    return [
+        RegisterBroker(
+            b, f"http://b{b}", INCARNATION, raft_voter=True, clean_shutdown=clean_shutdown
+        )
+        for b in broker_ids
+    ]
+
+
+def restart_unclean(broker_id: int, incarnation: str = "inc-2") -> RegisterBroker:
+    """A new incarnation of a broker whose previous run may have lost acknowledged writes."""
+    return RegisterBroker(
+        broker_id, f"http://b{broker_id}", incarnation, raft_voter=True, clean_shutdown=False
+    )
 
 
 def create(

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from raftka.metadata.commands import (
+    MAX_COMMAND_TEXT_CHARS,
     AlterPartition,
     CreateTopic,
     ElectLeader,
     FenceBroker,
+    RegisterBroker,
     UnfenceBroker,
+    encode_command,
 )
 from raftka.metadata.controller import (
+    NEW_CONTROLLER_SESSION_GRACE_MS,
+    SESSION_CLOSED_GRACE_MS,
     BrokerLiveness,
     fence_commands,
     plan_create_topic,
@@ -118,3 +125,179 @@ def test_plan_create_topic_rejects_more_replicas_than_unfenced_brokers() -> None
     plan = plan_create_topic(state, "t", "id-t", 1, 3, TopicConfig())
     assert isinstance(plan, Rejected)
     assert plan.code == "INVALID_REPLICATION_FACTOR"
+
+
+def test_plan_create_topic_fits_10000_partitions_at_rf_3_on_3_brokers() -> None:
+    state = run(register(1, 2, 3))
+    plan = plan_create_topic(state, "t", "id-t", 10_000, 3, TopicConfig(), command_id="c")
+    assert isinstance(plan, CreateTopic)
+    assert len(encode_command(plan)) <= MAX_COMMAND_TEXT_CHARS
+
+
+def test_plan_create_topic_rejects_a_topic_too_large_for_one_metadata_entry() -> None:
+    state = run(register(*range(1, 101)))
+    plan = plan_create_topic(state, "t", "id-t", 100_000, 3, TopicConfig(), command_id="c")
+    assert isinstance(plan, Rejected)
+    assert plan.code == "INVALID_REQUEST"
+    assert "100000 partitions x 3 replicas" in plan.message
+    assert "does not fit one metadata log entry" in plan.message
+
+
+# --- session connections: fast fencing of dead brokers ---------------------------
+#
+# Brokers 1, 2 and 3; broker 1 is the controller. Each step is (time_ms, action, arg):
+#   reset         this node becomes the controller (BrokerLiveness.reset)
+#   open / close  broker `arg` opens or closes its session connection
+#   heard         a heartbeat of broker `arg` is applied
+#   fence         FenceBroker(arg) commits
+#   restart       a new incarnation of broker `arg` registers (it is unfenced)
+#   expect        liveness.expired(state, time) == arg
+GRACE = SESSION_CLOSED_GRACE_MS
+NEW_GRACE = NEW_CONTROLLER_SESSION_GRACE_MS
+Step = tuple[int, str, object]
+CONNECTED: list[Step] = [(0, "reset", None), (100, "open", 2), (100, "open", 3)]
+
+SESSION_RULES: dict[str, list[Step]] = {
+    "a_killed_broker_is_fenced_once_its_session_stays_closed_past_the_grace": [
+        *CONNECTED,
+        (1000, "close", 2),
+        (1000 + GRACE, "expect", []),
+        (1000 + GRACE + 1, "expect", [2]),
+    ],
+    "a_broker_that_reconnects_quickly_is_not_fenced": [
+        *CONNECTED,
+        (1000, "close", 2),
+        (1100, "open", 2),
+        (1000 + GRACE + 1, "expect", []),
+        (8000, "expect", []),
+    ],
+    "a_new_session_opened_before_the_old_one_closes_keeps_the_broker_alive": [
+        *CONNECTED,
+        (1000, "open", 2),
+        (1050, "close", 2),
+        (1050 + GRACE + 1, "expect", []),
+    ],
+    "a_paused_broker_with_its_session_open_is_fenced_only_after_the_session_timeout": [
+        *CONNECTED,
+        (5000, "heard", 1),
+        (5000, "heard", 3),
+        (SESSION_MS, "expect", []),
+        (SESSION_MS + 1, "expect", [2]),
+    ],
+    "after_a_new_controller_a_broker_that_reconnects_in_time_is_kept": [
+        (0, "reset", None),
+        (300, "open", 2),
+        (NEW_GRACE - 1, "open", 3),
+        (NEW_GRACE + 1, "expect", []),
+        (8000, "expect", []),
+    ],
+    "after_a_new_controller_a_broker_that_never_reconnects_is_fenced_after_the_grace": [
+        (0, "reset", None),
+        (300, "open", 2),
+        (NEW_GRACE, "expect", []),
+        (NEW_GRACE + 1, "expect", [3]),
+    ],
+    "after_a_new_controller_a_broker_heard_by_heartbeat_is_kept": [
+        (0, "reset", None),
+        (300, "open", 2),
+        (1000, "heard", 3),
+        (NEW_GRACE + 1, "expect", []),
+        (8000, "expect", []),
+    ],
+    "a_session_opened_before_this_node_became_controller_counts": [
+        (0, "open", 2),
+        (0, "open", 3),
+        (200, "reset", None),
+        (200 + NEW_GRACE + 1, "expect", []),
+    ],
+    "closes_seen_before_becoming_controller_are_forgotten": [
+        (0, "open", 2),
+        (100, "close", 2),  # broker 2 moved its session to another controller
+        (5000, "reset", None),
+        (5000, "open", 3),
+        (5000 + GRACE + 1, "expect", []),
+        (5000 + NEW_GRACE + 1, "expect", [2]),
+    ],
+    "a_quick_reconnect_well_after_a_new_controller_took_over_is_not_fenced": [
+        (0, "open", 2),  # connected before the reset
+        (100, "reset", None),
+        (300, "open", 3),  # connected after it
+        (3000, "close", 2),
+        (3000, "close", 3),
+        (3000 + GRACE, "expect", []),
+        (3000 + GRACE, "open", 2),
+        (3000 + GRACE, "open", 3),
+        (3000 + GRACE + 1, "expect", []),
+    ],
+    "the_controller_itself_is_never_fenced_by_session_rules": [
+        *CONNECTED,
+        (200, "open", 1),
+        (300, "close", 1),
+        (300 + GRACE + 1, "expect", []),
+        (NEW_GRACE + 1, "expect", []),
+    ],
+    "a_fenced_broker_is_not_reported_again": [
+        *CONNECTED,
+        (1000, "close", 2),
+        (1000 + GRACE + 1, "expect", [2]),
+        (1000 + GRACE + 1, "fence", 2),
+        (1000 + GRACE + 2, "expect", []),
+        (8000, "expect", []),
+    ],
+    "a_restarted_broker_is_not_fenced_for_its_old_incarnations_closed_session": [
+        *CONNECTED,
+        (1000, "close", 2),
+        (1000 + GRACE + 1, "expect", [2]),
+        (1000 + GRACE + 1, "fence", 2),
+        (1800, "expect", []),
+        (3000, "restart", 2),  # registered: unfenced before its session opens
+        (3100, "expect", []),
+        (3200, "open", 2),
+        (4000, "close", 2),
+        (4000 + GRACE + 1, "expect", [2]),
+    ],
+}
+
+
+def play(steps: list[Step], track_sessions: bool = True) -> None:
+    state = run(register(1, 2, 3))
+    liveness = BrokerLiveness(SESSION_MS, controller_id=1, track_sessions=track_sessions)
+    previous_ms = 0
+    for at_ms, action, arg in steps:
+        assert at_ms >= previous_ms, "steps go forward in time"
+        previous_ms = at_ms
+        broker_id = arg if isinstance(arg, int) else -1
+        if action == "reset":
+            liveness.reset(at_ms, state.brokers)
+        elif action == "open":
+            liveness.session_opened(broker_id, at_ms)
+        elif action == "close":
+            liveness.session_closed(broker_id, at_ms)
+        elif action == "heard":
+            liveness.heard_from(broker_id, at_ms)
+        elif action == "fence":
+            state = run([FenceBroker(broker_id)], state)
+        elif action == "restart":
+            state = run([RegisterBroker(broker_id, f"http://b{broker_id}", "inc-2", True)], state)
+        elif action == "expect":
+            assert liveness.expired(state, at_ms) == arg, f"at {at_ms} ms"
+        else:
+            raise AssertionError(f"unknown action {action!r}")
+
+
+@pytest.mark.parametrize("steps", SESSION_RULES.values(), ids=SESSION_RULES)
+def test_session_rule(steps: list[Step]) -> None:
+    play(steps)
+
+
+def test_without_track_sessions_only_the_heartbeat_timeout_fences() -> None:
+    play(
+        [
+            *CONNECTED,
+            (1000, "close", 2),
+            (1000 + GRACE + 1, "expect", []),
+            (SESSION_MS, "expect", []),
+            (SESSION_MS + 1, "expect", [1, 2, 3]),
+        ],
+        track_sessions=False,
+    )

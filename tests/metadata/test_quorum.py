@@ -12,10 +12,16 @@ from typing import Any
 import pytest
 
 from raftka.chaos.ports import free_ports
-from raftka.metadata.commands import CreateTopic, RegisterBroker
-from raftka.metadata.errors import NoController, TopicExists
+from raftka.metadata.commands import (
+    MAX_COMMAND_TEXT_CHARS,
+    PYSYNCOBJ_CHUNKED_ENTRY_BYTES,
+    CreateTopic,
+    RegisterBroker,
+)
+from raftka.metadata.errors import InvalidRequest, NoController, TopicExists
 from raftka.metadata.events import TopicCreated
 from raftka.metadata.model import MetadataState, TopicConfig
+from raftka.metadata.placement import assign_replicas
 from raftka.metadata.quorum import MetadataQuorum, RaftTiming
 
 FAST = RaftTiming(
@@ -184,3 +190,53 @@ async def test_a_compacted_log_restarts_from_the_dump_plus_the_journal(nodes: No
     await again.submit(register(1), SUBMIT_TIMEOUT_S)
     assert sorted(again.state.topics) == ["after-dump", "before-dump"]
     again.state.check_invariants()
+
+
+async def test_the_longest_command_text_makes_a_log_entry_pysyncobj_sends_whole(
+    nodes: Nodes,
+) -> None:
+    # Capture the entry exactly as pysyncobj builds it from our call (pickled method id
+    # and arguments); _applyCommand then prepends one byte of entry type.
+    node = nodes.start([f"127.0.0.1:{free_ports(1)[0]}"], 0)
+    entries: list[bytes] = []
+    node._syncobj._applyCommand = lambda command, callback, kind=None: entries.append(command)
+    node._store.apply_command("z" * MAX_COMMAND_TEXT_CHARS, callback=lambda *_: None)
+    [entry] = entries
+    assert 1 + len(entry) < PYSYNCOBJ_CHUNKED_ENTRY_BYTES
+
+
+def assignment_of(brokers: int, partitions: int) -> tuple[tuple[int, ...], ...]:
+    return assign_replicas(list(range(1, brokers + 1)), partitions, 3, 0)
+
+
+async def test_a_compressed_create_topic_commits_on_every_member(nodes: Nodes) -> None:
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    members = [nodes.start(addresses, i) for i in range(3)]
+    for member in members:
+        await wait_ready(member)
+    leader = next(m for m in members if m.is_leader)
+    for broker_id in (1, 2, 3):
+        await leader.submit(register(broker_id), SUBMIT_TIMEOUT_S)
+    big = CreateTopic("big", "id-big", TopicConfig(), assignment_of(3, 10_000), "c-big")
+    await leader.submit(big, SUBMIT_TIMEOUT_S)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SUBMIT_TIMEOUT_S
+    while not all("big" in m.state.topics for m in members):
+        assert loop.time() < deadline, "not every member applied the command"
+        await asyncio.sleep(0.01)
+    assert all(m.state.topics["big"].partitions[-1].replicas == big.assignment[-1] for m in members)
+
+
+async def test_a_command_too_large_for_one_entry_is_refused_and_never_submitted(
+    nodes: Nodes,
+) -> None:
+    node = nodes.start([f"127.0.0.1:{free_ports(1)[0]}"], 0)
+    await wait_ready(node)
+    await node.submit(register(1), SUBMIT_TIMEOUT_S)
+    before = node.status().commit_index
+    # Refused by its size alone, before the state machine could check its brokers.
+    too_big = CreateTopic("t", "id-t", TopicConfig(), assignment_of(100, 100_000), "c-t")
+    with pytest.raises(InvalidRequest, match="metadata log entry"):
+        await node.submit(too_big, SUBMIT_TIMEOUT_S)
+    assert node.status().commit_index == before
+    assert "t" not in node.state.topics

@@ -1,9 +1,10 @@
 """Random command sequences against `apply`, checking what must hold after every step.
 
 Valid and invalid commands are mixed (unknown brokers, stale epochs, bad assignments,
-repeated command ids). After each step: the invariants hold, epochs never went back,
-the snapshot survives orjson, replaying the encoded log from empty gives the same
-state, and every command survives encode/decode.
+repeated command ids, brokers back from clean and unclean shutdowns). After each step:
+the invariants hold, epochs never went back, the snapshot survives orjson, replaying
+the encoded log from empty gives the same state, and every command survives
+encode/decode. After each fence, every new leader is the one the election rule picks.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from raftka.metadata.commands import (
     decode_command,
     encode_command,
 )
-from raftka.metadata.events import Event
+from raftka.metadata.events import Event, PartitionChanged
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig
 from raftka.metadata.placement import assign_replicas
 from raftka.metadata.state import Applied, Rejected, apply
@@ -93,16 +94,30 @@ class MetadataMachine(RuleBasedStateMachine):
     ) -> None:
         """Most runs start from a live cluster with one topic, so later rules bite."""
         for broker_id in range(brokers):
-            self.submit(RegisterBroker(broker_id, f"http://b{broker_id}", "i1", True))
+            clean = data.draw(st.booleans(), label="clean_shutdown")
+            self.submit(
+                RegisterBroker(broker_id, f"http://b{broker_id}", "i1", True, clean_shutdown=clean)
+            )
         rf = data.draw(st.integers(1, min(3, brokers)), label="rf")
         assignment = assign_replicas(list(range(brokers)), partitions, rf, 0)
         config = TopicConfig(unclean_leader_election=unclean)
         assert isinstance(self.submit(CreateTopic("a", "id-a", config, assignment)), Applied)
 
-    @rule(data=st.data(), broker_id=BROKER_IDS, incarnation=INCARNATIONS, voter=st.booleans())
-    def register(self, data: st.DataObject, broker_id: int, incarnation: str, voter: bool) -> None:
+    @rule(
+        data=st.data(),
+        broker_id=BROKER_IDS,
+        incarnation=INCARNATIONS,
+        voter=st.booleans(),
+        clean=st.booleans(),
+    )
+    def register(
+        self, data: st.DataObject, broker_id: int, incarnation: str, voter: bool, clean: bool
+    ) -> None:
         url = data.draw(st.sampled_from([f"http://b{broker_id}", "http://moved"]))
-        self.submit(RegisterBroker(broker_id, url, incarnation, voter, self.new_id(data)))
+        command = RegisterBroker(broker_id, url, incarnation, voter, self.new_id(data), clean)
+        result = self.submit(command)
+        if isinstance(result, Applied):
+            assert self.state.brokers[broker_id].clean_shutdown == clean
 
     @rule(broker_id=BROKER_IDS, incarnation=INCARNATIONS)
     def heartbeat(self, broker_id: int, incarnation: str) -> None:
@@ -112,9 +127,41 @@ class MetadataMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), broker_id=BROKER_IDS)
     def fence(self, data: st.DataObject, broker_id: int) -> None:
-        self.submit(FenceBroker(broker_id, self.new_id(data)))
+        before = self.state
+        result = self.submit(FenceBroker(broker_id, self.new_id(data)))
         if broker_id in self.state.brokers:
             assert self.state.brokers[broker_id].fenced
+        if isinstance(result, Applied):
+            self.check_elections(before, result.events)
+
+    @precondition(lambda self: any(p.leader is not None for p in self.partitions()))
+    @rule(data=st.data())
+    def fence_a_leader(self, data: st.DataObject) -> None:
+        """Fence the leader of a partition, so that elections happen often."""
+        led = [p for p in self.partitions() if p.leader is not None]
+        leader = data.draw(st.sampled_from(led)).leader
+        assert leader is not None
+        self.fence(data, leader)
+
+    def partitions(self) -> list[PartitionRecord]:
+        return [p for name in sorted(self.state.topics) for p in self.state.topics[name].partitions]
+
+    def check_elections(self, before: MetadataState, events: tuple[Event, ...]) -> None:
+        """Each new leader is the first unfenced candidate, in replica order, whose
+        broker shut down cleanly, or the first unfenced one when none did. Candidates
+        are the isr, or every replica for an unclean election (leader from outside)."""
+        brokers = self.state.brokers
+        for event in events:
+            if not isinstance(event, PartitionChanged):
+                continue
+            old = before.topics[event.topic].partitions[event.partition]
+            new = event.record
+            if new.leader is None or new.leader == old.leader:
+                continue
+            candidates = new.isr if new.leader in old.isr else new.replicas
+            unfenced = [r for r in candidates if not brokers[r].fenced]
+            clean = [r for r in unfenced if brokers[r].clean_shutdown]
+            assert new.leader == (clean or unfenced)[0], (event, brokers)
 
     @rule(data=st.data(), broker_id=BROKER_IDS)
     def unfence(self, data: st.DataObject, broker_id: int) -> None:

@@ -28,9 +28,18 @@ from raftka.metadata.events import (
 )
 from raftka.metadata.model import MAX_RECENT_COMMAND_IDS, TopicConfig
 from raftka.metadata.state import Applied, Rejected, apply
-from tests.metadata.scenario import INCARNATION, create, partition, register, run
+from tests.metadata.scenario import (
+    INCARNATION,
+    create,
+    partition,
+    register,
+    restart_unclean,
+    run,
+)
 
 B123 = register(1, 2, 3)
+# Broker 2 came back from an unclean shutdown (it may miss acknowledged writes).
+B1_UNCLEAN2_3 = [*register(1), *register(2, clean_shutdown=False), *register(3)]
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,60 @@ PARTITION_RULES: dict[str, tuple[list[Command], Command, Expect]] = {
         [*B123, create("t", (1, 2, 3))],
         AlterPartition("t", 0, 1, 0, 0, (1, 3)),
         Expect(1, (1, 3), 0, 1),
+    ),
+    "fence_prefers_a_clean_isr_member_over_an_earlier_unclean_one": (
+        [*B1_UNCLEAN2_3, create("t", (1, 2, 3))],
+        FenceBroker(1),
+        Expect(3, (2, 3), 1, 1),
+    ),
+    "fence_elects_an_unclean_isr_member_when_it_is_the_only_candidate": (
+        [*B1_UNCLEAN2_3, create("t", (1, 2))],
+        FenceBroker(1),
+        Expect(2, (2,), 1, 1),
+    ),
+    "fence_prefers_a_clean_isr_member_re_added_after_an_unclean_restart": (
+        [
+            *B123,
+            create("t", (1, 2, 3)),
+            restart_unclean(2),
+            AlterPartition("t", 0, 1, 0, 1, (1, 2, 3)),
+        ],
+        FenceBroker(1),
+        Expect(3, (2, 3), 1, 3),
+    ),
+    "unclean_election_prefers_a_clean_replica_over_an_earlier_unclean_one": (
+        [
+            *B1_UNCLEAN2_3,
+            create("t", (1, 2, 3), unclean=True),
+            AlterPartition("t", 0, 1, 0, 0, (1,)),
+        ],
+        FenceBroker(1),
+        Expect(3, (3,), 1, 2),
+    ),
+    "unclean_election_elects_an_unclean_replica_when_it_is_the_only_unfenced_one": (
+        [*B1_UNCLEAN2_3, create("t", (1, 2), unclean=True), AlterPartition("t", 0, 1, 0, 0, (1,))],
+        FenceBroker(1),
+        Expect(2, (2,), 1, 2),
+    ),
+    "new_incarnation_moves_leadership_to_a_clean_isr_member": (
+        [*B1_UNCLEAN2_3, create("t", (1, 2, 3))],
+        RegisterBroker(1, "http://b1", "inc-2", raft_voter=True),
+        Expect(3, (2, 3), 1, 1),
+    ),
+    "an_unclean_restart_of_the_only_replica_still_leads_it_again": (
+        [*B123, create("t", (1,))],
+        restart_unclean(1),
+        Expect(1, (1,), 2, 2),
+    ),
+    "unfence_elects_an_unclean_broker_into_a_partition_only_it_can_lead": (
+        [*B1_UNCLEAN2_3, create("t", (2,)), FenceBroker(2)],
+        UnfenceBroker(2),
+        Expect(2, (2,), 2, 2),
+    ),
+    "unfence_with_unclean_election_elects_an_unclean_broker_when_it_is_the_only_one": (
+        [*B1_UNCLEAN2_3, create("t", (1, 2), unclean=True), FenceBroker(2), FenceBroker(1)],
+        UnfenceBroker(2),
+        Expect(2, (2,), 2, 3),
     ),
     "alter_partition_expands_the_isr_kept_in_replicas_order": (
         [*B123, create("t", (1, 2, 3)), AlterPartition("t", 0, 1, 0, 0, (1,))],
@@ -418,3 +481,23 @@ def test_check_invariants_names_the_broken_invariant() -> None:
     fenced = {**state.brokers, 2: replace(state.brokers[2], fenced=True)}
     with pytest.raises(AssertionError, match="fenced broker is in no isr"):
         replace(state, brokers=fenced).check_invariants()
+
+
+def test_a_broker_record_keeps_what_its_latest_registration_said_about_shutdown() -> None:
+    state = run([*B123, create("t", (1, 2, 3))])
+    assert state.brokers[2].clean_shutdown
+    state = run([restart_unclean(2)], state)
+    assert not state.brokers[2].clean_shutdown
+    state = run([RegisterBroker(2, "http://b2", "inc-3", raft_voter=True)], state)
+    assert state.brokers[2].clean_shutdown
+
+
+def test_the_same_incarnation_registering_again_updates_clean_shutdown_only() -> None:
+    state = run([*B123, create("t", (1, 2, 3))])
+    result = apply(state, register(2, clean_shutdown=False)[0])
+    assert isinstance(result, Applied)
+    assert result.events == ()
+    assert not result.state.brokers[2].clean_shutdown
+    assert result.state.topics == state.topics
+    assert result.state.brokers[2].incarnation_id == INCARNATION
+    assert not result.state.brokers[2].fenced

@@ -64,6 +64,7 @@ CONTROLLER_TICK_S = 0.25
 REGISTER_RETRY_S = 0.5
 PRODUCER_ID_BLOCK_SIZE = 1000
 SESSION_RETRY_S = 0.1
+LOCAL_LEADER_WAIT_S = 2.0
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
 # Codes with which the quorum says "register again" (we restarted, or were forgotten).
 REREGISTER_CODES = frozenset({"UNKNOWN_BROKER", "STALE_BROKER_INCARNATION"})
@@ -404,14 +405,34 @@ class Broker:
             return None
         return replica
 
-    def local_offsets(self, topic: str) -> dict[str, list[int]]:
-        """log_start_offset and high_watermark of the partitions of `topic` led here."""
+    async def local_leader_soon(self, topic: str, partition: int) -> PartitionReplica | None:
+        """The local leading replica, waiting up to LOCAL_LEADER_WAIT_S while the metadata
+        already names this broker but the replica is not leading yet (its log is opening
+        after a topic creation or a restart, or a role waits behind a truncation)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCAL_LEADER_WAIT_S
+        while True:
+            replica = self.local_leader(topic, partition)
+            if replica is not None:
+                return replica
+            location = self.locate(topic, partition)
+            remaining = deadline - loop.time()
+            if location.partition.leader != self.broker_id or not self.has_lease or remaining <= 0:
+                return None
+            await self.replicas.wait_for_roles(remaining)
+
+    async def local_offsets(self, topic: str) -> dict[str, list[int]]:
+        """log_start_offset and high_watermark of the partitions of `topic` led here (waiting
+        briefly for logs that are still opening, e.g. right after the topic's creation)."""
         offsets: dict[str, list[int]] = {}
         record = self.state.topics.get(topic)
         for p in record.partitions if record else ():
-            replica = self.local_leader(topic, p.partition)
-            if replica is not None:
-                offsets[str(p.partition)] = [replica.log_start_offset, replica.high_watermark]
+            if p.leader != self.broker_id:
+                continue
+            with contextlib.suppress(UnknownTopic, UnknownPartition):
+                replica = await self.local_leader_soon(topic, p.partition)
+                if replica is not None:
+                    offsets[str(p.partition)] = [replica.log_start_offset, replica.high_watermark]
         return offsets
 
     async def _alter_partition(

@@ -209,12 +209,17 @@ class Cluster:
         assert resp.status == 201, resp.body
         return resp.body
 
-    def produce(self, broker_id: int, topic: str, partition: int, values: list[Any]) -> list[int]:
+    def produce(
+        self, broker_id: int, topic: str, partition: int, values: list[Any], acks: str = "all"
+    ) -> list[int]:
+        """Produces until acknowledged, retrying 503s as a client would (acks=all by default:
+        the records are then readable at once)."""
+
         def attempt() -> list[int] | None:
             resp = self.request(
                 broker_id,
                 "POST",
-                f"/v1/topics/{topic}/partitions/{partition}/records?acks=1",
+                f"/v1/topics/{topic}/partitions/{partition}/records?acks={acks}",
                 {"records": [{"value": v} for v in values]},
             )
             if resp.status == 503:  # a leader is moving: retry as a client would

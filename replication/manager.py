@@ -119,6 +119,7 @@ class ReplicaManager:
         self._checkpointed_hw = _read_high_watermarks(logs_dir / HIGH_WATERMARK_FILE)
         self._snapshotted_at: dict[PartitionKey, int] = {}
         self._reconcile_lock = asyncio.Lock()
+        self._roles_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -181,8 +182,16 @@ class ReplicaManager:
             self._update_fetchers()
         return True
 
+    async def wait_for_roles(self, timeout_s: float) -> None:
+        """Returns at the next change of replicas or roles, or after `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._roles_changed.wait(), timeout_s)
+
     def _update_fetchers(self) -> None:
-        """Every follower replica is in the fetcher of its leader, and only there."""
+        """Every follower replica is in the fetcher of its leader, and only there. Also
+        wakes whoever waits for roles to change."""
+        changed, self._roles_changed = self._roles_changed, asyncio.Event()
+        changed.set()
         wanted: dict[int, dict[PartitionKey, PartitionReplica]] = {}
         for key, replica in self._replicas.items():
             leader = replica.role.leader

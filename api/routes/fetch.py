@@ -36,7 +36,7 @@ async def _leader_or_forward(
     topic = topic_param(request)
     partition = partition_param(request)
     location = broker.locate(topic, partition)
-    replica = broker.local_leader(topic, partition)
+    replica = await broker.local_leader_soon(topic, partition)
     if replica is not None:
         return replica
     leader = location.partition.leader

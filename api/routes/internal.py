@@ -63,7 +63,7 @@ async def leader_offsets(request: web.Request) -> web.Response:
     """log_start_offset and high_watermark of the partitions led here (for describe)."""
     broker = request.app[BROKER_KEY]
     name = topic_param(request)
-    return json_response({"partitions": broker.local_offsets(name)})
+    return json_response({"partitions": await broker.local_offsets(name)})
 
 
 def add_routes(app: web.Application) -> None:

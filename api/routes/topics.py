@@ -109,7 +109,7 @@ async def delete_topic(request: web.Request) -> web.Response:
 
 async def describe(broker: Broker, forwarder: Forwarder, topic: TopicRecord) -> dict[str, Any]:
     """The topic as the contract shows it; offsets come from each partition's leader."""
-    offsets = broker.local_offsets(topic.name)
+    offsets = await broker.local_offsets(topic.name)
     leaders = {
         p.leader for p in topic.partitions if p.leader is not None and p.leader != broker.broker_id
     }

@@ -28,6 +28,9 @@ from typing import Protocol
 
 UNDEFINED_EPOCH = -1
 UNKNOWN_OFFSET = -1
+# Kafka's AlterPartitionManager retries a failed change with a backoff too: a follower that
+# cannot join (fenced) would otherwise cost a metadata write per fetch.
+ISR_CHANGE_RETRY_BACKOFF_MS = 1000
 
 
 class LeaderLogView(Protocol):
@@ -130,6 +133,7 @@ class PartitionLeader:
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         # Only one AlterPartition at a time (Kafka's AlterPartitionManager): the ISR asked for.
         self.pending_isr: tuple[int, ...] | None = None
+        self._retry_at_ms = 0
         self.followers = {r: _new_progress(r in isr, now_ms) for r in replicas if r != broker_id}
 
     # ---- the ISR ---------------------------------------------------------------------
@@ -157,8 +161,11 @@ class PartitionLeader:
         self.partition_epoch = partition_epoch
         self.pending_isr = None
 
-    def isr_change_failed(self) -> None:
+    def isr_change_failed(self, now_ms: int) -> None:
+        """The change was not committed (no controller, or refused as ineligible, e.g. the
+        follower is fenced): ask again after ISR_CHANGE_RETRY_BACKOFF_MS, not at once."""
         self.pending_isr = None
+        self._retry_at_ms = now_ms + ISR_CHANGE_RETRY_BACKOFF_MS
 
     def is_caught_up(self, follower: FollowerProgress, now_ms: int) -> bool:
         return now_ms - follower.last_caught_up_ms <= self.replica_lag_time_max_ms
@@ -185,7 +192,7 @@ class PartitionLeader:
     def isr_change_to_propose(self, now_ms: int) -> tuple[int, ...] | None:
         """The ISR to ask the controller for, or None. Shrinks first (they protect acks=all
         latency and availability), one change at a time."""
-        if self.pending_isr is not None:
+        if self.pending_isr is not None or now_ms < self._retry_at_ms:
             return None
         out = self.out_of_sync_replicas(now_ms)
         if out:

@@ -57,6 +57,13 @@ from raftka.storage.log import AppendInfo, PartitionLog, ReadResult
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]  # monotonic milliseconds
+# Runs blocking disk work (a roll, a truncation) and gives its future: a worker thread in the
+# broker; at once, in order, in a deterministic simulation.
+RunBlocking = Callable[..., "asyncio.Future[Any]"]
+
+
+def run_in_worker_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class PartitionReplica:
         replica_lag_time_max_ms: int,
         clock: Clock,
         propose_isr: Callable[[PartitionReplica, tuple[int, ...]], None],
+        run_blocking: RunBlocking | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -111,6 +119,7 @@ class PartitionReplica:
         self._replica_lag_time_max_ms = replica_lag_time_max_ms
         self._clock = clock
         self._propose_isr = propose_isr
+        self._run_blocking = run_blocking or run_in_worker_thread
         self._leader: PartitionLeader | None = None
         # Our ISR change was refused as stale: someone else may lead now. We stop acting as
         # leader until the metadata gives us a newer role.
@@ -231,7 +240,7 @@ class PartitionReplica:
 
     def isr_change_failed(self) -> None:
         if self._leader is not None:
-            self._leader.isr_change_failed()
+            self._leader.isr_change_failed(self._clock())
 
     def maybe_change_isr(self) -> None:
         """Asks for an ISR shrink or expansion when the leader's rules call for one."""
@@ -574,7 +583,7 @@ class PartitionReplica:
         """Runs `fn(*args)` in a worker thread while appends and role changes wait. The
         thread is never abandoned halfway: a cancelled caller stops waiting, the op goes on."""
         await self._log_idle()
-        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        future = self._run_blocking(fn, *args)
         self._log_op = future
         self._truncating = truncating
         future.add_done_callback(self._log_op_done)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from raftka.replication.leader import (
+    ISR_CHANGE_RETRY_BACKOFF_MS,
     FetchVerdict,
     FollowerFetch,
     PartitionLeader,
@@ -170,8 +171,9 @@ def test_shrinking_is_proposed_once_until_it_commits_or_fails() -> None:
     p = leader()
     assert p.isr_change_to_propose(LAG_MS + 1) == (LEADER,)
     assert p.isr_change_to_propose(LAG_MS + 2) is None, "one change in flight"
-    p.isr_change_failed()
-    assert p.isr_change_to_propose(LAG_MS + 3) == (LEADER,)
+    p.isr_change_failed(LAG_MS + 3)
+    assert p.isr_change_to_propose(LAG_MS + 4) is None, "a failed change waits its backoff"
+    assert p.isr_change_to_propose(LAG_MS + 3 + ISR_CHANGE_RETRY_BACKOFF_MS) == (LEADER,)
     p.committed(REPLICAS, (LEADER,), partition_epoch=2, now_ms=LAG_MS + 4)
     assert p.isr == (LEADER,) and p.pending_isr is None
 

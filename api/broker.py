@@ -405,10 +405,13 @@ class Broker:
             return None
         return replica
 
-    async def local_leader_soon(self, topic: str, partition: int) -> PartitionReplica | None:
-        """The local leading replica, waiting up to LOCAL_LEADER_WAIT_S while the metadata
-        already names this broker but the replica is not leading yet (its log is opening
-        after a topic creation or a restart, or a role waits behind a truncation)."""
+    async def local_leader_soon(
+        self, topic: str, partition: int, *, forwarded: bool = False
+    ) -> PartitionReplica | None:
+        """The local leading replica, waiting up to LOCAL_LEADER_WAIT_S while it is about to
+        lead: the metadata names this broker but the replica is not leading yet (its log is
+        opening after a topic creation or a restart, or a role waits behind a truncation),
+        or another broker forwarded the request here, having seen metadata we have not."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCAL_LEADER_WAIT_S
         while True:
@@ -417,7 +420,8 @@ class Broker:
                 return replica
             location = self.locate(topic, partition)
             remaining = deadline - loop.time()
-            if location.partition.leader != self.broker_id or not self.has_lease or remaining <= 0:
+            named = location.partition.leader == self.broker_id
+            if not (named or forwarded) or not self.has_lease or remaining <= 0:
                 return None
             await self.replicas.wait_for_roles(remaining)
 

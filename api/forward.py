@@ -2,9 +2,9 @@
 
 Any broker answers any request: produce, fetch and offset look-ups for a partition led
 elsewhere go to its leader with `X-Raftka-Forwarded` set, so a request is forwarded once
-and never loops. A leader that has not yet applied the latest metadata answers 503
-LEADER_NOT_AVAILABLE; only that answer is retried briefly here, since the client cannot
-do better.
+and never loops. The leader waits briefly for metadata it has not applied yet. A read
+answered 503 LEADER_NOT_AVAILABLE is retried briefly here; a write never is: the leader may
+have appended it before losing leadership, and a second try would write it twice.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ class Forwarder:
                 raise LeaderNotAvailable(
                     f"the partition leader at {url} is unreachable: {exc}"
                 ) from None
-            # Only "that broker does not lead it (yet)" can change within the window;
-            # any other answer, NOT_ENOUGH_REPLICAS included, goes back at once.
-            if not _leader_not_available(status, payload) or loop.time() >= deadline:
+            # Only "that broker does not lead it (yet)" can change within the window, and
+            # only a read may safely be sent twice; anything else goes back at once.
+            retriable = method == "GET" and _leader_not_available(status, payload)
+            if not retriable or loop.time() >= deadline:
                 return status, payload, headers
             await asyncio.sleep(FORWARD_RETRY_BACKOFF_S)
 

@@ -99,11 +99,9 @@ def plan_after_fetch(log: FollowerLogView, fetch_offset: int, answer: FetchAnswe
         offset = truncation_offset(log, answer.diverging_epoch)
         if offset is None:
             return Backoff("the leader does not know our last epoch")
-        if offset >= log.log_end_offset:
-            # Nothing to cut, yet the leader says we diverge: our epoch history and log
-            # disagree. Retrying at once would spin; wait for the metadata instead.
-            return Backoff(f"divergence at {answer.diverging_epoch} needs no truncation")
-        return TruncateTo(offset)
+        # An offset at our log end cuts no record, but still drops an epoch we recorded as
+        # leader and never wrote in: that empty epoch is what made us look divergent.
+        return TruncateTo(min(offset, log.log_end_offset))
     if verdict is FetchVerdict.OFFSET_OUT_OF_RANGE:
         if fetch_offset < answer.log_start_offset:
             # Retention removed what we need on the leader: start again where it starts.

@@ -455,15 +455,18 @@ class PartitionReplica:
         if isinstance(step, Append):
             return await self._append_as_follower(step)
         if isinstance(step, TruncateTo):
-            log.warning(
-                "%s-%d: truncating to %d (log end %d): divergent from the leader's log",
-                self.topic,
-                self.partition,
-                step.offset,
-                self.log.log_end_offset,
-            )
+            before = (self.log.log_end_offset, self.log.latest_epoch)
+            if step.offset < before[0]:
+                log.warning(
+                    "%s-%d: truncating to %d (log end %d): divergent from the leader's log",
+                    self.topic,
+                    self.partition,
+                    step.offset,
+                    before[0],
+                )
             await self._truncate(self.log.truncate_to, step.offset)
-            return True
+            # No change means the divergence persists as it was: let the fetcher back off.
+            return (self.log.log_end_offset, self.log.latest_epoch) != before
         if isinstance(step, StartAt):
             log.warning(
                 "%s-%d: starting over at the leader's log start %d",

@@ -36,7 +36,7 @@ async def _leader_or_forward(
     topic = topic_param(request)
     partition = partition_param(request)
     location = broker.locate(topic, partition)
-    replica = await broker.local_leader_soon(topic, partition)
+    replica = await broker.local_leader_soon(topic, partition, forwarded=is_forwarded(request))
     if replica is not None:
         return replica
     leader = location.partition.leader

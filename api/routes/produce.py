@@ -62,7 +62,7 @@ Target: TypeAlias = PartitionReplica | str
 async def resolve(broker: Broker, topic: str, partition: int, acks: str, forwarded: bool) -> Target:
     """Everything that can refuse a write to one partition, checked before any write."""
     location = broker.locate(topic, partition)
-    replica = await broker.local_leader_soon(topic, partition)
+    replica = await broker.local_leader_soon(topic, partition, forwarded=forwarded)
     if replica is not None:
         replica.check_can_append(acks)
         return replica

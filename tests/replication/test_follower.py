@@ -98,7 +98,10 @@ def test_each_answer_gives_one_step(
     assert plan_after_fetch(Log(fetch_offset), fetch_offset, answered) == expected
 
 
-def test_a_divergence_that_needs_no_truncation_backs_off_instead_of_spinning() -> None:
+def test_an_empty_epoch_at_the_log_end_is_cut_by_a_truncation_to_the_end() -> None:
+    # We led epoch 3 and were replaced before appending: the new leader never had epoch 3
+    # and answers its floor epoch 1 ending at our log end. Truncating to the end drops the
+    # empty epoch 3 (storage does), so the next fetch carries epoch 1 and matches.
     log = Log(40, [(1, 0), (3, 40)])
-    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(3, 70)))
-    assert isinstance(step, Backoff)
+    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(1, 40)))
+    assert step == TruncateTo(40)

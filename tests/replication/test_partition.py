@@ -18,7 +18,7 @@ from raftka.metadata.errors import (
     OutOfOrderSequence,
     RequestTimedOut,
 )
-from raftka.replication.follower import Append, StartAt, TruncateTo
+from raftka.replication.follower import Append, StartAt, TruncateTo, plan_after_fetch
 from raftka.replication.leader import FetchVerdict
 from raftka.replication.partition import PartitionReplica, PartitionRole
 from raftka.replication.producer_state import ProducerRef, ProducerStates
@@ -459,3 +459,33 @@ async def test_a_sequence_gap_and_an_old_epoch_are_refused(replica: PartitionRep
     with pytest.raises(InvalidProducerEpoch):
         await replica.append(records(1), producer=ProducerRef(5, 0, 2))
     assert replica.log.log_end_offset == 2
+
+
+async def test_a_replaced_leader_that_never_wrote_in_its_epoch_follows_again(
+    replicas: Replicas,
+) -> None:
+    """It recorded its epoch at its log end and lost leadership before appending: the new
+    leader never had that epoch. Kafka drops such an empty epoch on a truncation to the log
+    end; without that its fetches look divergent for ever."""
+    a = replicas.make("t", BROKER)
+    b = replicas.make("t", F1)
+    both = (BROKER, F1)
+    a.become(role(replicas=both, leader_epoch=1, partition_epoch=1))
+    b.become(role(leader=BROKER, replicas=both, leader_epoch=1, partition_epoch=1))
+    await a.append(records(3))
+    offset, epoch = b.fetch_position()
+    first = a.answer_follower(F1, 1, offset, epoch, 1 << 20)
+    await b.apply_follower_step(Append(first.records, first.high_watermark))
+    b.become(role(leader=F1, replicas=both, leader_epoch=2, partition_epoch=2))
+    assert b.fetch_position() == (3, 2)
+    a.become(role(replicas=both, leader_epoch=3, partition_epoch=3))
+    b.become(role(replicas=both, leader_epoch=3, partition_epoch=3))
+
+    for _ in range(3):  # diverging, then truncated to its end, then in step
+        offset, epoch = b.fetch_position()
+        answer = a.answer_follower(F1, 3, offset, epoch, 1 << 20)
+        step = plan_after_fetch(b.log, offset, answer)
+        await b.apply_follower_step(step)
+    assert answer.verdict is FetchVerdict.READ
+    assert b.fetch_position() == (3, 1)
+    assert a.high_watermark == 3

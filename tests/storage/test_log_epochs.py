@@ -342,3 +342,14 @@ class EpochModel(RuleBasedStateMachine):
 
 
 TestEpochModel = EpochModel.TestCase
+
+
+def test_a_truncation_at_the_log_end_drops_an_epoch_with_no_batch(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path / "p", LogConfig())
+    log.append([(1, b'"value":1')], leader_epoch=1)
+    assert log.assign_epoch(2, log.log_end_offset)
+    assert log.latest_epoch == 2
+    assert log.truncate_to(log.log_end_offset + 5) == 1
+    assert log.latest_epoch == 1
+    assert log.end_offset_for_epoch(1) == (1, 1)
+    log.close()

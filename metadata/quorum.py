@@ -125,6 +125,77 @@ _pysyncobj_module.createJournal = _create_journal
 
 
 # ---------------------------------------------------------------------------
+# Raft safety: never truncate entries that a re-sent AppendEntries already matches.
+#
+# pysyncobj 0.3.17's follower deletes every entry after prevLogIdx whenever it holds more,
+# then appends the message's entries, without checking for a conflict (notes/pysyncobj.md,
+# "Log truncation: a Raft safety bug"). A leader re-sending from an earlier index (its
+# nextIndex reset, pipelined or size-limited sends) thus makes a follower drop entries it
+# acknowledged, even applied ones ("truncating already-applied log entries"). Raft (figure
+# 2, AppendEntries step 3) deletes only from the first entry whose term differs. We rewrite
+# such a message before pysyncobj sees it: entries already present with the same term are
+# skipped, and prevLogIdx moves past them, so pysyncobj deletes only from the first real
+# conflict. When every entry is already present, local entries up to our commit index are
+# kept too: committed entries are in every leader's log (Leader Completeness), and
+# pysyncobj then deletes only uncommitted, unverified ones, so its commit index (bounded by
+# the log end) never covers an entry the leader has not confirmed.
+
+AppendEntry = tuple[Any, int, int]  # (command, index, term)
+
+
+def skip_present_entries(
+    message: dict[str, Any], local: list[AppendEntry], commit_index: int
+) -> dict[str, Any]:
+    """The AppendEntries message pysyncobj should handle, given our entries from
+    message["prevLogIdx"] on (`local`) and our commit index. Pure."""
+    entries: list[AppendEntry] = list(message.get("entries") or [])
+    prev_index = message["prevLogIdx"]
+    if not local or local[0][1] != prev_index or local[0][2] != message["prevLogTerm"]:
+        return message  # pysyncobj itself answers a mismatch at prevLogIdx
+    if len(local) == 1:
+        return message  # nothing of ours past prevLogIdx: nothing can be wrongly deleted
+    term_at = {entry[1]: entry[2] for entry in local}
+    verified = prev_index
+    remaining: list[AppendEntry] = []
+    for k, entry in enumerate(entries):
+        if term_at.get(entry[1]) == entry[2]:
+            verified = entry[1]
+            continue
+        remaining = entries[k:]
+        break
+    if not remaining:
+        verified = max(verified, min(commit_index, local[-1][1]))
+    if verified == prev_index and len(remaining) == len(entries):
+        return message
+    rewritten = dict(message)
+    rewritten["prevLogIdx"] = verified
+    rewritten["prevLogTerm"] = term_at[verified]
+    rewritten["entries"] = remaining
+    return rewritten
+
+
+_handle_message = SyncObj._SyncObj__onMessageReceived
+
+
+def _on_message_received(self: SyncObj, node: Any, message: Any) -> None:
+    if (
+        isinstance(message, dict)
+        and message.get("type") == "append_entries"
+        and "prevLogIdx" in message
+        and message.get("transmission") is None
+        and message.get("term", -1) >= self._SyncObj__raftCurrentTerm
+    ):
+        local = self._SyncObj__getEntries(message["prevLogIdx"])
+        commit_index = self._SyncObj__raftCommitIndex
+        message = skip_present_entries(message, local, commit_index)
+    _handle_message(self, node, message)
+
+
+# The transport's callback is bound in SyncObj.__init__, so patching the class suffices.
+SyncObj._SyncObj__onMessageReceived = _on_message_received
+
+
+# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

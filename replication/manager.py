@@ -199,7 +199,9 @@ class ReplicaManager:
                 wanted.setdefault(leader, {})[key] = replica
         for leader_id in list(self._fetchers):
             if leader_id not in wanted:
-                self._fetchers.pop(leader_id).stop()
+                fetcher = self._fetchers.pop(leader_id)
+                fetcher.stop()
+                self._spawn(fetcher.join())  # hold the task until its cancellation is done
         for leader_id, partitions in wanted.items():
             fetcher = self._fetchers.get(leader_id)
             if fetcher is None:

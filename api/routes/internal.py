@@ -34,9 +34,12 @@ async def replica_fetch(request: web.Request) -> web.StreamResponse:
     pieces = encode_answer(answers)
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     response.content_length = sum(len(p) for p in pieces)
-    await response.prepare(request)
-    for piece in pieces:
-        await response.write(piece)
+    try:
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+    except ConnectionResetError:
+        pass  # the follower went away during the long-poll (killed, restarted): no one to tell
     return response
 
 
@@ -48,8 +51,11 @@ async def broker_session(request: web.Request) -> web.StreamResponse:
     if not broker.is_controller:
         raise NoController(f"broker {broker.broker_id} is not the controller")
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    await response.prepare(request)
-    await response.write(b"\n")
+    try:
+        await response.prepare(request)
+        await response.write(b"\n")
+    except ConnectionResetError:
+        return response  # the broker is already gone: the session never opened
 
     def is_open() -> bool:
         transport = request.transport

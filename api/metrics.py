@@ -45,7 +45,13 @@ class _BrokerStateCollector(Collector):
             "bytes on disk of each local log",
             labels=["topic", "partition"],
         )
+        isr = GaugeMetricFamily(
+            "raftka_isr_size",
+            "in-sync replicas of each led partition",
+            labels=["topic", "partition"],
+        )
         leaders = 0
+        under_replicated = 0
         for replica in b.replicas.replicas():
             labels = [replica.topic, str(replica.partition)]
             leo.add_metric(labels, replica.log.log_end_offset)
@@ -53,11 +59,20 @@ class _BrokerStateCollector(Collector):
             if replica.is_leader:
                 leaders += 1
                 hw.add_metric(labels, replica.high_watermark)
+                isr.add_metric(labels, len(replica.role.isr))
+                if len(replica.role.isr) < len(replica.role.replicas):
+                    under_replicated += 1
         yield leo
         yield hw
         yield size
+        yield isr
         yield GaugeMetricFamily(
             "raftka_partitions_led", "partitions this broker leads", value=leaders
+        )
+        yield GaugeMetricFamily(
+            "raftka_under_replicated_partitions",
+            "led partitions whose ISR is smaller than their replica set",
+            value=under_replicated,
         )
 
 

@@ -76,14 +76,15 @@ class ReplicaFetcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _request(self) -> tuple[FetchRequest, dict[PartitionKey, int]]:
-        positions: dict[PartitionKey, int] = {}
+    def _request(self) -> tuple[FetchRequest, dict[PartitionKey, tuple[int, int]]]:
+        """The next request, and per partition the (fetch offset, leader epoch) it names."""
+        positions: dict[PartitionKey, tuple[int, int]] = {}
         partitions = []
         for key, replica in self._partitions.items():
             if not replica.is_follower or replica.role.leader != self.leader_id:
                 continue
             offset, last_epoch = replica.fetch_position()
-            positions[key] = offset
+            positions[key] = (offset, replica.role.leader_epoch)
             partitions.append(
                 PartitionFetch(
                     replica.topic,
@@ -121,7 +122,7 @@ class ReplicaFetcher:
                 await self._pause()
 
     async def _handle(
-        self, answers: list[PartitionAnswer], positions: dict[PartitionKey, int]
+        self, answers: list[PartitionAnswer], positions: dict[PartitionKey, tuple[int, int]]
     ) -> bool:
         """Applies each partition's answer; True when the next request should wait a little
         (some partition must wait for the metadata and none made progress)."""
@@ -131,9 +132,12 @@ class ReplicaFetcher:
         for answer in answers:
             key = (answer.topic, answer.partition)
             replica = self._partitions.get(key)
-            sent = positions.get(key)
-            if replica is None or sent is None or not replica.is_follower:
+            position = positions.get(key)
+            if replica is None or position is None or not replica.is_follower:
                 continue
+            sent, epoch = position
+            if replica.role.leader != self.leader_id or replica.role.leader_epoch != epoch:
+                continue  # the partition moved on meanwhile: the answer speaks for another epoch
             if replica.log_end_offset != sent:
                 continue  # the log changed since the request: the answer is for another offset
             step = plan_after_fetch(replica.log, sent, answer.answer)

@@ -50,7 +50,7 @@ from raftka.replication.producer_state import (
     ProducerRef,
     ProducerStates,
 )
-from raftka.storage.batch import split_batches
+from raftka.storage.batch import BatchHeader, split_batches
 from raftka.storage.errors import OffsetOutOfRangeError, SegmentFullError
 from raftka.storage.log import AppendInfo, PartitionLog, ReadResult
 
@@ -499,16 +499,7 @@ class PartitionReplica:
                 break
             appended = True
             if header.producer_id != NO_PRODUCER_ID:
-                self.producers.record(
-                    ProducerBatch(
-                        header.producer_id,
-                        header.producer_epoch,
-                        header.base_sequence,
-                        header.base_sequence + header.record_count - 1,
-                        header.base_offset,
-                        header.last_offset,
-                    )
-                )
+                self.producers.record(producer_batch_of(header))
         hw = min(step.high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw
@@ -638,16 +629,18 @@ def rebuild_producer_states(
     ):
         snapshot, snapshot_offset = ProducerStates(), partition_log.log_start_offset
     for header in partition_log.batches(snapshot_offset):
-        if header.base_offset < snapshot_offset or header.producer_id == NO_PRODUCER_ID:
-            continue
-        snapshot.record(
-            ProducerBatch(
-                header.producer_id,
-                header.producer_epoch,
-                header.base_sequence,
-                header.base_sequence + header.record_count - 1,
-                header.base_offset,
-                header.last_offset,
-            )
-        )
+        if header.base_offset >= snapshot_offset and header.producer_id != NO_PRODUCER_ID:
+            snapshot.record(producer_batch_of(header))
     return snapshot
+
+
+def producer_batch_of(header: BatchHeader) -> ProducerBatch:
+    """What a stored batch's header says of its idempotent producer."""
+    return ProducerBatch(
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        header.base_sequence + header.record_count - 1,
+        header.base_offset,
+        header.last_offset,
+    )

@@ -17,23 +17,19 @@ from raftka.replication.follower import (
     truncation_offset,
 )
 from raftka.replication.leader import FetchVerdict
+from raftka.storage.epochs import EpochEntry, LeaderEpochCache
 
 
 @dataclass
 class Log:
+    """A follower's log as the rules see it: its end and the real leader-epoch cache."""
+
     log_end_offset: int
     epochs: list[tuple[int, int]] = field(default_factory=list)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
-        if not self.epochs:
-            return -1, -1
-        if epoch == self.epochs[-1][0]:
-            return epoch, self.log_end_offset
-        higher = [e for e in self.epochs if e[0] > epoch]
-        if not higher:
-            return -1, -1
-        floor = [e for e in self.epochs if e[0] <= epoch]
-        return (floor[-1][0] if floor else epoch), higher[0][1]
+        cache = LeaderEpochCache(EpochEntry(e, start) for e, start in self.epochs)
+        return cache.end_offset_for(epoch, self.log_end_offset)
 
 
 def answer(verdict: FetchVerdict, **fields: object) -> FetchAnswer:

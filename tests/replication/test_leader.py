@@ -13,6 +13,7 @@ from raftka.replication.leader import (
     PartitionLeader,
     check_follower_fetch,
 )
+from raftka.storage.epochs import EpochEntry, LeaderEpochCache
 
 LEADER, F1, F2 = 1, 2, 3
 REPLICAS = (LEADER, F1, F2)
@@ -21,20 +22,15 @@ LAG_MS = 10_000
 
 @dataclass
 class Log:
-    """A leader's log as the rules see it: offsets and (epoch, start offset) entries."""
+    """A leader's log as the rules see it: offsets and the real leader-epoch cache."""
 
     log_start_offset: int = 0
     log_end_offset: int = 100
     epochs: list[tuple[int, int]] = field(default_factory=lambda: [(1, 0), (3, 40), (5, 70)])
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
-        if epoch == self.epochs[-1][0]:
-            return epoch, self.log_end_offset
-        higher = [e for e in self.epochs if e[0] > epoch]
-        if not higher:
-            return -1, -1
-        floor = [e for e in self.epochs if e[0] <= epoch]
-        return (floor[-1][0] if floor else epoch), higher[0][1]
+        cache = LeaderEpochCache(EpochEntry(e, start) for e, start in self.epochs)
+        return cache.end_offset_for(epoch, self.log_end_offset)
 
 
 # ---- check_follower_fetch ----------------------------------------------------------------

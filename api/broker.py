@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,7 +325,7 @@ class Broker:
                                 pass
                 await asyncio.sleep(SESSION_RETRY_S)
 
-    async def hold_session(self, broker_id: int, is_open: Any) -> None:
+    async def hold_session(self, broker_id: int, is_open: Callable[[], bool]) -> None:
         """The controller's side of a broker's session: counts it open until the broker's
         connection closes or this broker stops being the controller."""
         self._liveness.session_opened(broker_id, int(time.monotonic() * 1000))

@@ -277,6 +277,83 @@ def bench_controller_failover(
     )
 
 
+@bench.command("failover")
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--cases",
+    default="kill,pause,hog",
+    show_default=True,
+    help="Comma-separated faults to measure: kill, pause, hog.",
+)
+@click.option(
+    "--pause",
+    "pause_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds a leader stays SIGSTOPped.",
+)
+@click.option(
+    "--hog",
+    "hog_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds of busy loops on a leader's CPU.",
+)
+@click.option(
+    "--hogs", default=1, show_default=True, type=click.IntRange(1, 64), help="Busy-loop processes."
+)
+@click.option(
+    "--settle",
+    "settle_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds observed after a pause or hog ends.",
+)
+@click.option("--session-timeout-ms", default=9000, show_default=True, type=click.IntRange(500))
+@click.option("--heartbeat-interval-ms", default=2000, show_default=True, type=click.IntRange(100))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_failover(
+    runs: int,
+    cases: str,
+    pause_s: float,
+    hog_s: float,
+    hogs: int,
+    settle_s: float,
+    session_timeout_ms: int,
+    heartbeat_interval_ms: int,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Kill, pause or starve a partition leader; time acks=all unavailability and fencing."""
+    from raftka.api.bench_failover import (
+        FailoverOptions,
+        default_settings,
+        format_report,
+        run_failover_bench,
+    )
+
+    options = FailoverOptions(
+        runs=runs,
+        cases=tuple(c.strip() for c in cases.split(",") if c.strip()),
+        pause_s=pause_s,
+        hog_s=hog_s,
+        hogs=hogs,
+        settle_s=settle_s,
+    )
+    settings = {
+        **default_settings(),
+        "broker_session_timeout_ms": session_timeout_ms,
+        "broker_heartbeat_interval_ms": heartbeat_interval_ms,
+    }
+    report = run_failover_bench(options, settings, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
 @bench.command("http")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option(

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from raftka.api.bench_cpu import set_process_affinity
 from raftka.api.settings import Settings
 from raftka.chaos.cluster import Cluster, http_request, make_cluster, wait_for
 from raftka.metadata.errors import RaftkaError
@@ -238,13 +239,6 @@ def cpu_note() -> str:
         f"{len(cpus)} CPUs available; the hog case pins the target broker (every thread) "
         f"and the busy loops to CPU {cpus[0]}"
     )
-
-
-def set_process_affinity(pid: int, cpus: set[int]) -> None:
-    """Every thread of `pid` (os.sched_setaffinity(pid) alone moves only its main thread)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
-            os.sched_setaffinity(int(task.name), cpus)
 
 
 @contextmanager

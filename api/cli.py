@@ -354,6 +354,88 @@ def bench_failover(
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
 
 
+@bench.command("replication")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--window",
+    "window_s",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds of measured produce load per workload and round.",
+)
+@click.option(
+    "--warmup",
+    "warmup_s",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds of unmeasured load before each window.",
+)
+@click.option("--connections", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--records-per-request", default=200, show_default=True, type=click.IntRange(1, 100_000)
+)
+@click.option(
+    "--record-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Characters per record value.",
+)
+@click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
+@click.option(
+    "--single-broker/--no-single-broker",
+    default=True,
+    show_default=True,
+    help="Also measure a 1-broker cluster (RF=1).",
+)
+@click.option(
+    "--cpus",
+    default="shared",
+    show_default=True,
+    type=click.Choice(["shared", "leader", "none"]),
+    help="shared: brokers on one CPU, client on another; leader: the loaded leader alone, "
+    "the rest on another; none: not pinned.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_replication(
+    rounds: int,
+    window_s: float,
+    warmup_s: float,
+    connections: int,
+    records_per_request: int,
+    record_size: int,
+    fsync: str,
+    single_broker: bool,
+    cpus: str,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Produce throughput and latency: RF=1 vs RF=3 acks=1 vs RF=3 acks=all."""
+    from raftka.api.bench_replication import (
+        ReplicationOptions,
+        format_report,
+        run_replication_bench,
+    )
+
+    options = ReplicationOptions(
+        rounds=rounds,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        connections=connections,
+        records_per_request=records_per_request,
+        record_size=record_size,
+        fsync=fsync,
+        single_broker=single_broker,
+        cpus=cpus,
+    )
+    report = run_replication_bench(options, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
 @bench.command("http")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option(

@@ -58,6 +58,7 @@ CPU_MODES = ("shared", "leader", "none")
 
 @dataclass(frozen=True, slots=True)
 class Workload:
+    key: str  # as --workloads names it
     name: str
     brokers: int  # the cluster it runs on
     topic: str
@@ -65,11 +66,12 @@ class Workload:
     acks: str
 
 
-SINGLE = Workload("1 broker, RF=1, acks=1", 1, "single", 1, "1")
-RF1 = Workload("RF=1, acks=1", 3, "rf1", 1, "1")
-RF3_ACKS1 = Workload("RF=3, acks=1", 3, "rf3_acks1", 3, "1")
-RF3_ACKS_ALL = Workload("RF=3, acks=all", 3, "rf3_acks_all", 3, "all")
-CLUSTER_WORKLOADS = (RF1, RF3_ACKS1, RF3_ACKS_ALL)
+SINGLE = Workload("single", "1 broker, RF=1, acks=1", 1, "single", 1, "1")
+RF1 = Workload("rf1", "RF=1, acks=1", 3, "rf1", 1, "1")
+RF3_ACKS1 = Workload("rf3-acks1", "RF=3, acks=1", 3, "rf3_acks1", 3, "1")
+RF3_ACKS_ALL = Workload("rf3-acks-all", "RF=3, acks=all", 3, "rf3_acks_all", 3, "all")
+WORKLOADS = (SINGLE, RF1, RF3_ACKS1, RF3_ACKS_ALL)  # in the report's order
+WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
 
 
 # -- options and results ---------------------------------------------------------------
@@ -84,7 +86,7 @@ class ReplicationOptions:
     records_per_request: int = 200
     record_size: int = 100
     fsync: str = "never"
-    single_broker: bool = True  # also a 1-broker cluster, RF=1
+    workloads: tuple[str, ...] = WORKLOAD_KEYS
     cpus: str = "shared"  # CPU_MODES
 
     def __post_init__(self) -> None:
@@ -95,6 +97,8 @@ class ReplicationOptions:
             raise ValueError("the window must be positive and the warm-up not negative")
         if self.fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        if not self.workloads or set(self.workloads) - set(WORKLOAD_KEYS):
+            raise ValueError(f"workloads must be some of {', '.join(WORKLOAD_KEYS)}")
         if self.cpus not in CPU_MODES:
             raise ValueError(f"cpus must be one of {', '.join(CPU_MODES)}")
 
@@ -152,7 +156,7 @@ class WorkloadMedians:
     mb_per_s: float
     p50_ms: float
     p99_ms: float
-    to_rf1: float  # records/s over the 3-broker RF=1 median
+    to_rf1: float | None  # records/s over the 3-broker RF=1 median (None: not measured)
     leader_cpu_us: float
     followers_cpu_us: float
     client_cpu_us: float
@@ -173,10 +177,10 @@ class ReplicationReport:
         return dataclasses.asdict(self)
 
 
-def workload_order(index: int, single_broker: bool) -> list[Workload]:
+def workload_order(index: int, keys: tuple[str, ...]) -> list[Workload]:
     """Alternating between rounds: forwards in even rounds, backwards in odd ones (the
     1-broker cluster first, then the 3-broker cluster's workloads, or the reverse)."""
-    order = ([SINGLE] if single_broker else []) + list(CLUSTER_WORKLOADS)
+    order = [w for w in WORKLOADS if w.key in keys]
     return order if index % 2 == 0 else order[::-1]
 
 
@@ -386,7 +390,7 @@ def run_round(
     body_bytes: float,
     options: ReplicationOptions,
 ) -> RoundResult:
-    order = workload_order(index, options.single_broker)
+    order = workload_order(index, options.workloads)
     results: dict[str, WorkloadResult] = {}
     # The workloads of one cluster run back to back, so a cluster is started once per round.
     for brokers in dict.fromkeys(w.brokers for w in order):
@@ -404,16 +408,16 @@ def run_round(
 # -- the run and its report ------------------------------------------------------------
 
 
-def summarize(rounds: list[RoundResult], single_broker: bool) -> tuple[WorkloadMedians, ...]:
+def summarize(rounds: list[RoundResult], keys: tuple[str, ...]) -> tuple[WorkloadMedians, ...]:
     """Medians over rounds, in a fixed order; ratios are ratios of medians."""
-    names = [w.name for w in ([SINGLE] if single_broker else []) + list(CLUSTER_WORKLOADS)]
+    names = [w.name for w in WORKLOADS if w.key in keys]
 
     def med(name: str, field: str) -> float:
         return statistics.median(
             getattr(r, field) for rnd in rounds for r in rnd.results if r.workload == name
         )
 
-    rf1 = med(RF1.name, "records_per_s")
+    rf1 = med(RF1.name, "records_per_s") if RF1.name in names else None
     return tuple(
         WorkloadMedians(
             workload=name,
@@ -421,7 +425,7 @@ def summarize(rounds: list[RoundResult], single_broker: bool) -> tuple[WorkloadM
             mb_per_s=med(name, "mb_per_s"),
             p50_ms=med(name, "p50_ms"),
             p99_ms=med(name, "p99_ms"),
-            to_rf1=med(name, "records_per_s") / rf1,
+            to_rf1=None if rf1 is None else med(name, "records_per_s") / rf1,
             leader_cpu_us=med(name, "leader_cpu_us"),
             followers_cpu_us=med(name, "followers_cpu_us"),
             client_cpu_us=med(name, "client_cpu_us"),
@@ -465,7 +469,7 @@ def run_replication_bench(
         cpu=plan,
         request_body_bytes=body_bytes,
         rounds=tuple(rounds),
-        medians=summarize(rounds, options.single_broker),
+        medians=summarize(rounds, options.workloads),
     )
 
 
@@ -486,7 +490,8 @@ def format_report(report: ReplicationReport) -> str:
     for m in report.medians:
         lines.append(
             f"| {m.workload} | {m.records_per_s:,.0f} | {m.mb_per_s:.1f} | {m.p50_ms:.1f} | "
-            f"{m.p99_ms:.1f} | {m.to_rf1:.2f} | {m.leader_cpu_us:.0f} | "
+            f"{m.p99_ms:.1f} | {'-' if m.to_rf1 is None else f'{m.to_rf1:.2f}'} | "
+            f"{m.leader_cpu_us:.0f} | "
             f"{m.followers_cpu_us:.0f} | {m.leader_busy:.2f} | {m.client_busy:.2f} |"
         )
     errors = sum(m.errors for m in report.medians)

@@ -385,10 +385,11 @@ def bench_failover(
 )
 @click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
 @click.option(
-    "--single-broker/--no-single-broker",
-    default=True,
+    "--workloads",
+    default="single,rf1,rf3-acks1,rf3-acks-all",
     show_default=True,
-    help="Also measure a 1-broker cluster (RF=1).",
+    help="Comma-separated: single (a 1-broker cluster, RF=1), rf1, rf3-acks1, rf3-acks-all "
+    "(a 3-broker cluster).",
 )
 @click.option(
     "--cpus",
@@ -409,7 +410,7 @@ def bench_replication(
     records_per_request: int,
     record_size: int,
     fsync: str,
-    single_broker: bool,
+    workloads: str,
     cpus: str,
     as_json: bool,
     debug: bool,
@@ -429,7 +430,7 @@ def bench_replication(
         records_per_request=records_per_request,
         record_size=record_size,
         fsync=fsync,
-        single_broker=single_broker,
+        workloads=tuple(w.strip() for w in workloads.split(",") if w.strip()),
         cpus=cpus,
     )
     report = run_replication_bench(options, progress=lambda line: click.echo(line, err=True))

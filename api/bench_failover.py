@@ -36,9 +36,9 @@ from typing import Any
 import orjson
 
 from raftka.api.bench_cpu import set_process_affinity
+from raftka.api.bench_http import BenchError
 from raftka.api.settings import Settings
 from raftka.chaos.cluster import Cluster, http_request, make_cluster, wait_for
-from raftka.metadata.errors import RaftkaError
 
 TOPIC = "failover"
 PARTITIONS = 6  # two per broker, so every broker leads some
@@ -60,12 +60,6 @@ RECOVERY_DEADLINE_S = 60.0
 FENCED_SEEN_DEADLINE_S = 5.0  # after the first ack, for the monitor to catch up
 STOP_JOIN_S = 10.0
 BUSY_LOOP = "while True: pass"
-
-
-class BenchError(RaftkaError):
-    """The cluster did not reach the state a measurement needs."""
-
-    code = "BENCH_FAILED"
 
 
 def default_settings() -> dict[str, Any]:

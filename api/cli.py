@@ -277,6 +277,166 @@ def bench_controller_failover(
     )
 
 
+@bench.command("failover")
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--cases",
+    default="kill,pause,hog",
+    show_default=True,
+    help="Comma-separated faults to measure: kill, pause, hog.",
+)
+@click.option(
+    "--pause",
+    "pause_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds a leader stays SIGSTOPped.",
+)
+@click.option(
+    "--hog",
+    "hog_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds of busy loops on a leader's CPU.",
+)
+@click.option(
+    "--hogs", default=1, show_default=True, type=click.IntRange(1, 64), help="Busy-loop processes."
+)
+@click.option(
+    "--settle",
+    "settle_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds observed after a pause or hog ends.",
+)
+@click.option("--session-timeout-ms", default=9000, show_default=True, type=click.IntRange(500))
+@click.option("--heartbeat-interval-ms", default=2000, show_default=True, type=click.IntRange(100))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_failover(
+    runs: int,
+    cases: str,
+    pause_s: float,
+    hog_s: float,
+    hogs: int,
+    settle_s: float,
+    session_timeout_ms: int,
+    heartbeat_interval_ms: int,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Kill, pause or starve a partition leader; time acks=all unavailability and fencing."""
+    from raftka.api.bench_failover import (
+        FailoverOptions,
+        default_settings,
+        format_report,
+        run_failover_bench,
+    )
+
+    options = FailoverOptions(
+        runs=runs,
+        cases=tuple(c.strip() for c in cases.split(",") if c.strip()),
+        pause_s=pause_s,
+        hog_s=hog_s,
+        hogs=hogs,
+        settle_s=settle_s,
+    )
+    settings = {
+        **default_settings(),
+        "broker_session_timeout_ms": session_timeout_ms,
+        "broker_heartbeat_interval_ms": heartbeat_interval_ms,
+    }
+    report = run_failover_bench(options, settings, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
+@bench.command("replication")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--window",
+    "window_s",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds of measured produce load per workload and round.",
+)
+@click.option(
+    "--warmup",
+    "warmup_s",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds of unmeasured load before each window.",
+)
+@click.option("--connections", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--records-per-request", default=200, show_default=True, type=click.IntRange(1, 100_000)
+)
+@click.option(
+    "--record-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Characters per record value.",
+)
+@click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
+@click.option(
+    "--workloads",
+    default="single,rf1,rf3-acks1,rf3-acks-all",
+    show_default=True,
+    help="Comma-separated: single (a 1-broker cluster, RF=1), rf1, rf3-acks1, rf3-acks-all "
+    "(a 3-broker cluster).",
+)
+@click.option(
+    "--cpus",
+    default="shared",
+    show_default=True,
+    type=click.Choice(["shared", "leader", "none"]),
+    help="shared: brokers on one CPU, client on another; leader: the loaded leader alone, "
+    "the rest on another; none: not pinned.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_replication(
+    rounds: int,
+    window_s: float,
+    warmup_s: float,
+    connections: int,
+    records_per_request: int,
+    record_size: int,
+    fsync: str,
+    workloads: str,
+    cpus: str,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Produce throughput and latency: RF=1 vs RF=3 acks=1 vs RF=3 acks=all."""
+    from raftka.api.bench_replication import (
+        ReplicationOptions,
+        format_report,
+        run_replication_bench,
+    )
+
+    options = ReplicationOptions(
+        rounds=rounds,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        connections=connections,
+        records_per_request=records_per_request,
+        record_size=record_size,
+        fsync=fsync,
+        workloads=tuple(w.strip() for w in workloads.split(",") if w.strip()),
+        cpus=cpus,
+    )
+    report = run_replication_bench(options, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
 @bench.command("http")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option(

@@ -66,6 +66,8 @@ PRODUCER_ID_BLOCK_SIZE = 1000
 SESSION_RETRY_S = 0.1
 LOCAL_LEADER_WAIT_S = 2.0
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
+# The last bytes of a session whose controller stepped down (or stopped cleanly).
+SESSION_CLEAN_END = b"end\n"
 # Codes with which the quorum says "register again" (we restarted, or were forgotten).
 REREGISTER_CODES = frozenset({"UNKNOWN_BROKER", "STALE_BROKER_INCARNATION"})
 
@@ -110,6 +112,8 @@ class Broker:
         self._was_controller = False
         self._producer_ids: collections.deque[int] = collections.deque()
         self._raft_to_broker = {b.raft: b.broker_id for b in config.brokers if b.raft}
+        # (broker id, when): our session with that controller broke without a clean end.
+        self._controller_lost: tuple[int, int] | None = None
         self._reconcile_wanted = asyncio.Event()
         self._reconcile_complete = True
         self._clean_shutdown = True
@@ -306,32 +310,59 @@ class Broker:
     async def _session_loop(self) -> None:
         """Keeps one connection open to the controller: when this process dies the kernel
         closes it at once and the controller fences us within a second; a paused process
-        keeps it open, so only the session timeout fences a broker that is merely slow."""
+        keeps it open, so only the session timeout fences a broker that is merely slow.
+        A session that breaks without the controller's clean end means the controller
+        died: should we become the next one, that is how we know to fence it quickly."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 controller = self.controller_id
                 url = None if controller is None else self.broker_url(controller)
-                if controller == self.broker_id or url is None:
+                if controller is None or controller == self.broker_id or url is None:
                     await asyncio.sleep(SESSION_RETRY_S)
                     continue
-                path = SESSION_PATH.format(broker_id=self.broker_id)
-                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with session.post(
-                        url + path, json={"incarnation_id": self.incarnation_id}
-                    ) as resp:
-                        if resp.status == 200:
-                            while await resp.content.read(64):
-                                pass
+                if not await self._hold_session_with(session, controller, url):
+                    self._controller_lost = (controller, int(time.monotonic() * 1000))
                 await asyncio.sleep(SESSION_RETRY_S)
 
-    async def hold_session(self, broker_id: int, is_open: Callable[[], bool]) -> None:
+    async def _hold_session_with(
+        self, session: aiohttp.ClientSession, controller: int, url: str
+    ) -> bool:
+        """Holds one session; False when it was established and then broke without the
+        controller's clean end (the controller process died, or its host)."""
+        path = SESSION_PATH.format(broker_id=self.broker_id)
+        established = False
+        try:
+            async with session.post(
+                url + path, json={"incarnation_id": self.incarnation_id}
+            ) as resp:
+                if resp.status != 200:
+                    return True
+                established = True
+                tail = b""
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(resp.content.read(64), SESSION_RETRY_S)
+                    except TimeoutError:
+                        if self.controller_id != controller:
+                            return True  # it hangs (paused?) and another took over: move on
+                        continue
+                    if not chunk:
+                        return tail.endswith(SESSION_CLEAN_END)
+                    tail = (tail + chunk)[-len(SESSION_CLEAN_END) :]
+        except (aiohttp.ClientError, OSError):
+            # A refused connection says nothing new; a broken one means it died.
+            return not established
+
+    async def hold_session(self, broker_id: int, is_open: Callable[[], bool]) -> bool:
         """The controller's side of a broker's session: counts it open until the broker's
-        connection closes or this broker stops being the controller."""
+        connection closes or this broker stops being the controller; True in the latter
+        case (the caller then sends the clean end)."""
         self._liveness.session_opened(broker_id, int(time.monotonic() * 1000))
         try:
             while is_open() and self.is_controller:
                 await asyncio.sleep(SESSION_RETRY_S)
+            return is_open()
         finally:
             self._liveness.session_closed(broker_id, int(time.monotonic() * 1000))
 
@@ -351,8 +382,17 @@ class Broker:
         now_ms = int(time.monotonic() * 1000)
         state = quorum.state
         if not self._was_controller:
-            # A new controller has heard from nobody yet: everyone gets a full session.
+            # A new controller has heard from nobody yet: everyone gets a full session,
+            # but a previous controller we saw die is as good as a closed session.
             self._liveness.reset(now_ms, list(state.brokers))
+            if self._controller_lost is not None:
+                lost, at_ms = self._controller_lost
+                if (
+                    lost != self.broker_id
+                    and now_ms - at_ms < self.settings.broker_session_timeout_ms
+                ):
+                    self._liveness.session_closed(lost, at_ms)
+                self._controller_lost = None
             self._was_controller = True
             log.info("broker %d is now the controller", self.broker_id)
         for fence in fence_commands(self._liveness, state, now_ms, _new_command_id):

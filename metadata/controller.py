@@ -29,10 +29,6 @@ DEFAULT_BROKER_SESSION_TIMEOUT_MS = 9000  # Kafka's broker.session.timeout.ms
 # one never does. 500 ms tells them apart with margin, and with the controller's
 # 250 ms tick still fences a killed broker within ~0.8 s.
 SESSION_CLOSED_GRACE_MS = 500
-# Brokers reconnect their session to a new controller within a few hundred ms of
-# seeing it elected. One that has neither reconnected nor heartbeated 1.5 s after the
-# controller took over is most likely dead: often it is the old controller itself.
-NEW_CONTROLLER_SESSION_GRACE_MS = 1500
 
 
 def no_command_id() -> str:
@@ -47,7 +43,7 @@ class BrokerSessions:
     A killed process's socket closes at once; a paused or starved one's stays open.
     So a closed session that is not reopened soon means a dead broker, while an open
     one says nothing either way (the heartbeat timeout covers that). Pure: the
-    caller reports opens, closes and heartbeats with its own clock.
+    caller reports opens and closes with its own clock.
     """
 
     def __init__(self) -> None:
@@ -55,13 +51,10 @@ class BrokerSessions:
         # the controller notices the old one closing.
         self._open_count: dict[int, int] = {}
         self._closed_at_ms: dict[int, int] = {}
-        self._awaited: set[int] = set()  # to reconnect after the last reset
-        self._reset_ms: int | None = None
 
     def opened(self, broker_id: int) -> None:
         self._open_count[broker_id] = self._open_count.get(broker_id, 0) + 1
         self._closed_at_ms.pop(broker_id, None)
-        self._awaited.discard(broker_id)
 
     def closed(self, broker_id: int, now_ms: int) -> None:
         count = self._open_count.get(broker_id, 0) - 1
@@ -71,39 +64,25 @@ class BrokerSessions:
         self._open_count.pop(broker_id, None)
         self._closed_at_ms.setdefault(broker_id, now_ms)
 
-    def heard_from(self, broker_id: int) -> None:
-        # A heartbeat proves life after a controller change. It does not undo a
-        # closed session: a heartbeat sent just before a kill can commit after it.
-        self._awaited.discard(broker_id)
-
-    def reset(self, now_ms: int, broker_ids: Iterable[int]) -> None:
-        """A new controller's term: every broker without an open session has
-        NEW_CONTROLLER_SESSION_GRACE_MS to open one (or to heartbeat). Sessions that
-        stay open carry over (a broker may connect before this node's first tick as
-        controller); closes seen before are forgotten, since brokers close their
-        session to a node when it stops being the controller."""
+    def reset(self) -> None:
+        """A new controller's term. Sessions that stay open carry over (a broker may
+        connect before this node's first tick as controller); closes seen before are
+        forgotten, since brokers close their session to a node when it stops being
+        the controller. A broker that opens none is left to the heartbeat timeout: a
+        broker paused across the change of controller must not be fenced for it."""
         self._closed_at_ms.clear()
-        self._awaited = {b for b in broker_ids if b not in self._open_count}
-        self._reset_ms = now_ms
 
     def forget(self, broker_id: int) -> None:
         """The broker is fenced: its closed session has been acted upon. It comes
         back by registering or heartbeating, maybe before it reconnects, and only a
         new close may fence it again."""
         self._closed_at_ms.pop(broker_id, None)
-        self._awaited.discard(broker_id)
 
     def expired(self, broker_id: int, now_ms: int) -> bool:
         if broker_id in self._open_count:
             return False
         closed_at = self._closed_at_ms.get(broker_id)
-        if closed_at is not None and now_ms - closed_at > SESSION_CLOSED_GRACE_MS:
-            return True
-        return (
-            broker_id in self._awaited
-            and self._reset_ms is not None
-            and now_ms - self._reset_ms > NEW_CONTROLLER_SESSION_GRACE_MS
-        )
+        return closed_at is not None and now_ms - closed_at > SESSION_CLOSED_GRACE_MS
 
 
 class BrokerLiveness:
@@ -112,13 +91,15 @@ class BrokerLiveness:
     Two rules, either of which expires an unfenced broker:
     - the heartbeat timeout: no heartbeat applied for `session_timeout_ms` (a
       paused, starved or partitioned broker is fenced only then);
-    - with `track_sessions`, the session rules of BrokerSessions: a session closed
-      for SESSION_CLOSED_GRACE_MS, or none opened (and no heartbeat) within
-      NEW_CONTROLLER_SESSION_GRACE_MS of a reset. They never apply to
-      `controller_id`, this controller's own broker, which has no session to itself.
+    - with `track_sessions`, a session closed for SESSION_CLOSED_GRACE_MS and not
+      reopened. It never applies to `controller_id`, this controller's own broker,
+      which has no session to itself.
 
-    `track_sessions` is off until the broker's I/O reports sessions: without any,
-    every broker would look dead 1.5 s after each reset.
+    The death of the previous controller is reported as a close too
+    (`session_closed` right after `reset`): the new controller, as a broker, had its
+    own session to it, and saw that connection break without the clean end a
+    controller that steps down sends. A previous controller that is only paused
+    keeps that connection open and is left to the heartbeat timeout.
     """
 
     def __init__(
@@ -140,17 +121,15 @@ class BrokerLiveness:
         """Start of a new controller's term: everyone gets a full heartbeat session.
 
         A new controller has heard from nobody yet; fencing on its empty memory
-        would fence the whole cluster (KRaft does the same). Session connections
-        are faster to re-establish, so their grace is short (BrokerSessions.reset).
+        would fence the whole cluster (KRaft does the same). Open sessions carry over
+        (BrokerSessions.reset).
         """
-        broker_ids = list(broker_ids)
         self._last_heard_ms = dict.fromkeys(broker_ids, now_ms)
-        self._sessions.reset(now_ms, (b for b in broker_ids if b != self.controller_id))
+        self._sessions.reset()
 
     def heard_from(self, broker_id: int, now_ms: int) -> None:
         # max(): a late-delivered older timestamp must not shorten a session.
         self._last_heard_ms[broker_id] = max(now_ms, self._last_heard_ms.get(broker_id, now_ms))
-        self._sessions.heard_from(broker_id)
 
     def session_opened(self, broker_id: int, now_ms: int) -> None:
         """A broker opened its session connection to this controller. (`now_ms` is

@@ -9,8 +9,11 @@ they are reachable like any route, so the cluster must stay on loopback or a tru
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
+from raftka.api.broker import SESSION_CLEAN_END
 from raftka.api.context import BROKER_KEY, int_path_param, json_response, topic_param
 from raftka.metadata.errors import InvalidRequest, NoController
 from raftka.replication.protocol import decode_request, encode_answer
@@ -61,7 +64,11 @@ async def broker_session(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
-    await broker.hold_session(broker_id, is_open)
+    if await broker.hold_session(broker_id, is_open):
+        # We stepped down: a clean end tells the broker we did not die (so it will not
+        # have us fenced if it becomes the next controller).
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(SESSION_CLEAN_END)
     return response
 
 

@@ -344,8 +344,10 @@ class Broker:
                     try:
                         chunk = await asyncio.wait_for(resp.content.read(64), SESSION_RETRY_S)
                     except TimeoutError:
-                        if self.controller_id != controller:
+                        if self.controller_id not in (controller, None):
                             return True  # it hangs (paused?) and another took over: move on
+                        # No known controller is no reason to drop the session: a voter
+                        # that was paused forgets the leader for a moment when it resumes.
                         continue
                     if not chunk:
                         return tail.endswith(SESSION_CLEAN_END)

@@ -573,9 +573,16 @@ class PartitionReplica:
 
     async def _log_idle(self) -> None:
         while self._log_op is not None:
+            op = self._log_op
+            if op.done():
+                # Its done-callback is only scheduled (an inline runner's future is done at
+                # once): settle it here, since awaiting a done future never yields and this
+                # loop would spin for ever.
+                self._log_op_done(op)
+                continue
             # The op's owner reports a failure; we only wait for it to end.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._log_op)
+                await asyncio.shield(op)
 
     async def _run_log_op(
         self, fn: Callable[..., Any], *args: Any, truncating: bool = False
@@ -587,7 +594,12 @@ class PartitionReplica:
         self._log_op = future
         self._truncating = truncating
         future.add_done_callback(self._log_op_done)
-        return await asyncio.shield(future)
+        result = await asyncio.shield(future)
+        # Settled before the caller goes on (the high watermark bounded by a truncation, a
+        # waiting role applied), whichever runner ran it: a worker thread's future ran this
+        # callback already, an inline runner's has it only scheduled.
+        self._log_op_done(future)
+        return result
 
     def _log_op_done(self, future: asyncio.Future[Any]) -> None:
         if self._log_op is not future:

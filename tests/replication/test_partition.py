@@ -4,8 +4,9 @@ epoch-fenced roles, idempotent producers, and disk work off the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from raftka.metadata.errors import (
 )
 from raftka.replication.follower import Append, StartAt, TruncateTo
 from raftka.replication.leader import FetchVerdict
-from raftka.replication.partition import PartitionReplica, PartitionRole
+from raftka.replication.partition import PartitionReplica, PartitionRole, RunBlocking
 from raftka.replication.producer_state import ProducerRef, ProducerStates
 from raftka.storage.log import LogConfig, PartitionLog
 
@@ -68,6 +69,16 @@ def offsets_of(result_json: bytes) -> list[int]:
     return [r["offset"] for r in orjson.loads(b"[" + result_json + b"]")]
 
 
+def run_inline(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """A simulation's runner: does the work at once and hands back a completed future."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 class Replicas:
     """Builds replicas on real logs under tmp_path and closes them all."""
 
@@ -78,7 +89,11 @@ class Replicas:
         self.made: list[PartitionReplica] = []
 
     def make(
-        self, name: str = "t", broker_id: int = BROKER, config: LogConfig | None = None
+        self,
+        name: str = "t",
+        broker_id: int = BROKER,
+        config: LogConfig | None = None,
+        run_blocking: RunBlocking | None = None,
     ) -> PartitionReplica:
         log = PartitionLog.open(self.root / f"{name}-{broker_id}", config or LogConfig())
         replica = PartitionReplica(
@@ -92,6 +107,7 @@ class Replicas:
             replica_lag_time_max_ms=LAG_MS,
             clock=self.clock,
             propose_isr=lambda r, isr: self.proposals.append((r.topic, isr)),
+            run_blocking=run_blocking,
         )
         self.made.append(replica)
         return replica
@@ -435,6 +451,31 @@ async def test_a_role_arriving_during_a_truncation_waits_for_it(replicas: Replic
     await asyncio.wait_for(truncating, WAKE_TIMEOUT_S)
     assert r.is_leader and r.log.latest_epoch == 3
     assert r.log.log_end_offset == 0
+
+
+# Awaiting a done future never yields: with an inline runner, an append that had to roll
+# once spun for ever in _log_idle, the roll's done-callback scheduled but never run.
+@pytest.mark.timeout(10)
+async def test_an_inline_runner_rolls_segments_without_spinning(replicas: Replicas) -> None:
+    r = replicas.make(
+        config=LogConfig(segment_bytes=300, retention_ms=None), run_blocking=run_inline
+    )
+    r.become(role())
+    for _ in range(10):
+        await r.append(records(3))
+    assert r.log.log_end_offset == 30
+    assert len(list(r.log.directory.glob("*.log"))) > 1
+
+
+async def test_an_inline_runner_bounds_the_high_watermark_before_the_step_returns(
+    replicas: Replicas,
+) -> None:
+    r = replicas.make(run_blocking=run_inline)
+    r.become(role())
+    await r.append(records(4))
+    r.become(role(leader=F1, replicas=(BROKER, F1), leader_epoch=2, partition_epoch=2))
+    assert await r.apply_follower_step(TruncateTo(0))
+    assert (r.log.log_end_offset, r.high_watermark) == (0, 0)
 
 
 # ---- idempotent producers ----------------------------------------------------------------

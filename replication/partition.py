@@ -45,7 +45,6 @@ from raftka.replication.leader import (
 )
 from raftka.replication.producer_state import (
     NO_PRODUCER_ID,
-    Duplicate,
     ProducerBatch,
     ProducerRef,
     ProducerStates,
@@ -90,6 +89,9 @@ class Appended:
     base_offset: int
     last_offset: int
     duplicate: bool = False
+    # The leader epoch it was appended (or found) in: only that epoch's high watermark may
+    # acknowledge it (pass it to wait_for_commit).
+    leader_epoch: int = -1
 
 
 class PartitionReplica:
@@ -280,13 +282,13 @@ class PartitionReplica:
                     producer.producer_id, producer.producer_epoch, producer.sequence, len(records)
                 )
                 if dup is not None:
-                    return _duplicate(dup)
+                    return Appended(dup.first_offset, dup.last_offset, True, self.role.leader_epoch)
             try:
                 info = self._append_now(records, producer)
             except SegmentFullError:
                 await self._run_log_op(self.log.roll)
                 continue
-            return Appended(info.base_offset, info.last_offset)
+            return Appended(info.base_offset, info.last_offset, False, self.role.leader_epoch)
 
     def _append_now(
         self, records: Sequence[tuple[int, bytes]], producer: ProducerRef | None
@@ -315,10 +317,24 @@ class PartitionReplica:
         self._advance_high_watermark()
         return info
 
-    async def wait_for_commit(self, end_offset: int, timeout_s: float) -> None:
+    async def wait_for_commit(
+        self, end_offset: int, timeout_s: float, *, leader_epoch: int | None = None
+    ) -> None:
         """acks=all: returns once the high watermark reached `end_offset` with the ISR at
         least min_insync_replicas strong; raises NotEnoughReplicas, RequestTimedOut, or
-        LeaderNotAvailable if this replica stops leading meanwhile."""
+        LeaderNotAvailable if this replica stops leading meanwhile.
+
+        Leadership can move between the append and this call (the produce route awaits an
+        fsync in between): a replica that no longer leads, or (given the append's
+        `leader_epoch`) leads in another epoch, refuses at once. Its follower step may have
+        truncated the batch, and a later epoch's high watermark would then acknowledge
+        other records at those offsets."""
+        if not self.is_leader or (
+            leader_epoch is not None and leader_epoch != self.role.leader_epoch
+        ):
+            raise LeaderNotAvailable(
+                f"{self.topic}-{self.partition}: leadership moved since the append"
+            )
         if self.high_watermark < end_offset:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (end_offset, next(self._waiter_ids), future)
@@ -630,10 +646,6 @@ class PartitionReplica:
         )
         self._wake_readers()
         self._wake_fetchers()
-
-
-def _duplicate(dup: Duplicate) -> Appended:
-    return Appended(dup.first_offset, dup.last_offset, duplicate=True)
 
 
 def rebuild_producer_states(

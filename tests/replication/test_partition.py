@@ -256,6 +256,41 @@ async def test_acks_all_fails_when_leadership_moves_while_waiting(
         await asyncio.wait_for(waiting, WAKE_TIMEOUT_S)
 
 
+# Found by the simulation: the produce route awaits an fsync between append and
+# wait_for_commit. A waiter registered after leadership moved was never failed (the request
+# hung to its timeout), and once the replica led again, the new epoch's high watermark
+# acknowledged the write that its truncation as a follower had removed.
+async def test_acks_all_fails_at_once_when_leadership_moved_before_the_wait(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    with pytest.raises(LeaderNotAvailable):
+        await asyncio.wait_for(
+            leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S), WAKE_TIMEOUT_S
+        )
+
+
+async def test_acks_all_is_not_acknowledged_by_a_later_epoch_of_the_same_leader(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    assert appended.leader_epoch == 1
+    leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    await leader3.apply_follower_step(TruncateTo(0))  # F1 never had it
+    leader3.become(
+        role(replicas=REPLICAS, min_insync_replicas=2, leader_epoch=3, partition_epoch=3)
+    )
+    await leader3.append(records(2))  # other records at offset 0
+    fetch(leader3, F1, 2, last_epoch=3, epoch=3)
+    fetch(leader3, F2, 2, last_epoch=3, epoch=3)
+    assert leader3.high_watermark == 2
+    with pytest.raises(LeaderNotAvailable):
+        await leader3.wait_for_commit(
+            appended.last_offset + 1, LONG_POLL_S, leader_epoch=appended.leader_epoch
+        )
+
+
 async def test_acks_all_fails_when_the_isr_shrank_below_min_insync_meanwhile(
     leader3: PartitionReplica,
 ) -> None:

@@ -231,17 +231,32 @@ class PartitionReplica:
         self._wake_readers()
         self._wake_fetchers()
 
-    def fence_leadership(self, reason: str) -> None:
-        """Our ISR change was refused as stale: stop acting as leader until a newer role."""
-        if self._leader is None:
+    def _moved_on_from(self, based_on: PartitionRole | None) -> bool:
+        """Whether a newer role arrived since `based_on`, the role a proposal was made in:
+        the metadata and the controller's answer race, and an answer about a state we
+        already left says nothing about the current one (Kafka ignores it too)."""
+        if based_on is None:
+            return False
+        current = self._pending_role or self.role
+        return (current.leader_epoch, current.partition_epoch) != (
+            based_on.leader_epoch,
+            based_on.partition_epoch,
+        )
+
+    def fence_leadership(self, reason: str, *, based_on: PartitionRole | None = None) -> None:
+        """Our ISR change (proposed in role `based_on`) was refused as stale: stop acting
+        as leader until a newer role, unless that newer role is already here."""
+        if self._leader is None or self._moved_on_from(based_on):
             return
         log.warning("%s-%d: stops leading: %s", self.topic, self.partition, reason)
         self._leader_fenced = True
         self._fail_commit_waiters(LeaderNotAvailable(f"{self.topic}-{self.partition}: {reason}"))
         self._wake_readers()
 
-    def isr_change_failed(self) -> None:
-        if self._leader is not None:
+    def isr_change_failed(self, *, based_on: PartitionRole | None = None) -> None:
+        """Our ISR change (proposed in role `based_on`) was not committed: retry after a
+        backoff. A newer role already cleared it, and may have a newer change pending."""
+        if self._leader is not None and not self._moved_on_from(based_on):
             self._leader.isr_change_failed(self._clock())
 
     def maybe_change_isr(self) -> None:

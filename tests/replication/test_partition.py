@@ -328,6 +328,33 @@ async def test_a_refused_isr_change_stops_the_leader(leader3: PartitionReplica) 
     assert leader3.is_leader
 
 
+# Found by the simulation: the controller's refusal of a proposal can arrive after the
+# metadata gave the leader a newer role; it stopped a leader that had already moved on, for
+# good (nothing newer was coming).
+async def test_a_refusal_about_a_role_already_left_does_not_stop_the_leader(
+    leader3: PartitionReplica,
+) -> None:
+    proposed_in = leader3.role
+    leader3.become(role(replicas=REPLICAS, min_insync_replicas=2, partition_epoch=2))
+    leader3.fence_leadership("stale partition epoch", based_on=proposed_in)
+    assert leader3.is_leader
+    leader3.fence_leadership("stale partition epoch", based_on=leader3.role)
+    assert not leader3.is_leader
+
+
+async def test_a_failure_about_a_role_already_left_keeps_the_newer_proposal(
+    replicas: Replicas, leader3: PartitionReplica
+) -> None:
+    proposed_in = leader3.role
+    leader3.become(role(replicas=REPLICAS, min_insync_replicas=2, partition_epoch=2))
+    replicas.clock.now_ms += LAG_MS + 1
+    leader3.maybe_change_isr()  # a shrink, proposed in partition epoch 2
+    assert replicas.proposals == [("t", (BROKER,))]
+    leader3.isr_change_failed(based_on=proposed_in)  # the answer about epoch 1
+    leader3.maybe_change_isr()
+    assert replicas.proposals == [("t", (BROKER,))], "a second change while one is in flight"
+
+
 # ---- roles fenced by epoch --------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from raftka.metadata.errors import (
     OutOfOrderSequence,
     RequestTimedOut,
 )
-from raftka.replication.follower import Append, StartAt, TruncateTo
+from raftka.replication.follower import Append, StartAt, TruncateTo, plan_after_fetch
 from raftka.replication.leader import FetchVerdict
 from raftka.replication.partition import PartitionReplica, PartitionRole, RunBlocking
 from raftka.replication.producer_state import ProducerRef, ProducerStates
@@ -470,6 +470,35 @@ async def test_a_follower_copies_the_leaders_batches_byte_for_byte(replicas: Rep
     assert leader.high_watermark == 5
     await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
     assert follower.high_watermark == 5
+
+
+# Found by the simulation: a replica elected leader records its epoch at its log end; when
+# it lost leadership before writing in it, its fetches named that epoch, the new leader
+# answered DIVERGING at our own log end, and the follower backed off for ever.
+async def test_a_follower_fetches_with_the_epoch_of_its_last_batch_not_an_empty_one(
+    replicas: Replicas,
+) -> None:
+    leader = replicas.make("t", BROKER)
+    follower = replicas.make("t", F1)
+    pair = (BROKER, F1)
+    for r in (leader, follower):
+        r.become(role(replicas=pair))
+    await leader.append(records(2))
+    answer = leader.answer_follower(F1, 1, 0, -1, 1 << 20)
+    await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    follower.become(role(leader=F1, replicas=pair, leader_epoch=2, partition_epoch=2))
+    assert follower.log.latest_epoch == 2  # announced at offset 2, never written
+    leader.become(role(replicas=pair, leader_epoch=3, partition_epoch=3))
+    follower.become(role(replicas=pair, leader_epoch=3, partition_epoch=3))
+    await leader.append(records(1))
+    assert follower.fetch_position() == (2, 1)
+    answer = leader.answer_follower(F1, 3, *follower.fetch_position(), 1 << 20)
+    assert answer.verdict is FetchVerdict.READ
+    assert plan_after_fetch(follower.log, 2, answer) == Append(
+        answer.records, answer.high_watermark
+    )
+    await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    assert [(e.epoch, e.start_offset) for e in follower.log.epoch_entries()] == [(1, 0), (3, 2)]
 
 
 async def test_a_follower_keeps_its_producers_from_copied_batches(replicas: Replicas) -> None:

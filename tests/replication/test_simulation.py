@@ -94,7 +94,7 @@ DRAIN_PASSES = 10  # loop passes after each rule: wake-ups chain a few callbacks
 SETTLE_ROUNDS = 30  # rounds of "deliver all, fsync, fetch, tick" the healed cluster gets
 IDEMPOTENT_PRODUCER = 7_000
 # Steps per run: the ci profile is bounded for CI's time budget; deep runs explore longer.
-STEPS_BY_PROFILE = {"ci": 40, "deep": 150}
+STEPS_BY_PROFILE = {"ci": 60, "deep": 200}
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")  # as tests/conftest.py loads it
 
 brokers_st = st.sampled_from(BROKER_IDS)
@@ -163,6 +163,7 @@ class MetadataUpdate:
 class AlterPartitionRequest:
     incarnation: int
     replica: PartitionReplica = field(compare=False, repr=False)
+    role: PartitionRole  # the role the proposal was made in
     command: AlterPartition
 
     @property
@@ -336,16 +337,11 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     def _propose_isr(self, replica: PartitionReplica, isr: tuple[int, ...]) -> None:
         """ReplicaManager.propose_isr: the change goes out with the role it was based on."""
-        b = self.brokers[replica.broker_id]
+        b, role = self.brokers[replica.broker_id], replica.role
         command = AlterPartition(
-            TOPIC,
-            0,
-            replica.broker_id,
-            replica.role.leader_epoch,
-            replica.role.partition_epoch,
-            isr,
+            TOPIC, 0, replica.broker_id, role.leader_epoch, role.partition_epoch, isr
         )
-        self._send(AlterPartitionRequest(b.incarnation, replica, command))
+        self._send(AlterPartitionRequest(b.incarnation, replica, role, command))
 
     # ---- the network ----------------------------------------------------------------------------
 
@@ -373,7 +369,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
         elif isinstance(message, AlterPartitionRequest | AlterPartitionResult):
             request = message if isinstance(message, AlterPartitionRequest) else message.request
             if self._current(request.command.leader, request.incarnation) is not None:
-                request.replica.isr_change_failed()
+                request.replica.isr_change_failed(based_on=request.role)
 
     async def _deliver(self, message: Message) -> None:
         if isinstance(message, FetchRequest):
@@ -426,18 +422,18 @@ class ReplicationSimulation(RuleBasedStateMachine):
         b = self._current(request.command.leader, request.incarnation)
         if b is None:
             return
-        replica, result = request.replica, message.result
+        replica, result, role = request.replica, message.result, request.role
         if isinstance(result, Rejected):
             if result.code in STALE_LEADER_CODES:
-                replica.fence_leadership(f"ISR change refused: {result.message}")
+                replica.fence_leadership(f"ISR change refused: {result.message}", based_on=role)
             else:
-                replica.isr_change_failed()
+                replica.isr_change_failed(based_on=role)
             return
         topic = result.state.topics.get(TOPIC)
         if topic is not None and topic.topic_id == replica.topic_id:
             self._become(b, role_of(topic, 0))
         else:
-            replica.isr_change_failed()
+            replica.isr_change_failed(based_on=role)
 
     def _become(self, b: SimBroker, role: PartitionRole) -> None:
         """replica.become, then ReplicaManager._update_fetchers: a follower fetches from its
@@ -509,19 +505,29 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     # ---- rules: producers ------------------------------------------------------------------------
 
-    @rule(broker=brokers_st, count=st.integers(1, 3))
-    def produce_acks_all(self, broker: int, count: int) -> None:
-        """A plain producer writes a new batch to `broker` (refused unless it leads)."""
-        b = self.brokers[broker]
-        if b.alive:
-            self._run_now(lambda: self._send_write(b, self._new_write(count, None)))
+    def _acting_leaders(self) -> list[SimBroker]:
+        return [b for b in self._alive() if b.replica.is_leader]
 
-    @rule(broker=brokers_st, count=st.integers(1, 3))
-    def produce_idempotent(self, broker: int, count: int) -> None:
+    def _acting_leader(self, pick: int) -> SimBroker:
+        """Where a producer's metadata points: one of the brokers acting as leader (a deposed
+        one that does not know it yet included)."""
+        leaders = self._acting_leaders()
+        return leaders[pick % len(leaders)]
+
+    @precondition(lambda self: self._acting_leaders())
+    @rule(count=st.integers(1, 3), pick=st.integers(0, 1))
+    def produce_acks_all(self, count: int, pick: int) -> None:
+        """A plain producer writes a new batch (what fails is not retried)."""
+        b = self._acting_leader(pick)
+        self._run_now(lambda: self._send_write(b, self._new_write(count, None)))
+
+    @precondition(lambda self: self._acting_leaders())
+    @rule(count=st.integers(1, 3), pick=st.integers(0, 1))
+    def produce_idempotent(self, count: int, pick: int) -> None:
         """The idempotent producer sends its unacknowledged batch again, or a new one."""
-        b = self.brokers[broker]
-        if not b.alive:
-            return
+        self._send_idempotent(self._acting_leader(pick), count)
+
+    def _send_idempotent(self, b: SimBroker, count: int) -> None:
         if self.idempotent_write is None:
             ref = ProducerRef(IDEMPOTENT_PRODUCER, 0, self.next_sequence)
             self.idempotent_write = self._new_write(count, ref)
@@ -568,6 +574,19 @@ class ReplicationSimulation(RuleBasedStateMachine):
         if b.isolated:
             b.isolated = False
             self._send_role(b)  # it catches up with the metadata log
+
+    @rule()
+    def replicate_round(self) -> None:
+        """The cluster working normally for a moment: flusher rounds, every follower
+        fetches, and what is in flight (and what that sends) is delivered."""
+        for b in self._alive():
+            self._run_now(lambda b=b: self._fsync(b))
+        for b in self._alive():
+            self.follower_fetches(b.broker_id, FETCH_MAX_BYTES[-1])
+        for _ in range(4):
+            if not self.network:
+                break
+            self.deliver_everything_in_flight()
 
     # ---- rules: followers, disks and time ----------------------------------------------------------
 
@@ -826,7 +845,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
                 # Its last batch, sent again to the leader: answered once, written once.
                 retried = True
                 assert self.partition.leader is not None
-                self.produce_idempotent(self.partition.leader, 1)
+                self._send_idempotent(self.brokers[self.partition.leader], 1)
         raise AssertionError(f"the healed cluster did not settle: {self._describe()}")
 
     def _settle_round(self) -> None:

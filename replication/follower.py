@@ -21,6 +21,9 @@ class FollowerLogView(Protocol):
     @property
     def log_end_offset(self) -> int: ...
 
+    @property
+    def latest_epoch(self) -> int: ...
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
 
 
@@ -100,6 +103,12 @@ def plan_after_fetch(log: FollowerLogView, fetch_offset: int, answer: FetchAnswe
         if offset is None:
             return Backoff("the leader does not know our last epoch")
         if offset >= log.log_end_offset:
+            if answer.diverging_epoch[0] < log.latest_epoch:
+                # Our epochs after the leader's start at our log end, with no batch in
+                # them: one we announced as leader and lost before writing in it. Cutting
+                # at the log end drops them, and the next fetch names the epoch below
+                # (Kafka's truncateTo at the log end does the same).
+                return TruncateTo(log.log_end_offset)
             # Nothing to cut, yet the leader says we diverge: our epoch history and log
             # disagree. Retrying at once would spin; wait for the metadata instead.
             return Backoff(f"divergence at {answer.diverging_epoch} needs no truncation")

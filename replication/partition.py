@@ -38,7 +38,6 @@ from raftka.replication.follower import (
     TruncateTo,
 )
 from raftka.replication.leader import (
-    UNDEFINED_EPOCH,
     FetchVerdict,
     FollowerFetch,
     PartitionLeader,
@@ -477,20 +476,8 @@ class PartitionReplica:
     # ---- following ---------------------------------------------------------------------
 
     def fetch_position(self) -> tuple[int, int]:
-        """(fetch offset, last fetched epoch) for the next fetch from the leader.
-
-        The epoch is that of our last batch, not the newest one in our epoch cache: elected
-        leader, a replica records its epoch at its log end, and if it loses leadership
-        before writing in it, no other replica ever has that epoch. Asked about it, the
-        leader answers DIVERGING at its end of the epoch before, which is our log end: there
-        was nothing to truncate, and the follower asked again for ever, out of the ISR.
-        (Kafka truncates its cache at the log end for this case; our cache drops the entry
-        itself at the next append.)"""
-        end = self.log.log_end_offset
-        for entry in reversed(self.log.epoch_entries()):
-            if entry.start_offset < end:
-                return end, entry.epoch
-        return end, UNDEFINED_EPOCH
+        """(fetch offset, last fetched epoch) for the next fetch from the leader."""
+        return self.log.log_end_offset, self.log.latest_epoch
 
     async def apply_follower_step(self, step: FollowerStep) -> bool:
         """Does what the follower's rules decided; returns whether it made progress."""

@@ -243,10 +243,12 @@ class MemoryLog:
     # ---- truncation ------------------------------------------------------------------
 
     def truncate_to(self, offset: int) -> int:
-        """Removes every batch whose last offset is >= offset; durable on return."""
+        """Removes every batch whose last offset is >= offset; durable on return. At or past
+        the end it removes no batch but the epochs starting at the end."""
         self._check_open()
         end = self.log_end_offset
         if offset >= end:
+            self._epochs.truncate_from_end(end)
             return end
         if offset < self._log_start_offset:
             raise self._out_of_range(offset)

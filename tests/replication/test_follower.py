@@ -24,6 +24,10 @@ class Log:
     log_end_offset: int
     epochs: list[tuple[int, int]] = field(default_factory=list)
 
+    @property
+    def latest_epoch(self) -> int:
+        return self.epochs[-1][0] if self.epochs else -1
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         if not self.epochs:
             return -1, -1
@@ -96,6 +100,15 @@ def test_each_answer_gives_one_step(
     fetch_offset: int, answered: FetchAnswer, expected: FollowerStep
 ) -> None:
     assert plan_after_fetch(Log(fetch_offset), fetch_offset, answered) == expected
+
+
+# Found by the simulation: a replica elected leader announces its epoch at its log end; when
+# it lost leadership before writing in it, the new leader (which never had that epoch)
+# answered DIVERGING at our log end, and the follower backed off for ever, out of the ISR.
+def test_an_epoch_announced_at_our_log_end_and_never_written_is_cut_off() -> None:
+    log = Log(40, [(1, 0), (3, 40)])
+    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(1, 50)))
+    assert step == TruncateTo(40)
 
 
 def test_a_divergence_that_needs_no_truncation_backs_off_instead_of_spinning() -> None:

@@ -18,8 +18,11 @@ The brokers do what the broker's code does, step by step:
 - ISR changes go to the controller as AlterPartition messages; their results come back as
   in `ReplicaManager._send_isr_change` (a lost request or answer counts as a failure to
   retry, as a timed-out call to the controller would);
-- producers append with acks=all to a broker acting as leader and are acknowledged when
-  `wait_for_commit` returns; an idempotent producer retries its batch until acknowledged;
+- producers append with acks=all to a broker acting as leader, wait for an fsync covering
+  the batch, and are acknowledged when `wait_for_commit` returns (given the append's
+  `leader_epoch`, which the produce route must pass too: without it, a leader deposed and
+  re-elected during that fsync acknowledged a write its follower truncation had removed);
+  an idempotent producer retries its batch until acknowledged;
 - a restarted broker rebuilds its replica from the log, its last high-watermark checkpoint
   and producer snapshot (as `ReplicaManager.checkpoint` and `_open` do), and registers
   with a new incarnation, which fences the old one.
@@ -31,6 +34,12 @@ Scope, stated because the invariants depend on it:
   design (docs/guarantees.md), so "no acks=all record lost" cannot hold there.
 - unclean leader election is off (the default): a leader from outside the ISR may lack
   acknowledged records, so the invariants would not hold either.
+- a power cut spares what a leader alone in its ISR counted as committed before fsyncing
+  it. Its high watermark is then its own log end offset, synced or not ("visibility comes
+  before durability", docs/guarantees.md): consumers may read records that the power cut
+  then erases, and the offsets are reused for other records, so "offsets are never reused"
+  cannot hold there. Everything else a power cut may take (a leader's uncommitted tail,
+  anything unsynced on a follower, whose position counts only once fsynced) it takes.
 - one partition, replication factor 3, no retention, no reassignment.
 """
 
@@ -91,9 +100,20 @@ COMMIT_WAIT_S = 1e6
 FETCH_MAX_BYTES = (1, 1 << 20)  # one batch per answer (the first always goes), or all
 TIME_STEPS_MS = (100, ISR_CHECK_MS, LAG_MS + 1)
 DRAIN_PASSES = 10  # loop passes after each rule: wake-ups chain a few callbacks deep
-SETTLE_ROUNDS = 30  # rounds of "deliver all, fsync, fetch, tick" the healed cluster gets
+# What each delivery sends is delivered too, this many times over (fetch, answer, an ISR
+# change, its result, the metadata it changed: four deep).
+DELIVERY_PASSES = 5
+SETTLE_ROUNDS = 40  # rounds of "fsync, fetch, deliver, tick" the healed cluster gets at most
+STALLED_ROUNDS = 4  # ... and this many in a row without any change mean it is stuck
 IDEMPOTENT_PRODUCER = 7_000
 # Steps per run: the ci profile is bounded for CI's time budget; deep runs explore longer.
+# How a broker stops: how many of its unsynced batches survive (None: all of them).
+STOPS: dict[str, int | None] = {
+    "clean-shutdown": None,
+    "process-killed": None,
+    "power-cut": 0,
+    "torn-tail": 1,
+}
 STEPS_BY_PROFILE = {"ci": 60, "deep": 200}
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")  # as tests/conftest.py loads it
 
@@ -222,6 +242,9 @@ class SimBroker:
     fetch_in_flight: bool = False
     fetch_waits_for_fsync: bool = False
     fsync_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # The high watermark it reached leading alone in its ISR since its last fsync: below
+    # it, its own unsynced records counted as committed (the scope's power-cut exception).
+    committed_alone_below: int = 0
 
 
 _fragment_cache: dict[bytes, list[bytes]] = {}
@@ -271,7 +294,11 @@ class ReplicationSimulation(RuleBasedStateMachine):
             log = MemoryLog(f"b{b}")
             self.brokers[b] = SimBroker(b, log, self._new_replica(b, log, 0, ProducerStates()))
         # The cluster starts settled: every broker knows the first roles.
-        self._run_now(lambda: [self._become(b, self._role()) for b in self.brokers.values()])
+        self._run_now(self._everyone_knows_the_roles)
+
+    def _everyone_knows_the_roles(self) -> None:
+        for b in self.brokers.values():
+            self._become(b, self._role())
 
     # ---- plumbing -----------------------------------------------------------------------------
 
@@ -282,7 +309,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
             TOPIC,
             0,
             TOPIC_ID,
-            log,  # type: ignore[arg-type]  # the part of PartitionLog replication uses
+            log,  # duck-typed: the part of PartitionLog that replication uses
             broker_id=broker_id,
             high_watermark=high_watermark,
             producers=producers,
@@ -297,6 +324,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
         result = self.loop.run_until_complete(coro)
         self.loop.run_until_complete(self._drain())
         self._collect_outcomes()
+        for b in self._alive():
+            leader = b.replica.leader_state
+            if b.replica.is_leader and leader and leader.maximal_isr == (b.broker_id,):
+                b.committed_alone_below = max(b.committed_alone_below, b.replica.high_watermark)
         return result
 
     def _run_now(self, fn: Callable[[], Any]) -> Any:
@@ -362,14 +393,14 @@ class ReplicationSimulation(RuleBasedStateMachine):
     def _lost(self, message: Message) -> None:
         """A message that never arrives: its sender's timeout fires."""
         if isinstance(message, FetchRequest | FetchResponse):
-            request = message if isinstance(message, FetchRequest) else message.request
-            b = self.brokers[request.follower]
-            if b.fetch_session == request.session:
+            fetch = message if isinstance(message, FetchRequest) else message.request
+            b = self.brokers[fetch.follower]
+            if b.fetch_session == fetch.session:
                 b.fetch_in_flight = False
         elif isinstance(message, AlterPartitionRequest | AlterPartitionResult):
-            request = message if isinstance(message, AlterPartitionRequest) else message.request
-            if self._current(request.command.leader, request.incarnation) is not None:
-                request.replica.isr_change_failed(based_on=request.role)
+            alter = message if isinstance(message, AlterPartitionRequest) else message.request
+            if self._current(alter.command.leader, alter.incarnation) is not None:
+                alter.replica.isr_change_failed(based_on=alter.role)
 
     async def _deliver(self, message: Message) -> None:
         if isinstance(message, FetchRequest):
@@ -463,12 +494,25 @@ class ReplicationSimulation(RuleBasedStateMachine):
         replica = b.replica
 
         async def attempt() -> Appended:
-            appended = await replica.append(write.records, acks="all", producer=write.producer)
+            try:
+                appended = await replica.append(write.records, acks="all", producer=write.producer)
+            except (OutOfOrderSequence, InvalidProducerEpoch) as exc:
+                # A deposed leader that does not know it yet may lack the batches acknowledged
+                # since; the current leader must know every one of them.
+                p = self.partition
+                if p.leader == b.broker_id and replica.role.leader_epoch == p.leader_epoch:
+                    raise AssertionError(
+                        f"leader {b.broker_id} refused write {write.write_id} of "
+                        f"{write.producer}: {exc}: it lost track of this producer's batches"
+                    ) from exc
+                raise LeaderNotAvailable(f"a deposed leader refused it: {exc}") from exc
             if b.log.unsynced_batches:
                 waiter = self.loop.create_future()
                 b.fsync_waiters.append(waiter)
                 await waiter
-            await replica.wait_for_commit(appended.last_offset + 1, COMMIT_WAIT_S)
+            await replica.wait_for_commit(
+                appended.last_offset + 1, COMMIT_WAIT_S, leader_epoch=appended.leader_epoch
+            )
             return appended
 
         self.attempts.append((write, self.loop.create_task(attempt())))
@@ -482,11 +526,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
             error = task.exception()
             if error is None:
                 self._acknowledged(write, task.result())
-            elif isinstance(error, OutOfOrderSequence | InvalidProducerEpoch):
-                raise AssertionError(
-                    f"write {write.write_id} (a retry of {write.producer}) was refused: {error}: "
-                    "a leader lost track of this producer's batches"
-                )
             elif not isinstance(error, LeaderNotAvailable | NotEnoughReplicas | ConnectionError):
                 raise error
         self.attempts = pending
@@ -527,6 +566,19 @@ class ReplicationSimulation(RuleBasedStateMachine):
         """The idempotent producer sends its unacknowledged batch again, or a new one."""
         self._send_idempotent(self._acting_leader(pick), count)
 
+    @precondition(lambda self: self._acting_leaders())
+    @rule(count=st.integers(1, 3), pick=st.integers(0, 1), idempotent=st.booleans())
+    def produce_then_replicate(self, count: int, pick: int, idempotent: bool) -> None:
+        """A write in a healthy moment: produced, then two replication rounds (the second
+        reports the followers' positions), which usually acknowledge it."""
+        b = self._acting_leader(pick)
+        if idempotent:
+            self._send_idempotent(b, count)
+        else:
+            self._run_now(lambda: self._send_write(b, self._new_write(count, None)))
+        self.replicate_round()
+        self.replicate_round()
+
     def _send_idempotent(self, b: SimBroker, count: int) -> None:
         if self.idempotent_write is None:
             ref = ProducerRef(IDEMPOTENT_PRODUCER, 0, self.next_sequence)
@@ -555,19 +607,24 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for message in batch:
             self._run(self._deliver(message))
 
+    @precondition(lambda self: any(b.alive and not b.isolated for b in self.brokers.values()))
     @rule(broker=brokers_st)
     def isolate_broker(self, broker: int) -> None:
         """Every message to or from `broker` is lost until it is healed."""
         b = self.brokers[broker]
+        if not b.alive or b.isolated:
+            return
         b.isolated = True
-        kept = []
-        for message in self.network:
-            if broker in message.ends:
-                self._run_now(lambda m=message: self._lost(m))
-            else:
-                kept.append(message)
-        self.network = kept
+        lost = [m for m in self.network if broker in m.ends]
+        self.network = [m for m in self.network if broker not in m.ends]
 
+        def lose() -> None:
+            for message in lost:
+                self._lost(message)
+
+        self._run_now(lose)
+
+    @precondition(lambda self: any(b.isolated for b in self.brokers.values()))
     @rule(broker=brokers_st)
     def heal_broker(self, broker: int) -> None:
         b = self.brokers[broker]
@@ -579,24 +636,31 @@ class ReplicationSimulation(RuleBasedStateMachine):
     def replicate_round(self) -> None:
         """The cluster working normally for a moment: flusher rounds, every follower
         fetches, and what is in flight (and what that sends) is delivered."""
-        for b in self._alive():
-            self._run_now(lambda b=b: self._fsync(b))
+        self._run_now(self._fsync_all)
         for b in self._alive():
             self.follower_fetches(b.broker_id, FETCH_MAX_BYTES[-1])
-        for _ in range(4):
+        for _ in range(DELIVERY_PASSES):
             if not self.network:
                 break
             self.deliver_everything_in_flight()
 
     # ---- rules: followers, disks and time ----------------------------------------------------------
 
+    def _can_fetch(self, b: SimBroker) -> bool:
+        replica = b.replica
+        return (
+            b.alive
+            and replica.is_follower
+            and b.fetch_leader == replica.role.leader
+            and not (b.fetch_in_flight or b.fetch_waits_for_fsync)
+        )
+
+    @precondition(lambda self: any(self._can_fetch(b) for b in self.brokers.values()))
     @rule(broker=brokers_st, max_bytes=st.sampled_from(FETCH_MAX_BYTES))
     def follower_fetches(self, broker: int, max_bytes: int) -> None:
         b = self.brokers[broker]
         replica = b.replica
-        if not (b.alive and replica.is_follower and b.fetch_leader == replica.role.leader):
-            return
-        if b.fetch_in_flight or b.fetch_waits_for_fsync:
+        if not self._can_fetch(b):
             return
         assert b.fetch_leader is not None
         offset, last_epoch = replica.fetch_position()
@@ -613,6 +677,9 @@ class ReplicationSimulation(RuleBasedStateMachine):
             )
         )
 
+    @precondition(
+        lambda self: any(b.alive and b.log.unsynced_batches for b in self.brokers.values())
+    )
     @rule(broker=brokers_st)
     def fsync_log(self, broker: int) -> None:
         """The flusher's round: everything appended so far is durable."""
@@ -620,8 +687,13 @@ class ReplicationSimulation(RuleBasedStateMachine):
         if b.alive:
             self._run_now(lambda: self._fsync(b))
 
+    def _fsync_all(self) -> None:
+        for b in self._alive():
+            self._fsync(b)
+
     def _fsync(self, b: SimBroker) -> None:
         b.log.sync()
+        b.committed_alone_below = 0
         b.fetch_waits_for_fsync = False
         waiters, b.fsync_waiters = b.fsync_waiters, []
         for waiter in waiters:
@@ -644,32 +716,51 @@ class ReplicationSimulation(RuleBasedStateMachine):
     def advance_clock(self, ms: int) -> None:
         """Time passes; leaders run their ISR check (ReplicaManager.check_isrs)."""
         self.clock.now_ms += ms
-        self._run_now(lambda: [b.replica.maybe_change_isr() for b in self._alive()])
+        self._run_now(self._leaders_check_their_isr)
+
+    def _leaders_check_their_isr(self) -> None:
+        for b in self._alive():
+            b.replica.maybe_change_isr()
 
     # ---- rules: crashes and the controller -------------------------------------------------------
 
-    @rule(broker=brokers_st, loss=st.sampled_from(["process-killed", "power-cut", "torn-tail"]))
-    def crash_broker(self, broker: int, loss: str) -> None:
-        """A killed process keeps its page cache; a power cut loses every unsynced batch,
-        a torn tail all but the first of them."""
+    @precondition(lambda self: self._alive())
+    @rule(broker=brokers_st, how=st.sampled_from(sorted(STOPS)))
+    def stop_broker(self, broker: int, how: str) -> None:
+        """A clean shutdown checkpoints and syncs (ReplicaManager.close); a killed process
+        keeps its page cache; a power cut loses every unsynced batch, a torn tail all but
+        the first of them."""
         b = self.brokers[broker]
         if not b.alive:
             return
+        if how == "clean-shutdown":
+            self.checkpoint_broker(broker)
+            b.log.sync()
 
         def crash() -> None:
             b.alive = False
             b.replica.close()
             for waiter in b.fsync_waiters:
                 if not waiter.done():
-                    waiter.set_exception(ConnectionError(f"broker {broker} crashed"))
+                    waiter.set_exception(ConnectionError(f"broker {broker} stopped"))
             b.fsync_waiters = []
-            keep = {"process-killed": None, "power-cut": 0, "torn-tail": 1}[loss]
+            keep = STOPS[how]
+            if keep is not None:  # the scope's exception: see the module docstring
+                unsynced = b.log.stored_batches()[b.log.synced_batches :]
+                spared = sum(1 for h, _ in unsynced if h.base_offset < b.committed_alone_below)
+                keep = max(keep, spared)
             b.log = b.log.crash(keep)
-            # Its connections die: nothing in flight reaches it any more.
+            b.committed_alone_below = 0
+            # Its connections die: nothing in flight reaches it any more, and whoever waits
+            # for an answer from it times out.
+            lost = [m for m in self.network if m.ends[1] == broker]
             self.network = [m for m in self.network if m.ends[1] != broker]
+            for message in lost:
+                self._lost(message)
 
         self._run_now(crash)
 
+    @precondition(lambda self: any(not b.alive for b in self.brokers.values()))
     @rule(broker=brokers_st)
     def restart_broker(self, broker: int) -> None:
         """Recovery as ReplicaManager._open does it, then a registration with a new
@@ -682,7 +773,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
             snapshot, offset = None, 0
             if b.producer_snapshot is not None:
                 snapshot, offset = ProducerStates.from_snapshot(orjson.loads(b.producer_snapshot))
-            producers = rebuild_producer_states(b.log, snapshot, offset)  # type: ignore[arg-type]
+            producers = rebuild_producer_states(b.log, snapshot, offset)
             b.replica = self._new_replica(broker, b.log, b.hw_checkpoint, producers)
             b.incarnation += 1
             b.alive = True
@@ -698,12 +789,14 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(restart)
 
+    @precondition(lambda self: any(not b.fenced for b in self.state.brokers.values()))
     @rule(broker=brokers_st)
     def controller_fences_broker(self, broker: int) -> None:
         """Its session timed out (killed, paused or cut off): elections follow the rules."""
         if not self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(FenceBroker(broker)))
 
+    @precondition(lambda self: any(b.fenced for b in self.state.brokers.values()))
     @rule(broker=brokers_st)
     def controller_unfences_broker(self, broker: int) -> None:
         """It heartbeats again (only possible alive and reachable)."""
@@ -711,6 +804,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
         if b.alive and not b.isolated and self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(UnfenceBroker(broker)))
 
+    @precondition(lambda self: len(self.partition.isr) > 1)
     @rule(broker=brokers_st)
     def controller_elects_leader(self, broker: int) -> None:
         """A preferred-leader election (refused unless `broker` is an unfenced ISR member)."""
@@ -837,6 +931,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
             self.controller_unfences_broker(b.broker_id)
             self._send_role(b)
         retried = False
+        stalled, before = 0, self._progress()
         for _ in range(SETTLE_ROUNDS):
             self._settle_round()
             if self._settled():
@@ -846,19 +941,28 @@ class ReplicationSimulation(RuleBasedStateMachine):
                 retried = True
                 assert self.partition.leader is not None
                 self._send_idempotent(self.brokers[self.partition.leader], 1)
+            now = self._progress()
+            stalled = stalled + 1 if now == before else 0
+            before = now
+            if stalled == STALLED_ROUNDS:
+                break
         raise AssertionError(f"the healed cluster did not settle: {self._describe()}")
 
     def _settle_round(self) -> None:
-        for _ in range(10):  # what the deliveries send is delivered too
-            if not self.network:
-                break
-            self.deliver_everything_in_flight()
-        for b in self._alive():
-            self._run_now(lambda b=b: self._fsync(b))
-            self.follower_fetches(b.broker_id, FETCH_MAX_BYTES[-1])
-        while self.network:
-            self.deliver_everything_in_flight()
+        self.replicate_round()
         self.advance_clock(ISR_CHECK_MS)
+
+    def _progress(self) -> tuple[object, ...]:
+        """What a settling round can change; unchanged for a few rounds means stuck."""
+        return (
+            self.partition,
+            tuple(
+                (r.role, r.is_leader, r.log_end_offset, r.high_watermark, b.log.latest_epoch)
+                for b in self.brokers.values()
+                for r in (b.replica,)
+            ),
+            len(self.attempts),
+        )
 
     def _settled(self) -> bool:
         p = self.partition

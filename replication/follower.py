@@ -21,6 +21,9 @@ class FollowerLogView(Protocol):
     @property
     def log_end_offset(self) -> int: ...
 
+    @property
+    def latest_epoch(self) -> int: ...
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
 
 
@@ -99,9 +102,17 @@ def plan_after_fetch(log: FollowerLogView, fetch_offset: int, answer: FetchAnswe
         offset = truncation_offset(log, answer.diverging_epoch)
         if offset is None:
             return Backoff("the leader does not know our last epoch")
-        # An offset at our log end cuts no record, but still drops an epoch we recorded as
-        # leader and never wrote in: that empty epoch is what made us look divergent.
-        return TruncateTo(min(offset, log.log_end_offset))
+        if offset >= log.log_end_offset:
+            if answer.diverging_epoch[0] < log.latest_epoch:
+                # Our epochs after the leader's start at our log end, with no batch in
+                # them: one we announced as leader and lost before writing in it. Cutting
+                # at the log end drops them, and the next fetch names the epoch below
+                # (Kafka's truncateTo at the log end does the same).
+                return TruncateTo(log.log_end_offset)
+            # Nothing to cut, yet the leader says we diverge: our epoch history and log
+            # disagree. Retrying at once would spin; wait for the metadata instead.
+            return Backoff(f"divergence at {answer.diverging_epoch} needs no truncation")
+        return TruncateTo(offset)
     if verdict is FetchVerdict.OFFSET_OUT_OF_RANGE:
         if fetch_offset < answer.log_start_offset:
             # Retention removed what we need on the leader: start again where it starts.

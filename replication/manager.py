@@ -238,8 +238,10 @@ class ReplicaManager:
                 replica.topic, replica.partition, role.leader_epoch, role.partition_epoch, isr
             )
         except RaftkaError as exc:
+            # The answer may come after the metadata already gave the replica a newer role:
+            # it then concerns a state the replica left, and is ignored (based_on).
             if exc.code in STALE_LEADER_CODES:
-                replica.fence_leadership(f"ISR change refused: {exc.message}")
+                replica.fence_leadership(f"ISR change refused: {exc.message}", based_on=role)
             else:
                 log.warning(
                     "%s-%d: ISR change failed (%s); will retry",
@@ -247,13 +249,13 @@ class ReplicaManager:
                     replica.partition,
                     exc.message,
                 )
-                replica.isr_change_failed()
+                replica.isr_change_failed(based_on=role)
             return
         topic = state.topics.get(replica.topic)
         if topic is not None and topic.topic_id == replica.topic_id:
             self.partition_changed(topic, replica.partition)
         else:
-            replica.isr_change_failed()
+            replica.isr_change_failed(based_on=role)
 
     # ---- answering followers (this broker as leader) ---------------------------------------
 

@@ -45,7 +45,6 @@ from raftka.replication.leader import (
 )
 from raftka.replication.producer_state import (
     NO_PRODUCER_ID,
-    Duplicate,
     ProducerBatch,
     ProducerRef,
     ProducerStates,
@@ -90,6 +89,9 @@ class Appended:
     base_offset: int
     last_offset: int
     duplicate: bool = False
+    # The leader epoch it was appended (or found) in: only that epoch's high watermark may
+    # acknowledge it (pass it to wait_for_commit).
+    leader_epoch: int = -1
 
 
 class PartitionReplica:
@@ -229,17 +231,32 @@ class PartitionReplica:
         self._wake_readers()
         self._wake_fetchers()
 
-    def fence_leadership(self, reason: str) -> None:
-        """Our ISR change was refused as stale: stop acting as leader until a newer role."""
-        if self._leader is None:
+    def _moved_on_from(self, based_on: PartitionRole | None) -> bool:
+        """Whether a newer role arrived since `based_on`, the role a proposal was made in:
+        the metadata and the controller's answer race, and an answer about a state we
+        already left says nothing about the current one (Kafka ignores it too)."""
+        if based_on is None:
+            return False
+        current = self._pending_role or self.role
+        return (current.leader_epoch, current.partition_epoch) != (
+            based_on.leader_epoch,
+            based_on.partition_epoch,
+        )
+
+    def fence_leadership(self, reason: str, *, based_on: PartitionRole | None = None) -> None:
+        """Our ISR change (proposed in role `based_on`) was refused as stale: stop acting
+        as leader until a newer role, unless that newer role is already here."""
+        if self._leader is None or self._moved_on_from(based_on):
             return
         log.warning("%s-%d: stops leading: %s", self.topic, self.partition, reason)
         self._leader_fenced = True
         self._fail_commit_waiters(LeaderNotAvailable(f"{self.topic}-{self.partition}: {reason}"))
         self._wake_readers()
 
-    def isr_change_failed(self) -> None:
-        if self._leader is not None:
+    def isr_change_failed(self, *, based_on: PartitionRole | None = None) -> None:
+        """Our ISR change (proposed in role `based_on`) was not committed: retry after a
+        backoff. A newer role already cleared it, and may have a newer change pending."""
+        if self._leader is not None and not self._moved_on_from(based_on):
             self._leader.isr_change_failed(self._clock())
 
     def maybe_change_isr(self) -> None:
@@ -280,13 +297,13 @@ class PartitionReplica:
                     producer.producer_id, producer.producer_epoch, producer.sequence, len(records)
                 )
                 if dup is not None:
-                    return _duplicate(dup)
+                    return Appended(dup.first_offset, dup.last_offset, True, self.role.leader_epoch)
             try:
                 info = self._append_now(records, producer)
             except SegmentFullError:
                 await self._run_log_op(self.log.roll)
                 continue
-            return Appended(info.base_offset, info.last_offset)
+            return Appended(info.base_offset, info.last_offset, False, self.role.leader_epoch)
 
     def _append_now(
         self, records: Sequence[tuple[int, bytes]], producer: ProducerRef | None
@@ -315,10 +332,21 @@ class PartitionReplica:
         self._advance_high_watermark()
         return info
 
-    async def wait_for_commit(self, end_offset: int, timeout_s: float) -> None:
-        """acks=all: returns once the high watermark reached `end_offset` with the ISR at
-        least min_insync_replicas strong; raises NotEnoughReplicas, RequestTimedOut, or
-        LeaderNotAvailable if this replica stops leading meanwhile."""
+    async def wait_for_commit(self, appended: Appended, timeout_s: float) -> None:
+        """acks=all: returns once the high watermark passed the appended batch with the ISR
+        at least min_insync_replicas strong; raises NotEnoughReplicas, RequestTimedOut, or
+        LeaderNotAvailable if this replica stops leading meanwhile.
+
+        Leadership can move between the append and this call (the produce route awaits an
+        fsync in between): a replica that no longer leads, or leads in another epoch than
+        the append's, refuses at once. Its follower step may have truncated the batch, and
+        a later epoch's high watermark would then acknowledge other records at those
+        offsets."""
+        end_offset = appended.last_offset + 1
+        if not self.is_leader or appended.leader_epoch != self.role.leader_epoch:
+            raise LeaderNotAvailable(
+                f"{self.topic}-{self.partition}: leadership moved since the append"
+            )
         if self.high_watermark < end_offset:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (end_offset, next(self._waiter_ids), future)
@@ -567,9 +595,16 @@ class PartitionReplica:
 
     async def _log_idle(self) -> None:
         while self._log_op is not None:
+            op = self._log_op
+            if op.done():
+                # Its done-callback is only scheduled (an inline runner's future is done at
+                # once): settle it here, since awaiting a done future never yields and this
+                # loop would spin for ever.
+                self._log_op_done(op)
+                continue
             # The op's owner reports a failure; we only wait for it to end.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._log_op)
+                await asyncio.shield(op)
 
     async def _run_log_op(
         self, fn: Callable[..., Any], *args: Any, truncating: bool = False
@@ -581,7 +616,12 @@ class PartitionReplica:
         self._log_op = future
         self._truncating = truncating
         future.add_done_callback(self._log_op_done)
-        return await asyncio.shield(future)
+        result = await asyncio.shield(future)
+        # Settled before the caller goes on (the high watermark bounded by a truncation, a
+        # waiting role applied), whichever runner ran it: a worker thread's future ran this
+        # callback already, an inline runner's has it only scheduled.
+        self._log_op_done(future)
+        return result
 
     def _log_op_done(self, future: asyncio.Future[Any]) -> None:
         if self._log_op is not future:
@@ -612,10 +652,6 @@ class PartitionReplica:
         )
         self._wake_readers()
         self._wake_fetchers()
-
-
-def _duplicate(dup: Duplicate) -> Appended:
-    return Appended(dup.first_offset, dup.last_offset, duplicate=True)
 
 
 def rebuild_producer_states(

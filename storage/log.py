@@ -543,17 +543,17 @@ class PartitionLog:
         so the new log_end_offset is its base offset, which may be below `offset`. Kept
         bytes are never rewritten (segments are deleted, the last one is cut with
         ftruncate), and the result is durable on return: run it in a worker thread.
-        `offset >= log_end_offset` keeps every record but still drops leader epochs that
-        start at the log end (Kafka does the same: a leader that recorded its epoch and
-        was replaced before appending leaves an empty epoch, which would make its fetches
-        look divergent for ever); `offset < log_start_offset` raises OffsetOutOfRangeError.
+        `offset >= log_end_offset` removes no batch, but still drops the leader-epoch
+        entries that start at the log end (Kafka's truncateTo does too): an epoch a
+        leader announced there and lost before writing in it, which no other replica
+        ever has. `offset < log_start_offset` raises OffsetOutOfRangeError.
         """
         with self._worker_lock:
             with self._lock:
                 self._check_open()
                 end = self.log_end_offset
-                cut = offset < end
-                if cut:
+                cuts = offset < end
+                if cuts:
                     if offset < self._log_start_offset:
                         raise self._out_of_range(offset)
                     while len(self._segments) > 1 and self._segments[-1].base_offset >= offset:
@@ -563,12 +563,12 @@ class PartitionLog:
                     active.truncate_to(offset)
                     active.write_indexes()
                     end = active.next_offset
-                    # log_start_offset is a segment's base, so a batch boundary, and the
-                    # cut never goes below it; were it ever inside a batch, it follows.
+                    # log_start_offset is a segment's base, so a batch boundary, and the cut
+                    # never goes below it; were it ever inside a batch, it follows the cut.
                     self._log_start_offset = min(self._log_start_offset, end)
                 if self._epochs.truncate_from_end(end):
                     self._epochs_version += 1
-            if cut:
+            if cuts:
                 active.fsync_files()
                 fsync_dir(self._directory)
             self._write_epochs_if_changed()

@@ -102,7 +102,7 @@ async def write_partition(
             await broker.flusher.wait_durable(target.log)
         if acks == "all":
             timeout_s = broker.settings.request_timeout_ms / 1000
-            await target.wait_for_commit(appended.last_offset + 1, timeout_s)
+            await target.wait_for_commit(appended, timeout_s)
         return appended.base_offset
     body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]"
     if producer is not None:

@@ -27,6 +27,10 @@ class Log:
     log_end_offset: int
     epochs: list[tuple[int, int]] = field(default_factory=list)
 
+    @property
+    def latest_epoch(self) -> int:
+        return self.epochs[-1][0] if self.epochs else -1
+
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         cache = LeaderEpochCache(EpochEntry(e, start) for e, start in self.epochs)
         return cache.end_offset_for(epoch, self.log_end_offset)
@@ -94,10 +98,16 @@ def test_each_answer_gives_one_step(
     assert plan_after_fetch(Log(fetch_offset), fetch_offset, answered) == expected
 
 
-def test_an_empty_epoch_at_the_log_end_is_cut_by_a_truncation_to_the_end() -> None:
-    # We led epoch 3 and were replaced before appending: the new leader never had epoch 3
-    # and answers its floor epoch 1 ending at our log end. Truncating to the end drops the
-    # empty epoch 3 (storage does), so the next fetch carries epoch 1 and matches.
+# Found by the simulation: a replica elected leader announces its epoch at its log end; when
+# it lost leadership before writing in it, the new leader (which never had that epoch)
+# answered DIVERGING at our log end, and the follower backed off for ever, out of the ISR.
+def test_an_epoch_announced_at_our_log_end_and_never_written_is_cut_off() -> None:
     log = Log(40, [(1, 0), (3, 40)])
-    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(1, 40)))
+    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(1, 50)))
     assert step == TruncateTo(40)
+
+
+def test_a_divergence_that_needs_no_truncation_backs_off_instead_of_spinning() -> None:
+    log = Log(40, [(1, 0), (3, 40)])
+    step = plan_after_fetch(log, 40, answer(FetchVerdict.DIVERGING, diverging_epoch=(3, 70)))
+    assert isinstance(step, Backoff)

@@ -3,6 +3,7 @@ deleted, checkpoints, and restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from raftka.metadata.errors import error_for_code
 from raftka.metadata.model import (
     BrokerRecord,
     MetadataState,
@@ -322,6 +324,47 @@ async def test_an_orphan_directory_is_moved_aside_only_when_the_state_is_complet
     assert live_dirs(logs_dir) == {"a-0"} and moved_aside(logs_dir) == [orphan]
     await manager.purge_deleted(current)
     assert dirs(logs_dir) == {"a-0"}
+
+
+# ---- ISR changes -------------------------------------------------------------------------
+
+
+async def test_a_stale_refusal_answered_after_the_newer_role_does_not_stop_the_leader(
+    logs_dir: Path,
+) -> None:
+    """Found by the simulation: the metadata of the controller's own change (here it fenced
+    broker 2) and the refusal of the leader's proposal race; the refusal came second and
+    stopped the leader for good."""
+    now_ms = [1_000]
+    before = topic("a", (BROKER, 2))
+    after = with_partition(before, 0, isr=(BROKER,), partition_epoch=1)
+    managers: list[ReplicaManager] = []
+
+    async def alter_partition(*args: object) -> MetadataState:
+        managers[0].partition_changed(after, 0)  # the metadata arrives first
+        raise error_for_code("STALE_PARTITION_EPOCH", "a-0 is at partition_epoch 1")
+
+    manager = ReplicaManager(
+        BROKER,
+        logs_dir,
+        settings=ReplicationSettings(),
+        flusher=LogFlusher(FsyncPolicy.NEVER, 50),
+        alter_partition=alter_partition,
+        transport=no_transport,
+        clock=lambda: now_ms[0],
+    )
+    managers.append(manager)
+    try:
+        await manager.reconcile(state(before), complete=True)
+        replica = held(manager, "a")
+        now_ms[0] += ReplicationSettings().replica_lag_time_max_ms + 1
+        manager.check_isrs()  # broker 2 never fetched: propose (BROKER,)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert replica.role.partition_epoch == 1
+        assert replica.is_leader
+    finally:
+        await manager.close()
 
 
 # ---- restart ----------------------------------------------------------------------------

@@ -4,8 +4,9 @@ epoch-fenced roles, idempotent producers, and disk work off the event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from raftka.metadata.errors import (
 )
 from raftka.replication.follower import Append, StartAt, TruncateTo, plan_after_fetch
 from raftka.replication.leader import FetchVerdict
-from raftka.replication.partition import PartitionReplica, PartitionRole
+from raftka.replication.partition import PartitionReplica, PartitionRole, RunBlocking
 from raftka.replication.producer_state import ProducerRef, ProducerStates
 from raftka.storage.log import LogConfig, PartitionLog
 
@@ -68,6 +69,16 @@ def offsets_of(result_json: bytes) -> list[int]:
     return [r["offset"] for r in orjson.loads(b"[" + result_json + b"]")]
 
 
+def run_inline(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """A simulation's runner: does the work at once and hands back a completed future."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 class Replicas:
     """Builds replicas on real logs under tmp_path and closes them all."""
 
@@ -78,7 +89,11 @@ class Replicas:
         self.made: list[PartitionReplica] = []
 
     def make(
-        self, name: str = "t", broker_id: int = BROKER, config: LogConfig | None = None
+        self,
+        name: str = "t",
+        broker_id: int = BROKER,
+        config: LogConfig | None = None,
+        run_blocking: RunBlocking | None = None,
     ) -> PartitionReplica:
         log = PartitionLog.open(self.root / f"{name}-{broker_id}", config or LogConfig())
         replica = PartitionReplica(
@@ -92,6 +107,7 @@ class Replicas:
             replica_lag_time_max_ms=LAG_MS,
             clock=self.clock,
             propose_isr=lambda r, isr: self.proposals.append((r.topic, isr)),
+            run_blocking=run_blocking,
         )
         self.made.append(replica)
         return replica
@@ -213,7 +229,7 @@ async def test_acks_all_answers_once_the_high_watermark_passes_the_batch(
     leader3: PartitionReplica,
 ) -> None:
     appended = await leader3.append(records(2), acks="all")
-    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended, LONG_POLL_S))
     await asyncio.sleep(0)
     fetch(leader3, F1, 2)
     await asyncio.sleep(0)
@@ -226,25 +242,56 @@ async def test_acks_all_times_out_when_a_follower_never_fetches(leader3: Partiti
     appended = await leader3.append(records(1), acks="all")
     fetch(leader3, F1, 1)
     with pytest.raises(RequestTimedOut):
-        await leader3.wait_for_commit(appended.last_offset + 1, SHORT_POLL_S)
+        await leader3.wait_for_commit(appended, SHORT_POLL_S)
 
 
 async def test_acks_all_fails_when_leadership_moves_while_waiting(
     leader3: PartitionReplica,
 ) -> None:
     appended = await leader3.append(records(1), acks="all")
-    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended, LONG_POLL_S))
     await asyncio.sleep(0)
     leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
     with pytest.raises(LeaderNotAvailable):
         await asyncio.wait_for(waiting, WAKE_TIMEOUT_S)
 
 
+# Found by the simulation: the produce route awaits an fsync between append and
+# wait_for_commit. A waiter registered after leadership moved was never failed (the request
+# hung to its timeout), and once the replica led again, the new epoch's high watermark
+# acknowledged the write that its truncation as a follower had removed.
+async def test_acks_all_fails_at_once_when_leadership_moved_before_the_wait(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    with pytest.raises(LeaderNotAvailable):
+        await asyncio.wait_for(leader3.wait_for_commit(appended, LONG_POLL_S), WAKE_TIMEOUT_S)
+
+
+async def test_acks_all_is_not_acknowledged_by_a_later_epoch_of_the_same_leader(
+    leader3: PartitionReplica,
+) -> None:
+    appended = await leader3.append(records(1), acks="all")
+    assert appended.leader_epoch == 1
+    leader3.become(role(leader=F1, replicas=REPLICAS, leader_epoch=2, partition_epoch=2))
+    await leader3.apply_follower_step(TruncateTo(0))  # F1 never had it
+    leader3.become(
+        role(replicas=REPLICAS, min_insync_replicas=2, leader_epoch=3, partition_epoch=3)
+    )
+    await leader3.append(records(2))  # other records at offset 0
+    fetch(leader3, F1, 2, last_epoch=3, epoch=3)
+    fetch(leader3, F2, 2, last_epoch=3, epoch=3)
+    assert leader3.high_watermark == 2
+    with pytest.raises(LeaderNotAvailable):
+        await leader3.wait_for_commit(appended, LONG_POLL_S)
+
+
 async def test_acks_all_fails_when_the_isr_shrank_below_min_insync_meanwhile(
     leader3: PartitionReplica,
 ) -> None:
     appended = await leader3.append(records(1), acks="all")
-    waiting = asyncio.create_task(leader3.wait_for_commit(appended.last_offset + 1, LONG_POLL_S))
+    waiting = asyncio.create_task(leader3.wait_for_commit(appended, LONG_POLL_S))
     await asyncio.sleep(0)
     fetch(leader3, F1, 1)
     leader3.become(role(replicas=REPLICAS, isr=(BROKER,), min_insync_replicas=2, partition_epoch=2))
@@ -275,6 +322,33 @@ async def test_a_refused_isr_change_stops_the_leader(leader3: PartitionReplica) 
         await leader3.append(records(1))
     leader3.become(role(replicas=REPLICAS, partition_epoch=3))
     assert leader3.is_leader
+
+
+# Found by the simulation: the controller's refusal of a proposal can arrive after the
+# metadata gave the leader a newer role; it stopped a leader that had already moved on, for
+# good (nothing newer was coming).
+async def test_a_refusal_about_a_role_already_left_does_not_stop_the_leader(
+    leader3: PartitionReplica,
+) -> None:
+    proposed_in = leader3.role
+    leader3.become(role(replicas=REPLICAS, min_insync_replicas=2, partition_epoch=2))
+    leader3.fence_leadership("stale partition epoch", based_on=proposed_in)
+    assert leader3.is_leader
+    leader3.fence_leadership("stale partition epoch", based_on=leader3.role)
+    assert not leader3.is_leader
+
+
+async def test_a_failure_about_a_role_already_left_keeps_the_newer_proposal(
+    replicas: Replicas, leader3: PartitionReplica
+) -> None:
+    proposed_in = leader3.role
+    leader3.become(role(replicas=REPLICAS, min_insync_replicas=2, partition_epoch=2))
+    replicas.clock.now_ms += LAG_MS + 1
+    leader3.maybe_change_isr()  # a shrink, proposed in partition epoch 2
+    assert replicas.proposals == [("t", (BROKER,))]
+    leader3.isr_change_failed(based_on=proposed_in)  # the answer about epoch 1
+    leader3.maybe_change_isr()
+    assert replicas.proposals == [("t", (BROKER,))], "a second change while one is in flight"
 
 
 # ---- roles fenced by epoch --------------------------------------------------------------
@@ -394,6 +468,33 @@ async def test_a_follower_copies_the_leaders_batches_byte_for_byte(replicas: Rep
     assert follower.high_watermark == 5
 
 
+# Found by the simulation: a replica elected leader records its epoch at its log end; when
+# it lost leadership before writing in it, the new leader (which never had that epoch)
+# answered DIVERGING at the follower's own log end, and the follower backed off for ever.
+async def test_a_follower_cuts_off_an_epoch_it_announced_and_never_wrote_then_catches_up(
+    replicas: Replicas,
+) -> None:
+    leader = replicas.make("t", BROKER)
+    follower = replicas.make("t", F1)
+    pair = (BROKER, F1)
+    for r in (leader, follower):
+        r.become(role(replicas=pair))
+    await leader.append(records(2))
+    answer = leader.answer_follower(F1, 1, 0, -1, 1 << 20)
+    await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
+    follower.become(role(leader=F1, replicas=pair, leader_epoch=2, partition_epoch=2))
+    assert follower.log.latest_epoch == 2  # announced at offset 2, never written
+    leader.become(role(replicas=pair, leader_epoch=3, partition_epoch=3))
+    follower.become(role(replicas=pair, leader_epoch=3, partition_epoch=3))
+    await leader.append(records(1))
+    for _ in range(3):  # DIVERGING and a cut of the epochs only, then the records
+        offset, last_epoch = follower.fetch_position()
+        answer = leader.answer_follower(F1, 3, offset, last_epoch, 1 << 20)
+        await follower.apply_follower_step(plan_after_fetch(follower.log, offset, answer))
+    assert follower.log.read_raw(0, 1 << 20) == leader.log.read_raw(0, 1 << 20)
+    assert follower.log.epoch_entries() == leader.log.epoch_entries()
+
+
 async def test_a_follower_keeps_its_producers_from_copied_batches(replicas: Replicas) -> None:
     leader = replicas.make("t", BROKER)
     follower = replicas.make("t", F1)
@@ -435,6 +536,31 @@ async def test_a_role_arriving_during_a_truncation_waits_for_it(replicas: Replic
     await asyncio.wait_for(truncating, WAKE_TIMEOUT_S)
     assert r.is_leader and r.log.latest_epoch == 3
     assert r.log.log_end_offset == 0
+
+
+# Awaiting a done future never yields: with an inline runner, an append that had to roll
+# once spun for ever in _log_idle, the roll's done-callback scheduled but never run.
+@pytest.mark.timeout(10)
+async def test_an_inline_runner_rolls_segments_without_spinning(replicas: Replicas) -> None:
+    r = replicas.make(
+        config=LogConfig(segment_bytes=300, retention_ms=None), run_blocking=run_inline
+    )
+    r.become(role())
+    for _ in range(10):
+        await r.append(records(3))
+    assert r.log.log_end_offset == 30
+    assert len(list(r.log.directory.glob("*.log"))) > 1
+
+
+async def test_an_inline_runner_bounds_the_high_watermark_before_the_step_returns(
+    replicas: Replicas,
+) -> None:
+    r = replicas.make(run_blocking=run_inline)
+    r.become(role())
+    await r.append(records(4))
+    r.become(role(leader=F1, replicas=(BROKER, F1), leader_epoch=2, partition_epoch=2))
+    assert await r.apply_follower_step(TruncateTo(0))
+    assert (r.log.log_end_offset, r.high_watermark) == (0, 0)
 
 
 # ---- idempotent producers ----------------------------------------------------------------

@@ -132,6 +132,19 @@ def test_truncation_drops_epochs_starting_at_or_after_the_new_end(tmp_path: Path
     assert log.truncate_to(0) == 0 and entries(log) == []
 
 
+def test_truncating_at_the_end_drops_an_epoch_announced_there_and_never_written(
+    tmp_path: Path,
+) -> None:
+    """Kafka's truncateTo does it too: the epoch of a leader deposed before its first batch
+    is in no other replica's log, and a follower naming it would be told it diverges."""
+    log = in_epochs(tmp_path / "p", [0, 0, 1])
+    log.assign_epoch(4, log.log_end_offset)
+    assert log.truncate_to(log.log_end_offset) == 15
+    assert entries(log) == [(0, 0), (1, 10)]
+    assert checkpoint(log) == entries(log)  # durable on return
+    assert log.truncate_to(10**6) == 15 and entries(log) == [(0, 0), (1, 10)]
+
+
 def test_truncate_fully_clears_the_cache(tmp_path: Path) -> None:
     log = in_epochs(tmp_path / "p", EPOCHS)
     log.truncate_fully_and_start_at(500)

@@ -52,6 +52,10 @@ CHECKPOINT_VERSION = 0
 STALE_LEADER_CODES = frozenset(
     {"STALE_PARTITION_EPOCH", "NOT_LEADER", "UNKNOWN_TOPIC", "UNKNOWN_PARTITION"}
 )
+# Codes with which an ISR change was refused for sure: the state machine rejected it, or it
+# was never submitted. Any other failure (NO_CONTROLLER: no commit confirmed in time)
+# leaves its outcome unknown: it may still commit.
+REFUSED_CODES = frozenset({"INVALID_REQUEST", "LEADER_NOT_AVAILABLE"})
 
 PartitionKey = tuple[str, int]
 # (topic, partition, leader_epoch, partition_epoch, isr) -> the state after the commit.
@@ -247,7 +251,9 @@ class ReplicaManager:
                     replica.partition,
                     exc.message,
                 )
-                replica.isr_change_failed(based_on=role)
+                replica.isr_change_failed(
+                    based_on=role, outcome_unknown=exc.code not in REFUSED_CODES
+                )
             return
         topic = state.topics.get(replica.topic)
         if topic is not None and topic.topic_id == replica.topic_id:

@@ -253,11 +253,14 @@ class PartitionReplica:
         self._fail_commit_waiters(LeaderNotAvailable(f"{self.topic}-{self.partition}: {reason}"))
         self._wake_readers()
 
-    def isr_change_failed(self, *, based_on: PartitionRole | None = None) -> None:
-        """Our ISR change (proposed in role `based_on`) was not committed: retry after a
-        backoff. A newer role already cleared it, and may have a newer change pending."""
+    def isr_change_failed(
+        self, *, based_on: PartitionRole | None = None, outcome_unknown: bool = False
+    ) -> None:
+        """Our ISR change (proposed in role `based_on`) failed: refused, or with its outcome
+        unknown (PartitionLeader.isr_change_failed says what each means). A newer role
+        already settled it, and may have a newer change pending."""
         if self._leader is not None and not self._moved_on_from(based_on):
-            self._leader.isr_change_failed(self._clock())
+            self._leader.isr_change_failed(self._clock(), outcome_unknown=outcome_unknown)
 
     def maybe_change_isr(self) -> None:
         """Asks for an ISR shrink or expansion when the leader's rules call for one."""

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -76,7 +76,7 @@ from raftka.metadata.errors import (
 from raftka.metadata.events import PartitionChanged
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig
 from raftka.metadata.state import Applied, Rejected, apply
-from raftka.replication.follower import Backoff, FetchAnswer, plan_after_fetch
+from raftka.replication.follower import Append, Backoff, FetchAnswer, plan_after_fetch
 from raftka.replication.manager import STALE_LEADER_CODES, role_of
 from raftka.replication.partition import (
     Appended,
@@ -114,6 +114,9 @@ STOPS: dict[str, int | None] = {
     "power-cut": 0,
     "torn-tail": 1,
 }
+BROKER_FAULTS = (*(f"stop-{how}" for how in STOPS), "isolate")
+BROKER_REPAIRS = ("restart", "heal")
+CONTROLLER_ACTIONS = ("fence", "unfence", "elect-leader")
 STEPS_BY_PROFILE = {"ci": 60, "deep": 200}
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")  # as tests/conftest.py loads it
 
@@ -286,6 +289,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
         self.leader_hw: dict[tuple[int, int, int], int] = {}
         self.idempotent_write: Write | None = None
         self.next_sequence = 0
+        self.seen: set[str] = set()  # what this run exercised (hypothesis statistics)
         for b in BROKER_IDS:
             self._apply(RegisterBroker(b, f"http://b{b}", f"b{b}-1", raft_voter=True))
         config = TopicConfig(min_insync_replicas=self.MIN_INSYNC_REPLICAS, retention_ms=None)
@@ -400,7 +404,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
         elif isinstance(message, AlterPartitionRequest | AlterPartitionResult):
             alter = message if isinstance(message, AlterPartitionRequest) else message.request
             if self._current(alter.command.leader, alter.incarnation) is not None:
-                alter.replica.isr_change_failed(based_on=alter.role)
+                # No answer: the controller may have committed it all the same.
+                alter.replica.isr_change_failed(based_on=alter.role, outcome_unknown=True)
 
     async def _deliver(self, message: Message) -> None:
         if isinstance(message, FetchRequest):
@@ -444,6 +449,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
             moved = await replica.apply_follower_step(step)
         except StorageError:
             return  # the fetcher logs it and backs off
+        if not isinstance(step, Append):
+            self.seen.add("a follower truncated its log")
         if moved and replica.log_end_offset != sent and b.log.unsynced_batches:
             b.fetch_waits_for_fsync = True  # fsync="always": durable before the next fetch
 
@@ -455,6 +462,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
             return
         replica, result, role = request.replica, message.result, request.role
         if isinstance(result, Rejected):
+            self.seen.add("the controller refused an ISR change")
             if result.code in STALE_LEADER_CODES:
                 replica.fence_leadership(f"ISR change refused: {result.message}", based_on=role)
             else:
@@ -538,6 +546,9 @@ class ReplicationSimulation(RuleBasedStateMachine):
             ), f"write {write.write_id} was acknowledged at {write.acked} and again at {appended}"
             return
         write.acked = appended
+        self.seen.add("a write was acknowledged")
+        if appended.duplicate:
+            self.seen.add("a retry was answered as a duplicate")
         if write is self.idempotent_write:
             self.idempotent_write = None
             self.next_sequence += len(write.records)
@@ -607,8 +618,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for message in batch:
             self._run(self._deliver(message))
 
-    @precondition(lambda self: any(b.alive and not b.isolated for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def isolate_broker(self, broker: int) -> None:
         """Every message to or from `broker` is lost until it is healed."""
         b = self.brokers[broker]
@@ -624,8 +633,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(lose)
 
-    @precondition(lambda self: any(b.isolated for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def heal_broker(self, broker: int) -> None:
         b = self.brokers[broker]
         if b.isolated:
@@ -722,10 +729,44 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for b in self._alive():
             b.replica.maybe_change_isr()
 
-    # ---- rules: crashes and the controller -------------------------------------------------------
+    # ---- rules: the nemesis (what breaks and what repairs) ----------------------------------------
 
-    @precondition(lambda self: self._alive())
-    @rule(broker=brokers_st, how=st.sampled_from(sorted(STOPS)))
+    # A few rules, each naming what it does in an argument: hypothesis picks rules uniformly,
+    # and ten fault rules would leave the cluster too rarely healthy to acknowledge a write.
+    @rule(fault=st.sampled_from(BROKER_FAULTS), broker=brokers_st)
+    def break_broker(self, fault: str, broker: int) -> None:
+        """Stops `broker` (cleanly, killed, by a power cut, or with a torn tail) or cuts it
+        off the network. Does nothing where it cannot apply."""
+        if fault == "isolate":
+            self.isolate_broker(broker)
+        else:
+            self.stop_broker(broker, fault.removeprefix("stop-"))
+
+    @precondition(lambda self: any(not b.alive or b.isolated for b in self.brokers.values()))
+    @rule(repair=st.sampled_from(BROKER_REPAIRS), broker=brokers_st)
+    def repair_broker(self, repair: str, broker: int) -> None:
+        """Restarts a stopped `broker` or heals its network. Does nothing where it cannot
+        apply."""
+        if repair == "restart":
+            self.restart_broker(broker)
+        else:
+            self.heal_broker(broker)
+
+    @rule(action=st.sampled_from(CONTROLLER_ACTIONS), broker=brokers_st)
+    def controller_acts(self, action: str, broker: int) -> None:
+        """The controller fences `broker` (its session timed out: killed, paused or cut
+        off), unfences it (it heartbeats again), or elects it leader (preferred-leader
+        election). Elections otherwise follow the state machine's rules. Does nothing where
+        it cannot apply."""
+        if action == "fence":
+            self.controller_fences_broker(broker)
+        elif action == "unfence":
+            self.controller_unfences_broker(broker)
+        else:
+            self.controller_elects_leader(broker)
+
+    # ---- what the nemesis does -------------------------------------------------------------------
+
     def stop_broker(self, broker: int, how: str) -> None:
         """A clean shutdown checkpoints and syncs (ReplicaManager.close); a killed process
         keeps its page cache; a power cut loses every unsynced batch, a torn tail all but
@@ -745,10 +786,12 @@ class ReplicationSimulation(RuleBasedStateMachine):
                     waiter.set_exception(ConnectionError(f"broker {broker} stopped"))
             b.fsync_waiters = []
             keep = STOPS[how]
+            unsynced = b.log.stored_batches()[b.log.synced_batches :]
             if keep is not None:  # the scope's exception: see the module docstring
-                unsynced = b.log.stored_batches()[b.log.synced_batches :]
                 spared = sum(1 for h, _ in unsynced if h.base_offset < b.committed_alone_below)
                 keep = max(keep, spared)
+                if len(unsynced) > keep:
+                    self.seen.add("a power cut lost unsynced batches")
             b.log = b.log.crash(keep)
             b.committed_alone_below = 0
             # Its connections die: nothing in flight reaches it any more, and whoever waits
@@ -760,8 +803,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(crash)
 
-    @precondition(lambda self: any(not b.alive for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def restart_broker(self, broker: int) -> None:
         """Recovery as ReplicaManager._open does it, then a registration with a new
         incarnation (which fences the old one in the metadata)."""
@@ -789,23 +830,17 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(restart)
 
-    @precondition(lambda self: any(not b.fenced for b in self.state.brokers.values()))
-    @rule(broker=brokers_st)
     def controller_fences_broker(self, broker: int) -> None:
         """Its session timed out (killed, paused or cut off): elections follow the rules."""
         if not self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(FenceBroker(broker)))
 
-    @precondition(lambda self: any(b.fenced for b in self.state.brokers.values()))
-    @rule(broker=brokers_st)
     def controller_unfences_broker(self, broker: int) -> None:
         """It heartbeats again (only possible alive and reachable)."""
         b = self.brokers[broker]
         if b.alive and not b.isolated and self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(UnfenceBroker(broker)))
 
-    @precondition(lambda self: len(self.partition.isr) > 1)
-    @rule(broker=brokers_st)
     def controller_elects_leader(self, broker: int) -> None:
         """A preferred-leader election (refused unless `broker` is an unfenced ISR member)."""
         if self.partition.leader != broker:
@@ -911,6 +946,9 @@ class ReplicationSimulation(RuleBasedStateMachine):
     # ---- the end: heal everything, let replication settle, read every acknowledged record ----------
 
     def teardown(self) -> None:
+        for what in sorted(self.seen):
+            event(what)
+        event(f"leader epochs reached: {min(self.partition.leader_epoch, 5)}")
         try:
             # Only after a run that passed: a failure already propagating stays the report.
             if sys.exc_info()[0] is None:

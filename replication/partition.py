@@ -38,6 +38,7 @@ from raftka.replication.follower import (
     TruncateTo,
 )
 from raftka.replication.leader import (
+    UNDEFINED_EPOCH,
     FetchVerdict,
     FollowerFetch,
     PartitionLeader,
@@ -47,6 +48,7 @@ from raftka.replication.producer_state import (
     NO_PRODUCER_ID,
     ProducerBatch,
     ProducerRef,
+    ProducerSnapshot,
     ProducerStates,
 )
 from raftka.storage.batch import split_batches
@@ -666,20 +668,37 @@ class PartitionReplica:
         self._wake_fetchers()
 
 
+def epoch_before(partition_log: PartitionLog, offset: int) -> int:
+    """The leader epoch of the batch just below `offset` (-1: none), from the epoch cache."""
+    epoch = UNDEFINED_EPOCH
+    for entry in partition_log.epoch_entries():
+        if entry.start_offset >= offset:
+            break
+        epoch = entry.epoch
+    return epoch
+
+
 def rebuild_producer_states(
-    partition_log: PartitionLog, snapshot: ProducerStates | None = None, snapshot_offset: int = 0
+    partition_log: PartitionLog, snapshot: ProducerSnapshot | None = None
 ) -> ProducerStates:
-    """Producer state from a snapshot (if it fits the log) plus the batch headers after it.
-    Blocks on disk reads: run it in a worker thread."""
+    """Producer state from a snapshot (if it still describes the log: ProducerSnapshot) plus
+    the batch headers after it. Blocks on disk reads: run it in a worker thread.
+
+    Found by the simulation: a snapshot taken before a truncation once answered a retry as a
+    duplicate at offsets that by then held other records (the write acknowledged there)."""
     if (
         snapshot is None
-        or not partition_log.log_start_offset <= snapshot_offset <= partition_log.log_end_offset
+        or snapshot.last_epoch is None
+        or not partition_log.log_start_offset <= snapshot.offset <= partition_log.log_end_offset
+        or epoch_before(partition_log, snapshot.offset) != snapshot.last_epoch
     ):
-        snapshot, snapshot_offset = ProducerStates(), partition_log.log_start_offset
+        states, snapshot_offset = ProducerStates(), partition_log.log_start_offset
+    else:
+        states, snapshot_offset = snapshot.states, snapshot.offset
     for header in partition_log.batches(snapshot_offset):
         if header.base_offset < snapshot_offset or header.producer_id == NO_PRODUCER_ID:
             continue
-        snapshot.record(
+        states.record(
             ProducerBatch(
                 header.producer_id,
                 header.producer_epoch,
@@ -689,4 +708,4 @@ def rebuild_producer_states(
                 header.last_offset,
             )
         )
-    return snapshot
+    return states

@@ -82,6 +82,7 @@ from raftka.replication.partition import (
     Appended,
     PartitionReplica,
     PartitionRole,
+    epoch_before,
     rebuild_producer_states,
 )
 from raftka.replication.producer_state import ProducerRef, ProducerStates
@@ -716,7 +717,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
         b.hw_checkpoint = b.replica.high_watermark
         leo = b.replica.log_end_offset
         if len(b.replica.producers) and b.snapshotted_at != leo:
-            b.producer_snapshot = orjson.dumps(b.replica.producers.to_snapshot(leo))
+            doc = b.replica.producers.to_snapshot(leo, epoch_before(b.log, leo))
+            b.producer_snapshot = orjson.dumps(doc)
             b.snapshotted_at = leo
 
     @rule(ms=st.sampled_from(TIME_STEPS_MS))
@@ -811,10 +813,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
             return
 
         def restart() -> None:
-            snapshot, offset = None, 0
+            snapshot = None
             if b.producer_snapshot is not None:
-                snapshot, offset = ProducerStates.from_snapshot(orjson.loads(b.producer_snapshot))
-            producers = rebuild_producer_states(b.log, snapshot, offset)
+                snapshot = ProducerStates.from_snapshot(orjson.loads(b.producer_snapshot))
+            producers = rebuild_producer_states(b.log, snapshot)
             b.replica = self._new_replica(broker, b.log, b.hw_checkpoint, producers)
             b.incarnation += 1
             b.alive = True

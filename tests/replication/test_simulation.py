@@ -45,6 +45,7 @@ Scope, stated because the invariants depend on it:
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import sys
@@ -54,8 +55,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from raftka.metadata.commands import (
@@ -90,6 +93,7 @@ from raftka.storage.batch import build_fragments, record_fragments
 from raftka.storage.errors import StorageError
 from tests.replication.memory_log import MemoryLog
 
+INVARIANT_MARKER = "hypothesis_stateful_invariant"  # what @invariant sets on a method
 TOPIC = "sim"
 TOPIC_ID = "sim-topic-id"
 BROKER_IDS = (1, 2, 3)
@@ -948,9 +952,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
     # ---- the end: heal everything, let replication settle, read every acknowledged record ----------
 
     def teardown(self) -> None:
-        for what in sorted(self.seen):
-            event(what)
-        event(f"leader epochs reached: {min(self.partition.leader_epoch, 5)}")
+        if currently_in_test_context():  # not in a replayed scenario (below)
+            for what in sorted(self.seen):
+                event(what)
+            event(f"leader epochs reached: {min(self.partition.leader_epoch, 5)}")
         try:
             # Only after a run that passed: a failure already propagating stays the report.
             if sys.exc_info()[0] is None:
@@ -1065,3 +1070,146 @@ TestReplicationMinInsyncTwo = ReplicationSimulation.TestCase
 TestReplicationMinInsyncTwo.settings = _settings
 TestReplicationMinInsyncOne = MinInsyncOne.TestCase
 TestReplicationMinInsyncOne.settings = _settings
+
+
+# ---- runs that found bugs, replayed: each failed before its fix ------------------------------
+# The steps are pasted as hypothesis printed them, shrunk; every invariant is checked after
+# each step, and the end heals the cluster and reads every acknowledged record back.
+
+SCENARIOS: dict[str, tuple[type[ReplicationSimulation], str]] = {
+    # wait_for_commit waited on a replica that no longer led (c4a8320).
+    "leadership moves while the leader fsyncs an acks=all write": (
+        ReplicationSimulation,
+        """
+        produce_acks_all(count=1, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        """,
+    ),
+    # Deposed and re-elected during that fsync, the leader acknowledged the write in its new
+    # epoch, after its follower truncation had removed it (c4a8320, with leader_epoch).
+    "a leader deposed and re-elected during an fsync": (
+        MinInsyncOne,
+        """
+        produce_acks_all(count=1, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        follower_fetches(broker=1, max_bytes=1)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        controller_acts(action='elect-leader', broker=1)
+        deliver_everything_in_flight()
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        """,
+    ),
+    # The stale refusal of an ISR shrink came after the newer role and stopped the leader
+    # for good (10c3e0d).
+    "a stale refusal arriving after the newer role": (
+        ReplicationSimulation,
+        """
+        advance_clock(ms=10001)
+        controller_acts(action='fence', broker=2)
+        """,
+    ),
+    # Followers were told to truncate for ever behind an epoch announced and never written
+    # (281c355).
+    "elected twice without writing": (
+        ReplicationSimulation,
+        """
+        produce_idempotent(count=1, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        produce_idempotent(count=1, pick=0)
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        controller_acts(action='elect-leader', broker=1)
+        controller_acts(action='elect-leader', broker=2)
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        controller_acts(action='elect-leader', broker=1)
+        """,
+    ),
+    # The answer to an ISR expansion was lost; the leader dropped the change and committed
+    # a write alone that the replica the controller had added lacked (9043f8c).
+    "an ISR expansion whose answer is lost": (
+        MinInsyncOne,
+        """
+        break_broker(broker=2, fault='stop-clean-shutdown')
+        replicate_round()
+        advance_clock(ms=10001)
+        break_broker(broker=3, fault='stop-clean-shutdown')
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        deliver_everything_in_flight()
+        drop_message(pick=1)
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        break_broker(broker=1, fault='stop-clean-shutdown')
+        repair_broker(broker=1, repair='restart')
+        repair_broker(broker=3, repair='restart')
+        deliver_everything_in_flight()
+        """,
+    ),
+    # A producer snapshot taken before a truncation answered a retry at the wrong offsets
+    # (6328fbb).
+    "a producer snapshot older than a truncation": (
+        MinInsyncOne,
+        """
+        produce_idempotent(count=1, pick=0)
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        checkpoint_broker(broker=2)
+        controller_acts(action='elect-leader', broker=3)
+        deliver_everything_in_flight()
+        produce_acks_all(count=1, pick=0)
+        produce_idempotent(count=1, pick=0)
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        break_broker(broker=2, fault='stop-process-killed')
+        repair_broker(broker=2, repair='restart')
+        deliver_everything_in_flight()
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        produce_idempotent(count=1, pick=0)
+        replicate_round()
+        replicate_round()
+        """,
+    ),
+}
+
+
+def parse_steps(text: str) -> list[tuple[str, dict[str, object]]]:
+    """Steps as hypothesis prints them: `rule(name=value, ...)`, one a line."""
+    steps = []
+    for line in text.strip().splitlines():
+        call = ast.parse(line.strip().removeprefix("state."), mode="eval").body
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name), line
+        arguments = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        steps.append((call.func.id, arguments))
+    return steps
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_run_that_found_a_bug_now_passes(name: str) -> None:
+    machine_class, text = SCENARIOS[name]
+    machine = machine_class()
+    invariants = [
+        getattr(machine, attribute)
+        for attribute in dir(machine_class)
+        if hasattr(getattr(machine_class, attribute), INVARIANT_MARKER)
+    ]
+    try:
+        for rule_name, arguments in parse_steps(text):
+            getattr(machine, rule_name)(**arguments)
+            for check in invariants:
+                check()
+    finally:
+        machine.teardown()  # heals, settles and checks, unless a step failed

@@ -1077,12 +1077,13 @@ TestReplicationMinInsyncOne.settings = _settings
 # each step, and the end heals the cluster and reads every acknowledged record back.
 
 SCENARIOS: dict[str, tuple[type[ReplicationSimulation], str]] = {
-    # wait_for_commit waited on a replica that no longer led (c4a8320).
+    # wait_for_commit waited on a replica that no longer led, for ever (c4a8320).
     "leadership moves while the leader fsyncs an acks=all write": (
         ReplicationSimulation,
         """
         produce_acks_all(count=1, pick=0)
         controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
         """,
     ),
     # Deposed and re-elected during that fsync, the leader acknowledged the write in its new
@@ -1103,28 +1104,28 @@ SCENARIOS: dict[str, tuple[type[ReplicationSimulation], str]] = {
         produce_then_replicate(count=1, idempotent=False, pick=0)
         """,
     ),
-    # The stale refusal of an ISR shrink came after the newer role and stopped the leader
-    # for good (10c3e0d).
+    # The leader proposes a shrink, the controller fences broker 2 meanwhile; the new role
+    # reaches the leader first, then the stale refusal, which stopped it for good (10c3e0d).
     "a stale refusal arriving after the newer role": (
         ReplicationSimulation,
         """
         advance_clock(ms=10001)
         controller_acts(action='fence', broker=2)
+        deliver_message(pick=0)
+        deliver_message(pick=0)
+        deliver_message(pick=2)
         """,
     ),
-    # Followers were told to truncate for ever behind an epoch announced and never written
-    # (281c355).
-    "elected twice without writing": (
+    # Broker 2 is elected and deposed before writing: as a follower it named its empty epoch
+    # and was told to truncate at its own log end, for ever, out of the ISR (281c355).
+    "elected and deposed before writing": (
         ReplicationSimulation,
         """
-        produce_idempotent(count=1, pick=0)
-        controller_acts(action='elect-leader', broker=2)
-        produce_idempotent(count=1, pick=0)
         produce_then_replicate(count=1, idempotent=False, pick=0)
-        controller_acts(action='elect-leader', broker=1)
         controller_acts(action='elect-leader', broker=2)
-        produce_then_replicate(count=1, idempotent=False, pick=0)
-        controller_acts(action='elect-leader', broker=1)
+        deliver_everything_in_flight()
+        controller_acts(action='elect-leader', broker=3)
+        deliver_everything_in_flight()
         """,
     ),
     # The answer to an ISR expansion was lost; the leader dropped the change and committed

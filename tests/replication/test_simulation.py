@@ -122,7 +122,11 @@ STOPS: dict[str, int | None] = {
 BROKER_FAULTS = (*(f"stop-{how}" for how in STOPS), "isolate")
 BROKER_REPAIRS = ("restart", "heal")
 CONTROLLER_ACTIONS = ("fence", "unfence", "elect-leader")
-STEPS_BY_PROFILE = {"ci": 60, "deep": 200}
+# Steps per run and runs per case, by profile. The ci profile replays the same runs every
+# time (derandomized): about 10 s per case on a 2-core machine. dev explores new runs each
+# time; deep is for long local hunts.
+STEPS_BY_PROFILE = {"ci": 100, "dev": 100, "deep": 200}
+EXAMPLES_BY_PROFILE = {"ci": 150}  # else the profile's max_examples
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")  # as tests/conftest.py loads it
 
 brokers_st = st.sampled_from(BROKER_IDS)
@@ -644,11 +648,14 @@ class ReplicationSimulation(RuleBasedStateMachine):
             b.isolated = False
             self._send_role(b)  # it catches up with the metadata log
 
-    @rule()
-    def replicate_round(self) -> None:
-        """The cluster working normally for a moment: flusher rounds, every follower
-        fetches, and what is in flight (and what that sends) is delivered."""
-        self._run_now(self._fsync_all)
+    @rule(fsync=st.booleans())
+    def replicate_round(self, fsync: bool = True) -> None:
+        """The cluster working normally for a moment: flusher rounds (unless `fsync` is
+        False: then a follower that appended since its last fsync does not fetch, and
+        acknowledgements wait), every follower fetches, and what is in flight (and what
+        that sends) is delivered."""
+        if fsync:
+            self._run_now(self._fsync_all)
         for b in self._alive():
             self.follower_fetches(b.broker_id, FETCH_MAX_BYTES[-1])
         for _ in range(DELIVERY_PASSES):
@@ -1065,7 +1072,10 @@ class MinInsyncOne(ReplicationSimulation):
     MIN_INSYNC_REPLICAS = 1
 
 
-_settings = settings(stateful_step_count=STEPS_BY_PROFILE.get(PROFILE, 60))
+_settings = settings(
+    stateful_step_count=STEPS_BY_PROFILE.get(PROFILE, 100),
+    max_examples=EXAMPLES_BY_PROFILE.get(PROFILE, settings().max_examples),
+)
 TestReplicationMinInsyncTwo = ReplicationSimulation.TestCase
 TestReplicationMinInsyncTwo.settings = _settings
 TestReplicationMinInsyncOne = MinInsyncOne.TestCase

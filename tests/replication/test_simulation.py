@@ -16,8 +16,9 @@ The brokers do what the broker's code does, step by step:
   answered by the leader's `answer_follower` (as `ReplicaManager.answer_fetch`), planned by
   `plan_after_fetch` and applied only while its log end offset is still the one it sent;
 - ISR changes go to the controller as AlterPartition messages; their results come back as
-  in `ReplicaManager._send_isr_change` (a lost request or answer counts as a failure to
-  retry, as a timed-out call to the controller would);
+  in `ReplicaManager._send_isr_change` (a lost request or answer leaves the outcome unknown,
+  as a call to the controller that timed out does: the change stays pending and goes
+  again);
 - producers append with acks=all to a broker acting as leader, wait for an fsync covering
   the batch, and are acknowledged when `wait_for_commit` returns (given the append's
   `leader_epoch`, which the produce route must pass too: without it, a leader deposed and
@@ -41,6 +42,16 @@ Scope, stated because the invariants depend on it:
   cannot hold there. Everything else a power cut may take (a leader's uncommitted tail,
   anything unsynced on a follower, whose position counts only once fsynced) it takes.
 - one partition, replication factor 3, no retention, no reassignment.
+
+Checked after every step: acknowledged records are on the leader at their offsets (whenever
+the broker the metadata names leader acts as one); below its high watermark every replica
+holds the one record ever committed at each offset; a leader's high watermark never
+decreases within its epoch; ISR members hold byte-identical batches below their smallest
+high watermark; one leader per epoch; no idempotent batch written twice; the metadata
+invariants. At the end the cluster is healed and settles, every acknowledged record reads
+back from the leader, all logs are identical, and the idempotent producer's last batch is
+answered exactly once. `HYPOTHESIS_PROFILE=deep` hunts longer; a failure prints the rules
+to replay, and SCENARIOS (at the end) keeps the runs that found bugs.
 """
 
 from __future__ import annotations
@@ -111,7 +122,6 @@ DELIVERY_PASSES = 5
 SETTLE_ROUNDS = 40  # rounds of "fsync, fetch, deliver, tick" the healed cluster gets at most
 STALLED_ROUNDS = 4  # ... and this many in a row without any change mean it is stuck
 IDEMPOTENT_PRODUCER = 7_000
-# Steps per run: the ci profile is bounded for CI's time budget; deep runs explore longer.
 # How a broker stops: how many of its unsynced batches survive (None: all of them).
 STOPS: dict[str, int | None] = {
     "clean-shutdown": None,
@@ -229,7 +239,6 @@ class Write:
     records: list[tuple[int, bytes]]
     producer: ProducerRef | None
     acked: Appended | None = None
-    attempts: int = 0
 
     def fragments_at(self, base_offset: int) -> list[bytes]:
         """The records as the log stores them when the batch starts at base_offset."""
@@ -507,7 +516,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     def _send_write(self, b: SimBroker, write: Write) -> None:
         """The produce route: append, an fsync covering it, then wait for the commit."""
-        write.attempts += 1
         replica = b.replica
 
         async def attempt() -> Appended:

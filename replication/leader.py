@@ -133,6 +133,8 @@ class PartitionLeader:
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         # Only one AlterPartition at a time (Kafka's AlterPartitionManager): the ISR asked for.
         self.pending_isr: tuple[int, ...] | None = None
+        # False once the pending change failed with its outcome unknown: it goes again.
+        self._awaiting_answer = False
         self._retry_at_ms = 0
         self.followers = {r: _new_progress(r in isr, now_ms) for r in replicas if r != broker_id}
 
@@ -160,11 +162,20 @@ class PartitionLeader:
         self.isr = isr
         self.partition_epoch = partition_epoch
         self.pending_isr = None
+        self._awaiting_answer = False
 
-    def isr_change_failed(self, now_ms: int) -> None:
-        """The change was not committed (no controller, or refused as ineligible, e.g. the
-        follower is fenced): ask again after ISR_CHANGE_RETRY_BACKOFF_MS, not at once."""
-        self.pending_isr = None
+    def isr_change_failed(self, now_ms: int, *, outcome_unknown: bool = False) -> None:
+        """The change failed; the leader asks again after ISR_CHANGE_RETRY_BACKOFF_MS, not at
+        once. Refused (e.g. the follower is fenced), nothing was committed: the next
+        proposal starts afresh. With its outcome unknown (no answer: the controller may
+        have committed it all the same), the change stays pending, so the replicas it adds
+        keep counting for the high watermark, and the same change goes again (Kafka's
+        AlterPartitionManager retries it too) until an answer or a newer committed ISR
+        settles it. Dropping it instead let the high watermark pass records that a
+        replica the controller had already added lacked; elected, it lost them."""
+        if not outcome_unknown:
+            self.pending_isr = None
+        self._awaiting_answer = False
         self._retry_at_ms = now_ms + ISR_CHANGE_RETRY_BACKOFF_MS
 
     def is_caught_up(self, follower: FollowerProgress, now_ms: int) -> bool:
@@ -191,9 +202,13 @@ class PartitionLeader:
 
     def isr_change_to_propose(self, now_ms: int) -> tuple[int, ...] | None:
         """The ISR to ask the controller for, or None. Shrinks first (they protect acks=all
-        latency and availability), one change at a time."""
-        if self.pending_isr is not None or now_ms < self._retry_at_ms:
+        latency and availability), one change at a time; a change whose outcome is unknown
+        goes again as it was."""
+        if now_ms < self._retry_at_ms or self._awaiting_answer:
             return None
+        if self.pending_isr is not None:
+            self._awaiting_answer = True
+            return self.pending_isr
         out = self.out_of_sync_replicas(now_ms)
         if out:
             proposal = tuple(r for r in self.isr if r not in out)
@@ -203,6 +218,7 @@ class PartitionLeader:
                 return None
             proposal = tuple(r for r in self.replicas if r in self.isr or r in add)
         self.pending_isr = proposal
+        self._awaiting_answer = True
         return proposal
 
     # ---- follower progress and the high watermark ----------------------------------------

@@ -33,8 +33,13 @@ from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig, T
 from raftka.replication.fetcher import FetchTransport, ReplicaFetcher
 from raftka.replication.follower import FetchAnswer
 from raftka.replication.leader import FetchVerdict
-from raftka.replication.partition import PartitionReplica, PartitionRole, rebuild_producer_states
-from raftka.replication.producer_state import ProducerStates
+from raftka.replication.partition import (
+    PartitionReplica,
+    PartitionRole,
+    epoch_before,
+    rebuild_producer_states,
+)
+from raftka.replication.producer_state import ProducerSnapshot, ProducerStates
 from raftka.replication.protocol import FetchRequest, PartitionAnswer
 from raftka.storage.files import fsync_dir, write_durably
 from raftka.storage.flusher import LogFlusher
@@ -52,6 +57,10 @@ CHECKPOINT_VERSION = 0
 STALE_LEADER_CODES = frozenset(
     {"STALE_PARTITION_EPOCH", "NOT_LEADER", "UNKNOWN_TOPIC", "UNKNOWN_PARTITION"}
 )
+# Codes with which an ISR change was refused for sure: the state machine rejected it, or it
+# was never submitted. Any other failure (NO_CONTROLLER: no commit confirmed in time)
+# leaves its outcome unknown: it may still commit.
+REFUSED_CODES = frozenset({"INVALID_REQUEST", "LEADER_NOT_AVAILABLE"})
 
 PartitionKey = tuple[str, int]
 # (topic, partition, leader_epoch, partition_epoch, isr) -> the state after the commit.
@@ -249,7 +258,9 @@ class ReplicaManager:
                     replica.partition,
                     exc.message,
                 )
-                replica.isr_change_failed(based_on=role)
+                replica.isr_change_failed(
+                    based_on=role, outcome_unknown=exc.code not in REFUSED_CODES
+                )
             return
         topic = state.topics.get(replica.topic)
         if topic is not None and topic.topic_id == replica.topic_id:
@@ -355,8 +366,8 @@ class ReplicaManager:
         if not _read_topic_id(directory):
             write_durably(id_file, topic.topic_id.encode() + b"\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config))
-        snapshot, offset = _read_producer_snapshot(directory / PRODUCER_STATE_FILE)
-        producers = rebuild_producer_states(partition_log, snapshot, offset)
+        snapshot = _read_producer_snapshot(directory / PRODUCER_STATE_FILE)
+        producers = rebuild_producer_states(partition_log, snapshot)
         return partition_log, producers
 
     async def _release(self, key: PartitionKey) -> None:
@@ -446,7 +457,7 @@ class ReplicaManager:
         for key, replica in self._replicas.items():
             leo = replica.log_end_offset
             if len(replica.producers) and self._snapshotted_at.get(key) != leo:
-                doc = replica.producers.to_snapshot(leo)
+                doc = replica.producers.to_snapshot(leo, epoch_before(replica.log, leo))
                 snapshots.append((replica.log.directory / PRODUCER_STATE_FILE, orjson.dumps(doc)))
                 self._snapshotted_at[key] = leo
         await asyncio.get_running_loop().run_in_executor(
@@ -536,11 +547,11 @@ def _read_high_watermarks(path: Path) -> dict[PartitionKey, int]:
         return {}
 
 
-def _read_producer_snapshot(path: Path) -> tuple[ProducerStates | None, int]:
+def _read_producer_snapshot(path: Path) -> ProducerSnapshot | None:
     try:
         return ProducerStates.from_snapshot(orjson.loads(path.read_bytes()))
     except FileNotFoundError:
-        return None, 0
+        return None
     except (ValueError, orjson.JSONDecodeError):
         log.warning("ignoring a malformed %s; replaying the log instead", path)
-        return None, 0
+        return None

@@ -38,6 +38,7 @@ from raftka.replication.follower import (
     TruncateTo,
 )
 from raftka.replication.leader import (
+    UNDEFINED_EPOCH,
     FetchVerdict,
     FollowerFetch,
     PartitionLeader,
@@ -47,6 +48,7 @@ from raftka.replication.producer_state import (
     NO_PRODUCER_ID,
     ProducerBatch,
     ProducerRef,
+    ProducerSnapshot,
     ProducerStates,
 )
 from raftka.storage.batch import BatchHeader, split_batches
@@ -253,11 +255,14 @@ class PartitionReplica:
         self._fail_commit_waiters(LeaderNotAvailable(f"{self.topic}-{self.partition}: {reason}"))
         self._wake_readers()
 
-    def isr_change_failed(self, *, based_on: PartitionRole | None = None) -> None:
-        """Our ISR change (proposed in role `based_on`) was not committed: retry after a
-        backoff. A newer role already cleared it, and may have a newer change pending."""
+    def isr_change_failed(
+        self, *, based_on: PartitionRole | None = None, outcome_unknown: bool = False
+    ) -> None:
+        """Our ISR change (proposed in role `based_on`) failed: refused, or with its outcome
+        unknown (PartitionLeader.isr_change_failed says what each means). A newer role
+        already settled it, and may have a newer change pending."""
         if self._leader is not None and not self._moved_on_from(based_on):
-            self._leader.isr_change_failed(self._clock())
+            self._leader.isr_change_failed(self._clock(), outcome_unknown=outcome_unknown)
 
     def maybe_change_isr(self) -> None:
         """Asks for an ISR shrink or expansion when the leader's rules call for one."""
@@ -654,20 +659,37 @@ class PartitionReplica:
         self._wake_fetchers()
 
 
+def epoch_before(partition_log: PartitionLog, offset: int) -> int:
+    """The leader epoch of the batch just below `offset` (-1: none), from the epoch cache."""
+    epoch = UNDEFINED_EPOCH
+    for entry in partition_log.epoch_entries():
+        if entry.start_offset >= offset:
+            break
+        epoch = entry.epoch
+    return epoch
+
+
 def rebuild_producer_states(
-    partition_log: PartitionLog, snapshot: ProducerStates | None = None, snapshot_offset: int = 0
+    partition_log: PartitionLog, snapshot: ProducerSnapshot | None = None
 ) -> ProducerStates:
-    """Producer state from a snapshot (if it fits the log) plus the batch headers after it.
-    Blocks on disk reads: run it in a worker thread."""
+    """Producer state from a snapshot (if it still describes the log: ProducerSnapshot) plus
+    the batch headers after it. Blocks on disk reads: run it in a worker thread.
+
+    Found by the simulation: a snapshot taken before a truncation once answered a retry as a
+    duplicate at offsets that by then held other records (the write acknowledged there)."""
     if (
         snapshot is None
-        or not partition_log.log_start_offset <= snapshot_offset <= partition_log.log_end_offset
+        or snapshot.last_epoch is None
+        or not partition_log.log_start_offset <= snapshot.offset <= partition_log.log_end_offset
+        or epoch_before(partition_log, snapshot.offset) != snapshot.last_epoch
     ):
-        snapshot, snapshot_offset = ProducerStates(), partition_log.log_start_offset
+        states, snapshot_offset = ProducerStates(), partition_log.log_start_offset
+    else:
+        states, snapshot_offset = snapshot.states, snapshot.offset
     for header in partition_log.batches(snapshot_offset):
         if header.base_offset >= snapshot_offset and header.producer_id != NO_PRODUCER_ID:
-            snapshot.record(producer_batch_of(header))
-    return snapshot
+            states.record(producer_batch_of(header))
+    return states
 
 
 def producer_batch_of(header: BatchHeader) -> ProducerBatch:

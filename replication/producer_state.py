@@ -123,11 +123,14 @@ class ProducerStates:
 
     # ---- snapshots (written by the replica so recovery does not replay the whole log) -----
 
-    def to_snapshot(self, offset: int) -> dict[str, Any]:
-        """The state as of log end offset `offset`, as plain JSON."""
+    def to_snapshot(self, offset: int, last_epoch: int | None = None) -> dict[str, Any]:
+        """The state as of log end offset `offset`, as plain JSON. `last_epoch` is the
+        leader epoch of the batch just below `offset` (-1: none): recovery trusts the
+        snapshot only while the log still holds that epoch there (ProducerSnapshot)."""
         return {
             "version": SNAPSHOT_VERSION,
             "offset": offset,
+            "last_epoch": last_epoch,
             "producers": [
                 [
                     pid,
@@ -142,8 +145,8 @@ class ProducerStates:
         }
 
     @staticmethod
-    def from_snapshot(doc: Any) -> tuple[ProducerStates, int]:
-        """(the state, the offset it covers); raises ValueError if malformed."""
+    def from_snapshot(doc: Any) -> ProducerSnapshot:
+        """The snapshot to_snapshot wrote; raises ValueError if malformed."""
         try:
             if doc["version"] != SNAPSHOT_VERSION:
                 raise ValueError(f"unsupported producer snapshot version {doc['version']!r}")
@@ -153,6 +156,26 @@ class ProducerStates:
                     states.record(ProducerBatch(int(pid), int(epoch), fs, ls, fo, lo))
                 if not batches:
                     states._producers[int(pid)] = _Producer(int(epoch))
-            return states, int(doc["offset"])
-        except (KeyError, TypeError) as exc:
+            last_epoch = doc.get("last_epoch")  # absent in snapshots written before it was
+            return ProducerSnapshot(
+                states, int(doc["offset"]), None if last_epoch is None else int(last_epoch)
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed producer snapshot: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSnapshot:
+    """Producer state as of a position in the log: `offset`, the log end offset it covers,
+    and `last_epoch`, the leader epoch of the batch just below it (-1: none; None: not
+    recorded, in snapshots written before it was).
+
+    The log below `offset` can change after the snapshot is written (a follower truncates a
+    divergent tail and copies other batches past `offset`); the snapshot then describes
+    batches that are gone. Only the leader of an epoch writes that epoch's batches, and a
+    replica copies one only once its log matches the leader's below it, so while the log
+    still holds `last_epoch` just below `offset`, everything below is as it was."""
+
+    states: ProducerStates
+    offset: int
+    last_epoch: int | None

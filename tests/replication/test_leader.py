@@ -174,6 +174,32 @@ def test_shrinking_is_proposed_once_until_it_commits_or_fails() -> None:
     assert p.isr == (LEADER,) and p.pending_isr is None
 
 
+# Found by the simulation: an expansion whose answer was lost was dropped, so the high
+# watermark moved on without the replica the controller had in fact added; elected after
+# the leader died, that replica lacked acknowledged records.
+def test_a_change_whose_outcome_is_unknown_stays_pending_and_goes_again() -> None:
+    p = leader(isr=(LEADER,))
+    p.on_follower_fetch(F1, 0, 0, now_ms=1)  # at the high watermark: it may join
+    assert p.isr_change_to_propose(now_ms=2) == (LEADER, F1)
+    p.isr_change_failed(3, outcome_unknown=True)
+    assert p.maximal_isr == (LEADER, F1)
+    assert not p.advance_high_watermark(5), "F1 may be in the ISR already: wait for it"
+    assert p.isr_change_to_propose(4) is None, "a failed change waits its backoff"
+    assert p.isr_change_to_propose(3 + ISR_CHANGE_RETRY_BACKOFF_MS) == (LEADER, F1)
+    assert p.isr_change_to_propose(4 + ISR_CHANGE_RETRY_BACKOFF_MS) is None, "in flight"
+    p.committed(REPLICAS, (LEADER, F1), partition_epoch=2, now_ms=5 + ISR_CHANGE_RETRY_BACKOFF_MS)
+    assert p.pending_isr is None and p.isr == (LEADER, F1)
+
+
+def test_a_refused_change_is_forgotten_and_the_next_one_starts_afresh() -> None:
+    p = leader(isr=(LEADER,))
+    p.on_follower_fetch(F1, 0, 0, now_ms=1)
+    assert p.isr_change_to_propose(now_ms=2) == (LEADER, F1)
+    p.isr_change_failed(3)  # e.g. F1 is fenced: nothing was committed
+    assert p.maximal_isr == (LEADER,)
+    assert p.advance_high_watermark(5)
+
+
 @pytest.mark.parametrize(
     ("follower_end", "hw", "epoch_start", "joins"),
     [

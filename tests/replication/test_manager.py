@@ -367,6 +367,43 @@ async def test_a_stale_refusal_answered_after_the_newer_role_does_not_stop_the_l
         await manager.close()
 
 
+@pytest.mark.parametrize(
+    ("code", "pending_after"),
+    [
+        ("NO_CONTROLLER", (BROKER,)),  # no commit confirmed: it may still commit
+        ("INVALID_REQUEST", None),  # rejected by the state machine: nothing committed
+        ("LEADER_NOT_AVAILABLE", None),  # never submitted (the broker is starting)
+    ],
+)
+async def test_an_isr_change_stays_pending_while_its_outcome_is_unknown(
+    logs_dir: Path, code: str, pending_after: tuple[int, ...] | None
+) -> None:
+    now_ms = [1_000]
+
+    async def alter_partition(*args: object) -> MetadataState:
+        raise error_for_code(code, "no answer")
+
+    manager = ReplicaManager(
+        BROKER,
+        logs_dir,
+        settings=ReplicationSettings(),
+        flusher=LogFlusher(FsyncPolicy.NEVER, 50),
+        alter_partition=alter_partition,
+        transport=no_transport,
+        clock=lambda: now_ms[0],
+    )
+    try:
+        await manager.reconcile(state(topic("a", (BROKER, 2))), complete=True)
+        now_ms[0] += ReplicationSettings().replica_lag_time_max_ms + 1
+        manager.check_isrs()  # broker 2 never fetched: propose (BROKER,)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        leader = held(manager, "a").leader_state
+        assert leader is not None and leader.pending_isr == pending_after
+    finally:
+        await manager.close()
+
+
 # ---- restart ----------------------------------------------------------------------------
 
 

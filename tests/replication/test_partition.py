@@ -21,8 +21,14 @@ from raftka.metadata.errors import (
 )
 from raftka.replication.follower import Append, StartAt, TruncateTo, plan_after_fetch
 from raftka.replication.leader import FetchVerdict
-from raftka.replication.partition import PartitionReplica, PartitionRole, RunBlocking
-from raftka.replication.producer_state import ProducerRef, ProducerStates
+from raftka.replication.partition import (
+    PartitionReplica,
+    PartitionRole,
+    RunBlocking,
+    epoch_before,
+    rebuild_producer_states,
+)
+from raftka.replication.producer_state import Duplicate, ProducerBatch, ProducerRef, ProducerStates
 from raftka.storage.log import LogConfig, PartitionLog
 
 BROKER, F1, F2 = 1, 2, 3
@@ -615,3 +621,39 @@ async def test_a_replaced_leader_that_never_wrote_in_its_epoch_follows_again(
     assert answer.verdict is FetchVerdict.READ
     assert b.fetch_position() == (3, 1)
     assert a.high_watermark == 3
+
+
+# Found by the simulation: a follower's producer snapshot, written before it truncated a
+# divergent tail and copied other batches past the snapshot's offset, was trusted on
+# restart; elected, it answered a retry as a duplicate at offsets that held other records,
+# and the write was acknowledged there.
+def test_a_producer_snapshot_taken_before_a_truncation_is_not_trusted(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig())
+    try:
+        log.append(records(1), leader_epoch=1, producer_id=5, producer_epoch=0, base_sequence=0)
+        before = rebuild_producer_states(log)
+        snapshot = ProducerStates.from_snapshot(before.to_snapshot(1, epoch_before(log, 1)))
+        assert rebuild_producer_states(log, snapshot).check(5, 0, 0, 1) == Duplicate(0, 0)
+        log.truncate_to(0)  # another leader's log, copied: a plain batch, then the retry
+        log.append(records(1), leader_epoch=2)
+        log.append(records(1), leader_epoch=2, producer_id=5, producer_epoch=0, base_sequence=0)
+        assert rebuild_producer_states(log, snapshot).check(5, 0, 0, 1) == Duplicate(1, 1)
+    finally:
+        log.close()
+
+
+def test_a_producer_snapshot_is_used_while_the_log_below_it_is_unchanged(tmp_path: Path) -> None:
+    log = PartitionLog.open(tmp_path / "t-0", LogConfig())
+    try:
+        log.append(records(2), leader_epoch=1)
+        known = ProducerStates()  # a producer only the snapshot knows (its batches retained away)
+        known.record(ProducerBatch(9, 0, 0, 0, 0, 0))
+        log.append(records(1), leader_epoch=1, producer_id=5, producer_epoch=0, base_sequence=0)
+        doc = orjson.loads(orjson.dumps(known.to_snapshot(2, epoch_before(log, 2))))
+        states = rebuild_producer_states(log, ProducerStates.from_snapshot(doc))
+        assert states.check(9, 0, 0, 1) == Duplicate(0, 0)
+        assert states.check(5, 0, 0, 1) == Duplicate(2, 2)  # replayed after the snapshot
+        no_epoch = ProducerStates.from_snapshot({**doc, "last_epoch": None})  # an old snapshot
+        assert rebuild_producer_states(log, no_epoch).check(9, 0, 0, 1) is None
+    finally:
+        log.close()

@@ -16,8 +16,9 @@ The brokers do what the broker's code does, step by step:
   answered by the leader's `answer_follower` (as `ReplicaManager.answer_fetch`), planned by
   `plan_after_fetch` and applied only while its log end offset is still the one it sent;
 - ISR changes go to the controller as AlterPartition messages; their results come back as
-  in `ReplicaManager._send_isr_change` (a lost request or answer counts as a failure to
-  retry, as a timed-out call to the controller would);
+  in `ReplicaManager._send_isr_change` (a lost request or answer leaves the outcome unknown,
+  as a call to the controller that timed out does: the change stays pending and goes
+  again);
 - producers append with acks=all to a broker acting as leader, wait for an fsync covering
   the batch, and are acknowledged when `wait_for_commit` returns (given the append's
   `leader_epoch`, which the produce route must pass too: without it, a leader deposed and
@@ -41,10 +42,21 @@ Scope, stated because the invariants depend on it:
   cannot hold there. Everything else a power cut may take (a leader's uncommitted tail,
   anything unsynced on a follower, whose position counts only once fsynced) it takes.
 - one partition, replication factor 3, no retention, no reassignment.
+
+Checked after every step: acknowledged records are on the leader at their offsets (whenever
+the broker the metadata names leader acts as one); below its high watermark every replica
+holds the one record ever committed at each offset; a leader's high watermark never
+decreases within its epoch; ISR members hold byte-identical batches below their smallest
+high watermark; one leader per epoch; no idempotent batch written twice; the metadata
+invariants. At the end the cluster is healed and settles, every acknowledged record reads
+back from the leader, all logs are identical, and the idempotent producer's last batch is
+answered exactly once. `HYPOTHESIS_PROFILE=deep` hunts longer; a failure prints the rules
+to replay, and SCENARIOS (at the end) keeps the runs that found bugs.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import sys
@@ -54,8 +66,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from hypothesis import settings
+import pytest
+from hypothesis import Phase, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from raftka.metadata.commands import (
@@ -76,12 +90,13 @@ from raftka.metadata.errors import (
 from raftka.metadata.events import PartitionChanged
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig
 from raftka.metadata.state import Applied, Rejected, apply
-from raftka.replication.follower import Backoff, FetchAnswer, plan_after_fetch
+from raftka.replication.follower import Append, Backoff, FetchAnswer, plan_after_fetch
 from raftka.replication.manager import STALE_LEADER_CODES, role_of
 from raftka.replication.partition import (
     Appended,
     PartitionReplica,
     PartitionRole,
+    epoch_before,
     rebuild_producer_states,
 )
 from raftka.replication.producer_state import ProducerRef, ProducerStates
@@ -89,6 +104,7 @@ from raftka.storage.batch import build_fragments, record_fragments
 from raftka.storage.errors import StorageError
 from tests.replication.memory_log import MemoryLog
 
+INVARIANT_MARKER = "hypothesis_stateful_invariant"  # what @invariant sets on a method
 TOPIC = "sim"
 TOPIC_ID = "sim-topic-id"
 BROKER_IDS = (1, 2, 3)
@@ -99,14 +115,13 @@ ISR_CHECK_MS = LAG_MS // 4  # how often leaders check their ISR
 COMMIT_WAIT_S = 1e6
 FETCH_MAX_BYTES = (1, 1 << 20)  # one batch per answer (the first always goes), or all
 TIME_STEPS_MS = (100, ISR_CHECK_MS, LAG_MS + 1)
-DRAIN_PASSES = 10  # loop passes after each rule: wake-ups chain a few callbacks deep
+MAX_DRAIN_PASSES = 100  # loop passes after a rule; wake-ups chain only a few callbacks deep
 # What each delivery sends is delivered too, this many times over (fetch, answer, an ISR
 # change, its result, the metadata it changed: four deep).
 DELIVERY_PASSES = 5
 SETTLE_ROUNDS = 40  # rounds of "fsync, fetch, deliver, tick" the healed cluster gets at most
 STALLED_ROUNDS = 4  # ... and this many in a row without any change mean it is stuck
 IDEMPOTENT_PRODUCER = 7_000
-# Steps per run: the ci profile is bounded for CI's time budget; deep runs explore longer.
 # How a broker stops: how many of its unsynced batches survive (None: all of them).
 STOPS: dict[str, int | None] = {
     "clean-shutdown": None,
@@ -114,7 +129,14 @@ STOPS: dict[str, int | None] = {
     "power-cut": 0,
     "torn-tail": 1,
 }
-STEPS_BY_PROFILE = {"ci": 60, "deep": 200}
+BROKER_FAULTS = (*(f"stop-{how}" for how in STOPS), "isolate")
+BROKER_REPAIRS = ("restart", "heal")
+CONTROLLER_ACTIONS = ("fence", "unfence", "elect-leader")
+# Steps per run and runs per case, by profile. The ci profile replays the same runs every
+# time (derandomized): about 13 s per case on a 2-core machine. dev explores new runs each
+# time; deep is for long local hunts.
+STEPS_BY_PROFILE = {"ci": 80, "dev": 100, "deep": 200}
+EXAMPLES_BY_PROFILE = {"ci": 200}  # else the profile's max_examples
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")  # as tests/conftest.py loads it
 
 brokers_st = st.sampled_from(BROKER_IDS)
@@ -217,7 +239,6 @@ class Write:
     records: list[tuple[int, bytes]]
     producer: ProducerRef | None
     acked: Appended | None = None
-    attempts: int = 0
 
     def fragments_at(self, base_offset: int) -> list[bytes]:
         """The records as the log stores them when the batch starts at base_offset."""
@@ -286,6 +307,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
         self.leader_hw: dict[tuple[int, int, int], int] = {}
         self.idempotent_write: Write | None = None
         self.next_sequence = 0
+        self.seen: set[str] = set()  # what this run exercised (hypothesis statistics)
         for b in BROKER_IDS:
             self._apply(RegisterBroker(b, f"http://b{b}", f"b{b}-1", raft_voter=True))
         config = TopicConfig(min_insync_replicas=self.MIN_INSYNC_REPLICAS, retention_ms=None)
@@ -321,8 +343,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Runs one rule's work on the machine's loop, then lets every woken task run."""
-        result = self.loop.run_until_complete(coro)
-        self.loop.run_until_complete(self._drain())
+        result = self.loop.run_until_complete(self._then_drain(coro))
         self._collect_outcomes()
         for b in self._alive():
             leader = b.replica.leader_state
@@ -336,9 +357,19 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         return self._run(call())
 
+    async def _then_drain(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        result = await coro
+        await self._drain()
+        return result
+
     async def _drain(self) -> None:
-        for _ in range(DRAIN_PASSES):
+        """Yields until no callback is ready: every task woken by the step has run as far
+        as it can. (`_ready` is the loop's queue of callbacks due on its next pass.)"""
+        for _ in range(MAX_DRAIN_PASSES):
             await asyncio.sleep(0)
+            if not self.loop._ready:  # type: ignore[attr-defined]
+                return
+        raise AssertionError(f"the loop is still busy after {MAX_DRAIN_PASSES} passes")
 
     def _role(self) -> PartitionRole:
         return role_of(self.state.topics[TOPIC], 0)
@@ -400,7 +431,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
         elif isinstance(message, AlterPartitionRequest | AlterPartitionResult):
             alter = message if isinstance(message, AlterPartitionRequest) else message.request
             if self._current(alter.command.leader, alter.incarnation) is not None:
-                alter.replica.isr_change_failed(based_on=alter.role)
+                # No answer: the controller may have committed it all the same.
+                alter.replica.isr_change_failed(based_on=alter.role, outcome_unknown=True)
 
     async def _deliver(self, message: Message) -> None:
         if isinstance(message, FetchRequest):
@@ -444,6 +476,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
             moved = await replica.apply_follower_step(step)
         except StorageError:
             return  # the fetcher logs it and backs off
+        if not isinstance(step, Append):
+            self.seen.add("a follower truncated its log")
         if moved and replica.log_end_offset != sent and b.log.unsynced_batches:
             b.fetch_waits_for_fsync = True  # fsync="always": durable before the next fetch
 
@@ -455,6 +489,7 @@ class ReplicationSimulation(RuleBasedStateMachine):
             return
         replica, result, role = request.replica, message.result, request.role
         if isinstance(result, Rejected):
+            self.seen.add("the controller refused an ISR change")
             if result.code in STALE_LEADER_CODES:
                 replica.fence_leadership(f"ISR change refused: {result.message}", based_on=role)
             else:
@@ -490,7 +525,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
     def _send_write(self, b: SimBroker, write: Write) -> None:
         """The produce route: append, an fsync covering it, then wait for the commit."""
-        write.attempts += 1
         replica = b.replica
 
         async def attempt() -> Appended:
@@ -536,6 +570,9 @@ class ReplicationSimulation(RuleBasedStateMachine):
             ), f"write {write.write_id} was acknowledged at {write.acked} and again at {appended}"
             return
         write.acked = appended
+        self.seen.add("a write was acknowledged")
+        if appended.duplicate:
+            self.seen.add("a retry was answered as a duplicate")
         if write is self.idempotent_write:
             self.idempotent_write = None
             self.next_sequence += len(write.records)
@@ -605,8 +642,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for message in batch:
             self._run(self._deliver(message))
 
-    @precondition(lambda self: any(b.alive and not b.isolated for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def isolate_broker(self, broker: int) -> None:
         """Every message to or from `broker` is lost until it is healed."""
         b = self.brokers[broker]
@@ -622,19 +657,20 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(lose)
 
-    @precondition(lambda self: any(b.isolated for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def heal_broker(self, broker: int) -> None:
         b = self.brokers[broker]
         if b.isolated:
             b.isolated = False
             self._send_role(b)  # it catches up with the metadata log
 
-    @rule()
-    def replicate_round(self) -> None:
-        """The cluster working normally for a moment: flusher rounds, every follower
-        fetches, and what is in flight (and what that sends) is delivered."""
-        self._run_now(self._fsync_all)
+    @rule(fsync=st.booleans())
+    def replicate_round(self, fsync: bool = True) -> None:
+        """The cluster working normally for a moment: flusher rounds (unless `fsync` is
+        False: then a follower that appended since its last fsync does not fetch, and
+        acknowledgements wait), every follower fetches, and what is in flight (and what
+        that sends) is delivered."""
+        if fsync:
+            self._run_now(self._fsync_all)
         for b in self._alive():
             self.follower_fetches(b.broker_id, FETCH_MAX_BYTES[-1])
         for _ in range(DELIVERY_PASSES):
@@ -707,7 +743,8 @@ class ReplicationSimulation(RuleBasedStateMachine):
         b.hw_checkpoint = b.replica.high_watermark
         leo = b.replica.log_end_offset
         if len(b.replica.producers) and b.snapshotted_at != leo:
-            b.producer_snapshot = orjson.dumps(b.replica.producers.to_snapshot(leo))
+            doc = b.replica.producers.to_snapshot(leo, epoch_before(b.log, leo))
+            b.producer_snapshot = orjson.dumps(doc)
             b.snapshotted_at = leo
 
     @rule(ms=st.sampled_from(TIME_STEPS_MS))
@@ -720,10 +757,44 @@ class ReplicationSimulation(RuleBasedStateMachine):
         for b in self._alive():
             b.replica.maybe_change_isr()
 
-    # ---- rules: crashes and the controller -------------------------------------------------------
+    # ---- rules: the nemesis (what breaks and what repairs) ----------------------------------------
 
-    @precondition(lambda self: self._alive())
-    @rule(broker=brokers_st, how=st.sampled_from(sorted(STOPS)))
+    # A few rules, each naming what it does in an argument: hypothesis picks rules uniformly,
+    # and ten fault rules would leave the cluster too rarely healthy to acknowledge a write.
+    @rule(fault=st.sampled_from(BROKER_FAULTS), broker=brokers_st)
+    def break_broker(self, fault: str, broker: int) -> None:
+        """Stops `broker` (cleanly, killed, by a power cut, or with a torn tail) or cuts it
+        off the network. Does nothing where it cannot apply."""
+        if fault == "isolate":
+            self.isolate_broker(broker)
+        else:
+            self.stop_broker(broker, fault.removeprefix("stop-"))
+
+    @precondition(lambda self: any(not b.alive or b.isolated for b in self.brokers.values()))
+    @rule(repair=st.sampled_from(BROKER_REPAIRS), broker=brokers_st)
+    def repair_broker(self, repair: str, broker: int) -> None:
+        """Restarts a stopped `broker` or heals its network. Does nothing where it cannot
+        apply."""
+        if repair == "restart":
+            self.restart_broker(broker)
+        else:
+            self.heal_broker(broker)
+
+    @rule(action=st.sampled_from(CONTROLLER_ACTIONS), broker=brokers_st)
+    def controller_acts(self, action: str, broker: int) -> None:
+        """The controller fences `broker` (its session timed out: killed, paused or cut
+        off), unfences it (it heartbeats again), or elects it leader (preferred-leader
+        election). Elections otherwise follow the state machine's rules. Does nothing where
+        it cannot apply."""
+        if action == "fence":
+            self.controller_fences_broker(broker)
+        elif action == "unfence":
+            self.controller_unfences_broker(broker)
+        else:
+            self.controller_elects_leader(broker)
+
+    # ---- what the nemesis does -------------------------------------------------------------------
+
     def stop_broker(self, broker: int, how: str) -> None:
         """A clean shutdown checkpoints and syncs (ReplicaManager.close); a killed process
         keeps its page cache; a power cut loses every unsynced batch, a torn tail all but
@@ -743,10 +814,12 @@ class ReplicationSimulation(RuleBasedStateMachine):
                     waiter.set_exception(ConnectionError(f"broker {broker} stopped"))
             b.fsync_waiters = []
             keep = STOPS[how]
+            unsynced = b.log.stored_batches()[b.log.synced_batches :]
             if keep is not None:  # the scope's exception: see the module docstring
-                unsynced = b.log.stored_batches()[b.log.synced_batches :]
                 spared = sum(1 for h, _ in unsynced if h.base_offset < b.committed_alone_below)
                 keep = max(keep, spared)
+                if len(unsynced) > keep:
+                    self.seen.add("a power cut lost unsynced batches")
             b.log = b.log.crash(keep)
             b.committed_alone_below = 0
             # Its connections die: nothing in flight reaches it any more, and whoever waits
@@ -758,8 +831,6 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(crash)
 
-    @precondition(lambda self: any(not b.alive for b in self.brokers.values()))
-    @rule(broker=brokers_st)
     def restart_broker(self, broker: int) -> None:
         """Recovery as ReplicaManager._open does it, then a registration with a new
         incarnation (which fences the old one in the metadata)."""
@@ -768,10 +839,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
             return
 
         def restart() -> None:
-            snapshot, offset = None, 0
+            snapshot = None
             if b.producer_snapshot is not None:
-                snapshot, offset = ProducerStates.from_snapshot(orjson.loads(b.producer_snapshot))
-            producers = rebuild_producer_states(b.log, snapshot, offset)
+                snapshot = ProducerStates.from_snapshot(orjson.loads(b.producer_snapshot))
+            producers = rebuild_producer_states(b.log, snapshot)
             b.replica = self._new_replica(broker, b.log, b.hw_checkpoint, producers)
             b.incarnation += 1
             b.alive = True
@@ -787,23 +858,17 @@ class ReplicationSimulation(RuleBasedStateMachine):
 
         self._run_now(restart)
 
-    @precondition(lambda self: any(not b.fenced for b in self.state.brokers.values()))
-    @rule(broker=brokers_st)
     def controller_fences_broker(self, broker: int) -> None:
         """Its session timed out (killed, paused or cut off): elections follow the rules."""
         if not self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(FenceBroker(broker)))
 
-    @precondition(lambda self: any(b.fenced for b in self.state.brokers.values()))
-    @rule(broker=brokers_st)
     def controller_unfences_broker(self, broker: int) -> None:
         """It heartbeats again (only possible alive and reachable)."""
         b = self.brokers[broker]
         if b.alive and not b.isolated and self.state.brokers[broker].fenced:
             self._run_now(lambda: self._apply(UnfenceBroker(broker)))
 
-    @precondition(lambda self: len(self.partition.isr) > 1)
-    @rule(broker=brokers_st)
     def controller_elects_leader(self, broker: int) -> None:
         """A preferred-leader election (refused unless `broker` is an unfenced ISR member)."""
         if self.partition.leader != broker:
@@ -909,6 +974,10 @@ class ReplicationSimulation(RuleBasedStateMachine):
     # ---- the end: heal everything, let replication settle, read every acknowledged record ----------
 
     def teardown(self) -> None:
+        if currently_in_test_context():  # not in a replayed scenario (below)
+            for what in sorted(self.seen):
+                event(what)
+            event(f"leader epochs reached: {min(self.partition.leader_epoch, 5)}")
         try:
             # Only after a run that passed: a failure already propagating stays the report.
             if sys.exc_info()[0] is None:
@@ -1018,8 +1087,160 @@ class MinInsyncOne(ReplicationSimulation):
     MIN_INSYNC_REPLICAS = 1
 
 
-_settings = settings(stateful_step_count=STEPS_BY_PROFILE.get(PROFILE, 60))
+_settings = settings(
+    stateful_step_count=STEPS_BY_PROFILE.get(PROFILE, 100),
+    max_examples=EXAMPLES_BY_PROFILE.get(PROFILE, settings().max_examples),
+    # A failure is shrunk once and reported alone: one bug trips several invariants, and
+    # shrinking each (tracing every line for the explain phase, too) ran past pytest's
+    # timeout. The explain phase's report says little about a state machine anyway.
+    report_multiple_bugs=False,
+    phases=[p for p in settings().phases if p is not Phase.explain],
+)
 TestReplicationMinInsyncTwo = ReplicationSimulation.TestCase
 TestReplicationMinInsyncTwo.settings = _settings
 TestReplicationMinInsyncOne = MinInsyncOne.TestCase
 TestReplicationMinInsyncOne.settings = _settings
+
+
+# ---- runs that found bugs, replayed: each failed before its fix ------------------------------
+# The steps are pasted as hypothesis printed them, shrunk; every invariant is checked after
+# each step, and the end heals the cluster and reads every acknowledged record back.
+
+SCENARIOS: dict[str, tuple[type[ReplicationSimulation], str]] = {
+    # wait_for_commit waited on a replica that no longer led, for ever (c4a8320).
+    "leadership moves while the leader fsyncs an acks=all write": (
+        ReplicationSimulation,
+        """
+        produce_acks_all(count=1, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        """,
+    ),
+    # Deposed and re-elected during that fsync, the leader acknowledged the write in its new
+    # epoch, after its follower truncation had removed it (c4a8320, with leader_epoch).
+    "a leader deposed and re-elected during an fsync": (
+        MinInsyncOne,
+        """
+        produce_acks_all(count=1, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        follower_fetches(broker=1, max_bytes=1)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        controller_acts(action='elect-leader', broker=1)
+        deliver_everything_in_flight()
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        """,
+    ),
+    # The leader proposes a shrink, the controller fences broker 2 meanwhile; the new role
+    # reaches the leader first, then the stale refusal, which stopped it for good (10c3e0d).
+    "a stale refusal arriving after the newer role": (
+        ReplicationSimulation,
+        """
+        advance_clock(ms=10001)
+        controller_acts(action='fence', broker=2)
+        deliver_message(pick=0)
+        deliver_message(pick=0)
+        deliver_message(pick=2)
+        """,
+    ),
+    # Broker 2 is elected and deposed before writing: as a follower it named its empty epoch
+    # and was told to truncate at its own log end, for ever, out of the ISR (281c355).
+    "elected and deposed before writing": (
+        ReplicationSimulation,
+        """
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        controller_acts(action='elect-leader', broker=3)
+        deliver_everything_in_flight()
+        """,
+    ),
+    # The answer to an ISR expansion was lost; the leader dropped the change and committed
+    # a write alone that the replica the controller had added lacked (9043f8c).
+    "an ISR expansion whose answer is lost": (
+        MinInsyncOne,
+        """
+        break_broker(broker=2, fault='stop-clean-shutdown')
+        replicate_round()
+        advance_clock(ms=10001)
+        break_broker(broker=3, fault='stop-clean-shutdown')
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        advance_clock(ms=100)
+        deliver_everything_in_flight()
+        drop_message(pick=1)
+        produce_then_replicate(count=1, idempotent=False, pick=0)
+        break_broker(broker=1, fault='stop-clean-shutdown')
+        repair_broker(broker=1, repair='restart')
+        repair_broker(broker=3, repair='restart')
+        deliver_everything_in_flight()
+        """,
+    ),
+    # A producer snapshot taken before a truncation answered a retry at the wrong offsets
+    # (6328fbb).
+    "a producer snapshot older than a truncation": (
+        MinInsyncOne,
+        """
+        produce_idempotent(count=1, pick=0)
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        checkpoint_broker(broker=2)
+        controller_acts(action='elect-leader', broker=3)
+        deliver_everything_in_flight()
+        produce_acks_all(count=1, pick=0)
+        produce_idempotent(count=1, pick=0)
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        break_broker(broker=2, fault='stop-process-killed')
+        repair_broker(broker=2, repair='restart')
+        deliver_everything_in_flight()
+        follower_fetches(broker=2, max_bytes=1048576)
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        deliver_everything_in_flight()
+        controller_acts(action='elect-leader', broker=2)
+        deliver_everything_in_flight()
+        produce_idempotent(count=1, pick=0)
+        replicate_round()
+        replicate_round()
+        """,
+    ),
+}
+
+
+def parse_steps(text: str) -> list[tuple[str, dict[str, object]]]:
+    """Steps as hypothesis prints them: `rule(name=value, ...)`, one a line."""
+    steps = []
+    for line in text.strip().splitlines():
+        call = ast.parse(line.strip().removeprefix("state."), mode="eval").body
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name), line
+        arguments = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        steps.append((call.func.id, arguments))
+    return steps
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_run_that_found_a_bug_now_passes(name: str) -> None:
+    machine_class, text = SCENARIOS[name]
+    machine = machine_class()
+    invariants = [
+        getattr(machine, attribute)
+        for attribute in dir(machine_class)
+        if hasattr(getattr(machine_class, attribute), INVARIANT_MARKER)
+    ]
+    try:
+        for rule_name, arguments in parse_steps(text):
+            getattr(machine, rule_name)(**arguments)
+            for check in invariants:
+                check()
+    finally:
+        machine.teardown()  # heals, settles and checks, unless a step failed

@@ -354,36 +354,60 @@ def bench_failover(
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
 
 
+def produce_load_options(connections: int) -> Callable[[F], F]:
+    """The produce-load options the HTTP benchmarks share."""
+
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--window",
+                "window_s",
+                default=3.0,
+                show_default=True,
+                type=click.FloatRange(0.1, 60),
+                help="Seconds of measured produce load per measurement and round.",
+            ),
+            click.option(
+                "--warmup",
+                "warmup_s",
+                default=0.5,
+                show_default=True,
+                type=click.FloatRange(0, 60),
+                help="Seconds of unmeasured load before each window.",
+            ),
+            click.option(
+                "--connections",
+                default=connections,
+                show_default=True,
+                type=click.IntRange(1, 256),
+            ),
+            click.option(
+                "--records-per-request",
+                default=200,
+                show_default=True,
+                type=click.IntRange(1, 100_000),
+            ),
+            click.option(
+                "--record-size",
+                default=100,
+                show_default=True,
+                type=click.IntRange(1, 1_000_000),
+                help="Characters per record value.",
+            ),
+            click.option(
+                "--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES)
+            ),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 @bench.command("replication")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
-@click.option(
-    "--window",
-    "window_s",
-    default=3.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 60),
-    help="Seconds of measured produce load per workload and round.",
-)
-@click.option(
-    "--warmup",
-    "warmup_s",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 60),
-    help="Seconds of unmeasured load before each window.",
-)
-@click.option("--connections", default=4, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--records-per-request", default=200, show_default=True, type=click.IntRange(1, 100_000)
-)
-@click.option(
-    "--record-size",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Characters per record value.",
-)
-@click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
+@produce_load_options(connections=4)
 @click.option(
     "--workloads",
     default="single,rf1,rf3-acks1,rf3-acks-all",
@@ -439,34 +463,7 @@ def bench_replication(
 
 @bench.command("http")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
-@click.option(
-    "--window",
-    "window_s",
-    default=3.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 60),
-    help="Seconds of measured produce load per server and round.",
-)
-@click.option(
-    "--warmup",
-    "warmup_s",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 60),
-    help="Seconds of unmeasured load before each window.",
-)
-@click.option("--connections", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--records-per-request", default=200, show_default=True, type=click.IntRange(1, 100_000)
-)
-@click.option(
-    "--record-size",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Characters per record value.",
-)
-@click.option("--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES))
+@produce_load_options(connections=8)
 @click.option(
     "--fetch-records",
     default=1_000_000,

@@ -70,6 +70,11 @@ class _BrokerStateCollector(Collector):
             "raftka_partitions_led", "partitions this broker leads", value=leaders
         )
         yield GaugeMetricFamily(
+            "raftka_replica_fetches_waiting",
+            "followers' fetches held here until there is news for them (long-poll)",
+            value=b.replicas.fetches_waiting,
+        )
+        yield GaugeMetricFamily(
             "raftka_under_replicated_partitions",
             "led partitions whose ISR is smaller than their replica set",
             value=under_replicated,

@@ -129,6 +129,7 @@ class ReplicaManager:
         self._snapshotted_at: dict[PartitionKey, int] = {}
         self._reconcile_lock = asyncio.Lock()
         self._roles_changed = asyncio.Event()
+        self.fetches_waiting = 0  # followers' fetches parked here for news (a metric)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -301,7 +302,7 @@ class ReplicaManager:
         """Waits until one of the request's partitions has records past the follower's
         position or a higher high watermark, or stops being led here, or `timeout_s`."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        watched = []
+        watched: list[PartitionReplica] = []
         for p in request.partitions:
             replica = self._replicas.get((p.topic, p.partition))
             if replica is None or replica.topic_id != p.topic_id:
@@ -310,11 +311,13 @@ class ReplicaManager:
                 return
             replica.add_fetch_waiter(waiter)
             watched.append(replica)
+        self.fetches_waiting += 1
         try:
             await asyncio.wait_for(waiter, timeout_s)
         except TimeoutError:
             pass
         finally:
+            self.fetches_waiting -= 1
             for replica in watched:
                 replica.remove_fetch_waiter(waiter)
 

@@ -4,6 +4,7 @@ leader change."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -138,7 +139,8 @@ def test_every_acks_all_record_survives_the_leaders_kill(
 def test_a_returning_ex_leader_truncates_the_tail_its_followers_never_got(
     cluster_factory: Callable[..., Cluster],
 ) -> None:
-    cluster = cluster_factory(voters=3)
+    # A long lease: the leader must keep taking acks=1 writes while its followers are paused.
+    cluster = cluster_factory(voters=3, broker_session_timeout_ms=10_000)
     cluster.start_all()
     controller = cluster.wait_ready()
     cluster.create_topic(1, "diverge", partitions=3, rf=3)
@@ -153,6 +155,10 @@ def test_a_returning_ex_leader_truncates_the_tail_its_followers_never_got(
     for f in followers:
         cluster.pause(f)
     try:
+        # A fetch the followers sent before the pause may still be parked at the leader: an
+        # append would answer it into their sockets, and they would have the tail after
+        # all. Parked fetches are answered within replica_fetch_wait_max_ms; none come next.
+        wait_for(no_fetch_waiting(cluster, leader), "the followers' last fetches answered")
         # acks=1 on the leader alone, within its lease: lost by design once it dies.
         tail = post(
             cluster,
@@ -180,6 +186,34 @@ def test_a_returning_ex_leader_truncates_the_tail_its_followers_never_got(
     )
     assert cluster.read_all(leader, "diverge", index) == ["committed", "new leader's"]
     assert "divergent from the leader's log" in cluster.log_tail(leader, 400)
+
+
+def fetches_waiting(cluster: Cluster, broker_id: int) -> float:
+    address = cluster.brokers[broker_id].address
+    conn = http.client.HTTPConnection(address.http_host, address.http_port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("raftka_replica_fetches_waiting ")
+    )
+
+
+def no_fetch_waiting(cluster: Cluster, broker_id: int) -> Callable[[], bool]:
+    """A condition: the broker held no follower fetch on two polls in a row (a fetch already
+    on its way when we first looked would be parked by the second)."""
+    zeros = 0
+
+    def condition() -> bool:
+        nonlocal zeros
+        zeros = zeros + 1 if fetches_waiting(cluster, broker_id) == 0 else 0
+        return zeros >= 2
+
+    return condition
 
 
 def test_acks_all_is_refused_with_too_few_in_sync_replicas_also_when_forwarded(

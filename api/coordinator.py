@@ -232,12 +232,19 @@ class GroupCoordinator:
     def describe(self, group_id: str) -> dict[str, Any]:
         self._check_serving()
         group = self._group(group_id)
+        me = self._broker.broker_id
         if group is None:
-            return {"state": GroupState.EMPTY.value, "generation": 0, "members": []}
+            return {
+                "state": GroupState.EMPTY.value,
+                "generation": 0,
+                "members": [],
+                "coordinator": me,
+            }
         return {
             "state": group.state.value,
             "generation": group.generation,
             "assignor": group.assignor,
+            "coordinator": me,
             "members": [
                 {
                     "member_id": m.member_id,

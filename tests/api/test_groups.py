@@ -187,7 +187,7 @@ async def test_leave_rebalances_and_the_member_is_unknown_afterwards(client: Tes
 
 async def test_an_unknown_group_is_described_as_empty(client: TestClient) -> None:
     described = await body_of(await client.get("/v1/groups/nobody"))
-    assert described == {"state": "Empty", "generation": 0, "members": []}
+    assert described == {"state": "Empty", "generation": 0, "members": [], "coordinator": 1}
 
 
 @pytest.mark.parametrize(

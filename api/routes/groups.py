@@ -203,7 +203,15 @@ async def describe(request: web.Request) -> web.Response:
     return json_response(request.app[COORDINATOR_KEY].describe(_group_param(request)))
 
 
+async def list_groups(request: web.Request) -> web.Response:
+    """Every group the metadata knows (with members or committed offsets), as Kafka's
+    ListGroups: from this broker's metadata, so possibly a moment behind."""
+    broker = request.app[BROKER_KEY]
+    return json_response({"groups": sorted(broker.state.groups)})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/groups", list_groups)
     app.router.add_post("/v1/groups/{group}/members", join)
     app.router.add_post("/v1/groups/{group}/members/{member}/heartbeat", heartbeat)
     app.router.add_delete("/v1/groups/{group}/members/{member}", leave)

@@ -185,6 +185,13 @@ async def test_leave_rebalances_and_the_member_is_unknown_afterwards(client: Tes
     assert resp.status == 404
 
 
+async def test_groups_are_listed(client: TestClient) -> None:
+    await create_topic(client, "t", partitions=1)
+    await join(client, group="b")
+    await join(client, group="a")
+    assert await body_of(await client.get("/v1/groups")) == {"groups": ["a", "b"]}
+
+
 async def test_an_unknown_group_is_described_as_empty(client: TestClient) -> None:
     described = await body_of(await client.get("/v1/groups/nobody"))
     assert described == {"state": "Empty", "generation": 0, "members": [], "coordinator": 1}

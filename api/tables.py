@@ -8,14 +8,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raftka.api.client import RaftkaClient
+from raftka.client.aio import Admin
 
 
 async def fetch_status(bootstrap: str) -> dict[str, Any]:
-    async with RaftkaClient(bootstrap) as client:
-        cluster = await client.cluster()
-        names = await client.list_topics()
-        topics = await asyncio.gather(*(client.describe_topic(n) for n in names))
+    async with Admin(bootstrap) as admin:
+        cluster = await admin.cluster()
+        names = await admin.list_topics()
+        topics = await asyncio.gather(*(admin.describe_topic(n) for n in names))
     return {"cluster": cluster, "topics": topics}
 
 
@@ -83,7 +83,8 @@ def print_status(status: dict[str, Any]) -> None:
     for topic in status["topics"]:
         _partition_rows(partitions, topic, with_name=True)
     console.print(partitions)
-    console.print("consumer groups: none (groups are not available in this version yet)")
+    # The contract has no route that lists groups, so this view cannot show them.
+    console.print("consumer groups: not listed (no list route); see `raftka group describe G`")
 
 
 def print_topic(topic: dict[str, Any]) -> None:

@@ -181,8 +181,10 @@ class GroupMember:
         auto_commit: bool,
         session_timeout_ms: int,
         max_records: int,
+        auto_offset_reset: str = "earliest",
     ) -> None:
         self._cluster = cluster
+        self._auto_offset_reset = auto_offset_reset
         self.group = group
         self._topics = list(topics)
         self._auto_commit = auto_commit
@@ -206,15 +208,14 @@ class GroupMember:
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat_loop())
 
     async def _join(self) -> None:
-        doc = await self._cluster.request(
-            "POST",
-            f"{self._base}/members",
-            body={
-                "topics": self._topics,
-                "session_timeout_ms": self._session_timeout_ms,
-                "auto_commit": self._auto_commit,
-            },
-        )
+        body: dict[str, Any] = {
+            "topics": self._topics,
+            "session_timeout_ms": self._session_timeout_ms,
+            "auto_commit": self._auto_commit,
+        }
+        if self._auto_offset_reset != "earliest":  # a field beyond the contract's three
+            body["auto_offset_reset"] = self._auto_offset_reset
+        doc = await self._cluster.request("POST", f"{self._base}/members", body=body)
         self.member_id = str(doc["member_id"])
         self.generation = int(doc["generation"])
         self.assignment = {t: list(ps) for t, ps in doc["assignment"].items()}
@@ -253,15 +254,20 @@ class GroupMember:
         await self._adopt(generation, assignment)
 
     async def _adopt(self, generation: int, assignment: Assignment) -> None:
+        """A new generation or assignment. With auto_commit, what was handed out is
+        committed first: a member may still commit a revoked partition at the new
+        generation until it acknowledges that generation (its last chance)."""
         kept = _partitions(assignment)
-        if self._auto_commit and self._delivered:
+        changed = generation != self.generation
+        self.generation = generation
+        if changed and self._auto_commit and self._delivered:
             with contextlib.suppress(StaleGeneration, UnknownMember):
                 await self._commit_once(dict(self._delivered))
         self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) in kept)
         self._delivered = {tp: o for tp, o in self._delivered.items() if tp in kept}
-        changed = generation != self.generation
-        self.generation, self.assignment = generation, assignment
-        if changed:  # acknowledge the new generation at once
+        self.assignment = assignment
+        if changed:  # acknowledge the new generation at once: revoked partitions move on
+            # A newer generation in this answer is adopted by the next heartbeat.
             await self._cluster.request(
                 "POST",
                 f"{self._base}/members/{self.member_id}/heartbeat",
@@ -383,7 +389,13 @@ class Consumer:
         if group is not None:
             assert topics is not None
             self._member = GroupMember(
-                self._cluster, group, topics, auto_commit, session_timeout_ms, max_poll_records
+                self._cluster,
+                group,
+                topics,
+                auto_commit,
+                session_timeout_ms,
+                max_poll_records,
+                auto_offset_reset,
             )
         else:
             assert assign is not None

@@ -15,14 +15,17 @@ from aiohttp import web
 from raftka.api.broker import Broker
 from raftka.api.context import (
     BROKER_KEY,
+    COORDINATOR_KEY,
     FORWARDED_BODY_ALLOWANCE,
     FORWARDER_KEY,
     METRICS_KEY,
     json_response,
 )
+from raftka.api.coordinator import GroupCoordinator
 from raftka.api.forward import Forwarder, is_forwarded
 from raftka.api.metrics import BrokerMetrics
-from raftka.api.routes import cluster, fetch, internal, produce, topics
+from raftka.api.partition_reader import PartitionReader
+from raftka.api.routes import cluster, fetch, groups, internal, produce, topics
 from raftka.metadata.errors import (
     InvalidRequest,
     LeaderNotAvailable,
@@ -99,13 +102,20 @@ def create_app(broker: Broker) -> web.Application:
         client_max_size=broker.settings.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
-    app[FORWARDER_KEY] = Forwarder(broker.settings.request_timeout_ms / 1000)
+    forwarder = Forwarder(broker.settings.request_timeout_ms / 1000)
+    app[FORWARDER_KEY] = forwarder
     app[METRICS_KEY] = BrokerMetrics(broker)
-    for module in (cluster, topics, produce, fetch, internal):
+    app[COORDINATOR_KEY] = GroupCoordinator(broker, PartitionReader(broker, forwarder))
+    for module in (cluster, topics, produce, fetch, groups, internal):
         module.add_routes(app)
 
-    async def close_forwarder(app: web.Application) -> None:
+    async def start_coordinator(app: web.Application) -> None:
+        app[COORDINATOR_KEY].start()
+
+    async def stop_coordinator_and_forwarder(app: web.Application) -> None:
+        await app[COORDINATOR_KEY].stop()
         await app[FORWARDER_KEY].close()
 
-    app.on_cleanup.append(close_forwarder)
+    app.on_startup.append(start_coordinator)
+    app.on_cleanup.append(stop_coordinator_and_forwarder)
     return app

@@ -47,6 +47,8 @@ from raftka.metadata.errors import (
 )
 from raftka.metadata.events import (
     BrokerHeartbeatReceived,
+    GroupChanged,
+    OffsetsCommitted,
     PartitionChanged,
     ProducerIdsAllocated,
 )
@@ -239,7 +241,7 @@ class Broker:
                 handled = topic is None or self.replicas.partition_changed(topic, event.partition)
                 if self._metadata_ready and not handled:
                     self._want_reconcile(complete=True)
-            elif not isinstance(event, ProducerIdsAllocated):
+            elif not isinstance(event, ProducerIdsAllocated | GroupChanged | OffsetsCommitted):
                 self._want_reconcile(complete=True)
 
     def _want_reconcile(self, *, complete: bool) -> None:

@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from raftka.api.broker import Broker
+from raftka.api.coordinator import GroupCoordinator
 from raftka.api.forward import Forwarder, is_forwarded
 from raftka.api.metrics import BrokerMetrics
 from raftka.metadata.errors import InvalidRequest, RequestTooLarge
@@ -14,6 +15,7 @@ from raftka.metadata.model import validate_topic_name
 BROKER_KEY = web.AppKey("broker", Broker)
 FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
 METRICS_KEY = web.AppKey("metrics", BrokerMetrics)
+COORDINATOR_KEY = web.AppKey("coordinator", GroupCoordinator)
 
 
 # Forwarding re-encodes records a little larger (explicit "key": null, "headers": {}), so a

@@ -136,6 +136,55 @@ class AllocateProducerIds:
     command_id: str = NO_COMMAND_ID
 
 
+@dataclass(frozen=True, slots=True)
+class JoinGroup:
+    # The coordinator names the member (member_id) so a retried join is one member.
+    group: str
+    member_id: str
+    topics: tuple[str, ...]
+    session_timeout_ms: int
+    auto_commit: bool
+    auto_offset_reset: str
+    assignor: str
+    command_id: str = NO_COMMAND_ID
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroup:
+    group: str
+    member_ids: tuple[str, ...]
+    command_id: str = NO_COMMAND_ID
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgeGeneration:
+    # Idempotent by itself (a repeat changes nothing): needs no command_id.
+    group: str
+    member_id: str
+    generation: int
+    command_id: str = NO_COMMAND_ID
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommit:
+    """One member's commit request: all of its offsets are stored, or none."""
+
+    group: str
+    member_id: str
+    generation: int
+    offsets: tuple[tuple[str, int, int], ...]  # (topic, partition, offset)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOffsets:
+    # Many members' commits in one log entry: the coordinator batches them, so commits
+    # scale with entries per second, not requests. No command_id: a batch is never
+    # remembered (it would push real commands out of the retry window); the
+    # coordinator sends one batch at a time, so a retry cannot overtake a newer one.
+    commits: tuple[OffsetCommit, ...]
+    command_id: str = NO_COMMAND_ID
+
+
 Command = (
     RegisterBroker
     | BrokerHeartbeat
@@ -146,6 +195,10 @@ Command = (
     | ElectLeader
     | AlterPartition
     | AllocateProducerIds
+    | JoinGroup
+    | LeaveGroup
+    | AcknowledgeGeneration
+    | CommitOffsets
 )
 
 COMMAND_TYPES: dict[str, type[Command]] = {
@@ -160,6 +213,10 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ElectLeader,
         AlterPartition,
         AllocateProducerIds,
+        JoinGroup,
+        LeaveGroup,
+        AcknowledgeGeneration,
+        CommitOffsets,
     )
 }
 
@@ -167,6 +224,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 def _plain(value: object) -> object:
     if isinstance(value, TopicConfig):
         return value.to_json()
+    if isinstance(value, tuple) and value and isinstance(value[0], OffsetCommit):
+        return [[c.group, c.member_id, c.generation, [list(o) for o in c.offsets]] for c in value]
     return value  # orjson writes tuples as arrays
 
 
@@ -222,6 +281,32 @@ def _assignment(name: str, value: Any) -> tuple[tuple[int, ...], ...]:
     return tuple(_ints(name, v) for v in value)
 
 
+def _strs(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of strings, got {value!r}")
+    return tuple(_str(name, v) for v in value)
+
+
+def _offset_commits(name: str, value: Any) -> tuple[OffsetCommit, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    out = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 4 or not isinstance(item[3], list):
+            raise ValueError(f"{name}: each commit is [group, member_id, generation, offsets]")
+        offsets = []
+        for o in item[3]:
+            if not isinstance(o, list) or len(o) != 3:
+                raise ValueError(f"{name}: each offset is [topic, partition, offset]")
+            offsets.append((_str(name, o[0]), _int(name, o[1]), _int(name, o[2])))
+        out.append(
+            OffsetCommit(
+                _str(name, item[0]), _str(name, item[1]), _int(name, item[2]), tuple(offsets)
+            )
+        )
+    return tuple(out)
+
+
 def _config(name: str, value: Any) -> TopicConfig:
     try:
         return TopicConfig.from_json(value)
@@ -249,6 +334,16 @@ _FIELD_PARSERS: dict[str, Callable[[str, Any], object]] = {
     "partition_epoch": _int,
     "isr": _ints,
     "count": _int,
+    "group": _str,
+    "member_id": _str,
+    "member_ids": _strs,
+    "topics": _strs,
+    "session_timeout_ms": _int,
+    "auto_commit": _bool,
+    "auto_offset_reset": _str,
+    "assignor": _str,
+    "generation": _int,
+    "commits": _offset_commits,
 }
 
 

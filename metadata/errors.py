@@ -111,6 +111,12 @@ class NoController(RetriableError):
     code = "NO_CONTROLLER"
 
 
+class CoordinatorNotAvailable(RetriableError):
+    # Kafka's COORDINATOR_NOT_AVAILABLE: no broker can coordinate the group right now,
+    # or it is moving to another broker.
+    code = "COORDINATOR_NOT_AVAILABLE"
+
+
 class RequestTimedOut(RaftkaError):
     code, status = "REQUEST_TIMED_OUT", 504
     retriable = True
@@ -144,6 +150,7 @@ ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {
         NotEnoughReplicas,
         LeaderNotAvailable,
         NoController,
+        CoordinatorNotAvailable,
         RequestTimedOut,
         InsufficientStorage,
     )

@@ -58,6 +58,19 @@ class ProducerIdsAllocated:
     count: int  # the block is [first_id, first_id + count)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    # A member joined, left, expired or acknowledged, or the group's topics changed.
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetsCommitted:
+    # One entry per OffsetCommit of the batch, in order: "" when stored, else the
+    # contract error code and why ("STALE_GENERATION: ...").
+    results: tuple[str, ...]
+
+
 Event = (
     BrokerRegistered
     | BrokerHeartbeatReceived
@@ -67,6 +80,8 @@ Event = (
     | TopicDeleted
     | PartitionChanged
     | ProducerIdsAllocated
+    | GroupChanged
+    | OffsetsCommitted
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -80,6 +95,8 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         TopicDeleted,
         PartitionChanged,
         ProducerIdsAllocated,
+        GroupChanged,
+        OffsetsCommitted,
     )
 }
 
@@ -108,6 +125,8 @@ def event_from_json(d: dict[str, Any]) -> Event:
                 partition=int(d["partition"]),
                 record=PartitionRecord.from_json(d["record"]),
             )
+        if kind is OffsetsCommitted:
+            return OffsetsCommitted(tuple(str(r) for r in d["results"]))
         return kind(**{name: d[name] for name in kind.__dataclass_fields__})
     except (KeyError, TypeError) as e:
         raise ValueError(f"malformed event {d!r}: {e}") from e

@@ -8,10 +8,11 @@ change a state (only `state.apply` makes new ones), read a clock or do I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raftka.metadata.events import Event, event_from_json, event_to_json
+from raftka.metadata.groups import GroupRecord
 from raftka.metadata.records import (
     BrokerRecord,
     InvalidConfig,
@@ -26,6 +27,7 @@ __all__ = [
     "SNAPSHOT_VERSION",
     "BrokerRecord",
     "CommandOutcome",
+    "GroupRecord",
     "InvalidConfig",
     "MetadataState",
     "PartitionRecord",
@@ -57,6 +59,7 @@ class MetadataState:
     next_producer_id: int
     # Oldest first; at most MAX_RECENT_COMMAND_IDS entries (FIFO eviction).
     recent_command_ids: tuple[CommandOutcome, ...]
+    groups: Mapping[str, GroupRecord] = field(default_factory=dict)
 
     @staticmethod
     def empty() -> MetadataState:
@@ -71,6 +74,9 @@ class MetadataState:
                 return outcome
         return None
 
+    def partition_counts(self) -> dict[str, int]:
+        return {name: len(t.partitions) for name, t in self.topics.items()}
+
     def check_invariants(self) -> None:
         """Raise AssertionError naming the first broken invariant."""
         assert self.next_producer_id >= 0, "next_producer_id >= 0"
@@ -84,6 +90,10 @@ class MetadataState:
             assert broker.broker_id == broker_id, f"broker {broker_id} is stored under its id"
         topic_ids = [t.topic_id for t in self.topics.values()]
         assert len(set(topic_ids)) == len(topic_ids), "topic_id is unique"
+        partition_counts = self.partition_counts()
+        for group_id, group in self.groups.items():
+            assert group.group_id == group_id, f"group {group_id} is stored under its id"
+            group.check_invariants(partition_counts)
         for name, topic in self.topics.items():
             assert topic.name == name, f"topic {name} is stored under its name"
             assert validate_topic_name(name) is None, f"topic name {name!r} is valid"
@@ -136,6 +146,7 @@ class MetadataState:
             "brokers": [self.brokers[b].to_json() for b in sorted(self.brokers)],
             "topics": [self.topics[t].to_json() for t in sorted(self.topics)],
             "next_producer_id": self.next_producer_id,
+            "groups": [self.groups[g].to_json() for g in sorted(self.groups)],
             "recent_command_ids": [
                 {"command_id": o.command_id, "events": [event_to_json(e) for e in o.events]}
                 for o in self.recent_command_ids
@@ -150,10 +161,13 @@ class MetadataState:
                 raise ValueError(f"unsupported snapshot version {d['version']!r}")
             brokers = [BrokerRecord.from_json(b) for b in d["brokers"]]
             topics = [TopicRecord.from_json(t) for t in d["topics"]]
+            # Snapshots written before consumer groups existed have no "groups".
+            groups = [GroupRecord.from_json(g) for g in d.get("groups", [])]
             return MetadataState(
                 brokers={b.broker_id: b for b in brokers},
                 topics={t.name: t for t in topics},
                 next_producer_id=int(d["next_producer_id"]),
+                groups={g.group_id: g for g in groups},
                 recent_command_ids=tuple(
                     CommandOutcome(
                         command_id=str(o["command_id"]),

@@ -14,15 +14,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from raftka.metadata import groups as group_rules
 from raftka.metadata.commands import (
+    AcknowledgeGeneration,
     AllocateProducerIds,
     AlterPartition,
     BrokerHeartbeat,
     Command,
+    CommitOffsets,
     CreateTopic,
     DeleteTopic,
     ElectLeader,
     FenceBroker,
+    JoinGroup,
+    LeaveGroup,
     RegisterBroker,
     UnfenceBroker,
 )
@@ -32,6 +37,8 @@ from raftka.metadata.events import (
     BrokerRegistered,
     BrokerUnfenced,
     Event,
+    GroupChanged,
+    OffsetsCommitted,
     PartitionChanged,
     ProducerIdsAllocated,
     TopicCreated,
@@ -41,6 +48,7 @@ from raftka.metadata.model import (
     MAX_RECENT_COMMAND_IDS,
     BrokerRecord,
     CommandOutcome,
+    GroupRecord,
     MetadataState,
     PartitionRecord,
     TopicRecord,
@@ -64,6 +72,9 @@ class ErrorCode(enum.StrEnum):
     STALE_BROKER_INCARNATION = "STALE_BROKER_INCARNATION"
     STALE_PARTITION_EPOCH = "STALE_PARTITION_EPOCH"
     NOT_LEADER = "NOT_LEADER"
+    # Consumer groups (contract codes).
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+    STALE_GENERATION = "STALE_GENERATION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,14 +389,16 @@ def _create_topic(state: MetadataState, cmd: CreateTopic) -> Result:
         )
     topic = TopicRecord(cmd.name, cmd.topic_id, cmd.config, tuple(partitions))
     state = replace(state, topics={**state.topics, cmd.name: topic})
-    return Applied(state, (TopicCreated(cmd.name),))
+    state, changed = _groups_after_topic_change(state)
+    return Applied(state, (TopicCreated(cmd.name), *changed))
 
 
 def _delete_topic(state: MetadataState, cmd: DeleteTopic) -> Result:
     if cmd.name not in state.topics:
         return Rejected(ErrorCode.UNKNOWN_TOPIC, f"topic {cmd.name} does not exist")
     topics = {name: t for name, t in state.topics.items() if name != cmd.name}
-    return Applied(replace(state, topics=topics), (TopicDeleted(cmd.name),))
+    state, changed = _groups_after_topic_change(replace(state, topics=topics))
+    return Applied(state, (TopicDeleted(cmd.name), *changed))
 
 
 # --- partitions ------------------------------------------------------------------
@@ -483,6 +496,132 @@ def _allocate_producer_ids(state: MetadataState, cmd: AllocateProducerIds) -> Re
     return Applied(state, (ProducerIdsAllocated(cmd.broker_id, first, cmd.count),))
 
 
+# --- consumer groups (the rules are in groups.py) ---------------------------------
+
+
+def _groups_after_topic_change(state: MetadataState) -> tuple[MetadataState, tuple[Event, ...]]:
+    """Every group whose subscribed partitions changed rebalances; offsets of topics
+    that are gone are dropped (a topic created again under the name starts afresh)."""
+    counts = state.partition_counts()
+    groups = dict(state.groups)
+    events: list[Event] = []
+    for group_id in sorted(groups):
+        new = group_rules.topics_changed(groups[group_id], counts)
+        if new != groups[group_id]:
+            groups[group_id] = new
+            events.append(GroupChanged(group_id))
+    if not events:
+        return state, ()
+    return replace(state, groups=groups), tuple(events)
+
+
+def _with_group(state: MetadataState, group: GroupRecord) -> Applied:
+    groups = dict(state.groups)
+    if group.members or group.offsets:
+        groups[group.group_id] = group
+    else:
+        groups.pop(group.group_id, None)  # nothing left to remember
+    return Applied(replace(state, groups=groups), (GroupChanged(group.group_id),))
+
+
+def _join_group(state: MetadataState, cmd: JoinGroup) -> Result:
+    problem = _check_join(cmd)
+    if problem is not None:
+        return Rejected(ErrorCode.INVALID_REQUEST, problem)
+    group = state.groups.get(cmd.group) or group_rules.new_group(cmd.group, cmd.assignor)
+    if group.members and group.assignor != cmd.assignor:
+        return Rejected(
+            ErrorCode.INVALID_REQUEST,
+            f"group {cmd.group} uses the {group.assignor} assignor, not {cmd.assignor}",
+        )
+    if not group.members:
+        group = replace(group, assignor=cmd.assignor)  # an empty group takes the new one
+    member = group_rules.MemberRecord(
+        member_id=cmd.member_id,
+        topics=tuple(sorted(set(cmd.topics))),
+        session_timeout_ms=cmd.session_timeout_ms,
+        auto_commit=cmd.auto_commit,
+        auto_offset_reset=cmd.auto_offset_reset,
+        member_generation=0,
+        target=(),
+        owned=(),
+    )
+    try:
+        group = group_rules.join(group, member, state.partition_counts())
+    except group_rules.GroupRuleError as e:
+        return Rejected(e.code, e.message)
+    return _with_group(state, group)
+
+
+def _check_join(cmd: JoinGroup) -> str | None:
+    """Why the join cannot be accepted, or None."""
+    problem = group_rules.validate_group_id(cmd.group)
+    if problem is not None:
+        return problem
+    if not cmd.member_id or len(cmd.member_id) > group_rules.MAX_MEMBER_ID_CHARS:
+        return f"member_id must be 1-{group_rules.MAX_MEMBER_ID_CHARS} characters"
+    if not 1 <= len(cmd.topics) <= group_rules.MAX_TOPICS_PER_MEMBER:
+        return f"a member subscribes to 1-{group_rules.MAX_TOPICS_PER_MEMBER} topics"
+    for topic in cmd.topics:
+        problem = validate_topic_name(topic)
+        if problem is not None:
+            return problem
+    low, high = group_rules.MIN_SESSION_TIMEOUT_MS, group_rules.MAX_SESSION_TIMEOUT_MS
+    if not low <= cmd.session_timeout_ms <= high:
+        return f"session_timeout_ms must be {low}-{high}, got {cmd.session_timeout_ms}"
+    if cmd.auto_offset_reset not in group_rules.AUTO_OFFSET_RESETS:
+        return f"auto_offset_reset must be one of {', '.join(group_rules.AUTO_OFFSET_RESETS)}"
+    if cmd.assignor not in group_rules.ASSIGNORS:
+        return f"assignor must be one of {', '.join(group_rules.ASSIGNORS)}"
+    return None
+
+
+def _leave_group(state: MetadataState, cmd: LeaveGroup) -> Result:
+    group = state.groups.get(cmd.group)
+    if group is None:
+        return Applied(state, ())  # a retried leave, or the group is long gone
+    left = group_rules.leave(group, cmd.member_ids, state.partition_counts())
+    if left is group:
+        return Applied(state, ())
+    return _with_group(state, left)
+
+
+def _acknowledge_generation(state: MetadataState, cmd: AcknowledgeGeneration) -> Result:
+    group = state.groups.get(cmd.group)
+    if group is None:
+        return Rejected(ErrorCode.UNKNOWN_MEMBER, f"group {cmd.group} has no members")
+    try:
+        acknowledged = group_rules.acknowledge(group, cmd.member_id, cmd.generation)
+    except group_rules.GroupRuleError as e:
+        return Rejected(e.code, e.message)
+    if acknowledged is group:
+        return Applied(state, ())
+    return _with_group(state, acknowledged)
+
+
+def _commit_offsets(state: MetadataState, cmd: CommitOffsets) -> Result:
+    """Each commit of the batch stands alone: one member's stale commit refuses that
+    commit only. The results say which were stored."""
+    groups = dict(state.groups)
+    results: list[str] = []
+    for c in cmd.commits:
+        group = groups.get(c.group)
+        if group is None:
+            results.append(f"UNKNOWN_MEMBER: group {c.group} has no members")
+            continue
+        bad = [o for o in c.offsets if o[2] < 0]
+        if bad:
+            results.append(f"INVALID_REQUEST: offsets must be >= 0, got {bad[0][2]}")
+            continue
+        try:
+            groups[c.group] = group_rules.commit(group, c.member_id, c.generation, c.offsets)
+        except group_rules.GroupRuleError as e:
+            results.append(f"{e.code}: {e.message}")
+            continue
+        results.append("")
+    return Applied(replace(state, groups=groups), (OffsetsCommitted(tuple(results)),))
+
+
 _HANDLERS: dict[type, Callable[[MetadataState, Any], Result]] = {
     RegisterBroker: _register_broker,
     BrokerHeartbeat: _broker_heartbeat,
@@ -493,4 +632,8 @@ _HANDLERS: dict[type, Callable[[MetadataState, Any], Result]] = {
     ElectLeader: _elect_leader,
     AlterPartition: _alter_partition,
     AllocateProducerIds: _allocate_producer_ids,
+    JoinGroup: _join_group,
+    LeaveGroup: _leave_group,
+    AcknowledgeGeneration: _acknowledge_generation,
+    CommitOffsets: _commit_offsets,
 }

@@ -1,0 +1,452 @@
+"""The group coordinator: one broker per group answers its members.
+
+Owns what must live in one place per group and is too frequent for the metadata log:
+heartbeats (`GroupSessions`, in memory), members' read positions, and the batching of
+offset commits. Every change of membership, every acknowledged generation and every
+commit still goes through the metadata log, so another broker can take a group over
+with nothing lost but positions not yet committed (members re-read from their
+committed offsets: at-least-once). The rules themselves are in metadata/groups.py;
+this module calls them and does the I/O.
+
+A broker coordinates a group only while it holds its lease: cut off from the quorum,
+it stops answering before the controller can fence it and hand its groups to another
+broker, so two coordinators never serve one group's members at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from raftka.api.commit_batcher import OffsetCommitBatcher
+from raftka.api.partition_reader import PartitionRead, PartitionReader
+from raftka.metadata.commands import (
+    AcknowledgeGeneration,
+    JoinGroup,
+    LeaveGroup,
+    OffsetCommit,
+)
+from raftka.metadata.errors import (
+    CoordinatorNotAvailable,
+    OffsetOutOfRange,
+    RaftkaError,
+    StaleGeneration,
+    UnknownMember,
+    UnknownPartition,
+    UnknownTopic,
+)
+from raftka.metadata.groups import (
+    GroupRecord,
+    GroupSessions,
+    GroupState,
+    MemberRecord,
+    TopicPartition,
+    coordinator_for,
+)
+
+if TYPE_CHECKING:
+    from raftka.api.broker import Broker
+
+log = logging.getLogger(__name__)
+
+EXPIRY_TICK_S = 0.25
+# A tick this late means this process was stalled (paused, swapped): its members could
+# not reach it either, so they get a fresh session instead of being expired for it.
+STALLED_TICK_S = 1.0
+
+
+@dataclass(slots=True)
+class MemberPositions:
+    # Where the member's next read of each partition starts.
+    next: dict[TopicPartition, int] = field(default_factory=dict)
+    # What the previous answer reached: auto_commit commits these first.
+    reached: dict[TopicPartition, int] = field(default_factory=dict)
+    rotation: int = 0  # which partition goes first, so none is starved by max_records
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    topics: tuple[str, ...]
+    session_timeout_ms: int
+    auto_commit: bool
+    auto_offset_reset: str
+    assignor: str
+
+
+def assignment_json(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for topic, partition in sorted(partitions):
+        out.setdefault(topic, []).append(partition)
+    return out
+
+
+class GroupCoordinator:
+    def __init__(
+        self,
+        broker: Broker,
+        reader: PartitionReader,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._broker = broker
+        self._reader = reader
+        self._clock = clock
+        self._sessions = GroupSessions()
+        self._positions: dict[tuple[str, str], MemberPositions] = {}
+        self._acknowledging: dict[tuple[str, str, int], asyncio.Future[None]] = {}
+        self._batcher = OffsetCommitBatcher(broker.submit)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._batcher.start()
+        self._task = asyncio.ensure_future(self._expiry_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._batcher.stop()
+
+    # -- who coordinates ---------------------------------------------------------
+
+    def coordinator_id(self, group_id: str) -> int | None:
+        state = self._broker.state
+        return coordinator_for(group_id, [b for b, r in state.brokers.items() if not r.fenced])
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _check_serving(self) -> None:
+        if not self._broker.has_lease:
+            raise CoordinatorNotAvailable(
+                f"broker {self._broker.broker_id} cannot reach the metadata quorum"
+            )
+
+    def _group(self, group_id: str) -> GroupRecord | None:
+        return self._broker.state.groups.get(group_id)
+
+    def _member(self, group_id: str, member_id: str) -> tuple[GroupRecord, MemberRecord]:
+        self._check_serving()
+        group = self._group(group_id)
+        member = None if group is None else group.members.get(member_id)
+        if group is None or member is None:
+            raise UnknownMember(
+                f"member {member_id} is not in group {group_id} (it left or its session "
+                "expired): join again"
+            )
+        self._sessions.heard_from(group_id, member_id, self._now_ms())
+        return group, member
+
+    # -- membership ----------------------------------------------------------------
+
+    async def join(self, group_id: str, request: JoinRequest) -> dict[str, Any]:
+        self._check_serving()
+        member_id = uuid.uuid4().hex
+        applied = await self._broker.submit(
+            JoinGroup(
+                group=group_id,
+                member_id=member_id,
+                topics=request.topics,
+                session_timeout_ms=request.session_timeout_ms,
+                auto_commit=request.auto_commit,
+                auto_offset_reset=request.auto_offset_reset,
+                assignor=request.assignor,
+                command_id=uuid.uuid4().hex,
+            )
+        )
+        self._sessions.heard_from(group_id, member_id, self._now_ms())
+        group = applied.state.groups[group_id]
+        member = group.members[member_id]
+        return {
+            "member_id": member_id,
+            "generation": group.generation,
+            "assignment": assignment_json(member.assignment),
+        }
+
+    async def heartbeat(self, group_id: str, member_id: str, generation: int) -> dict[str, Any]:
+        """The member's generation and assignment. A heartbeat at the current generation
+        from a member that had not acknowledged it yet hands its revoked partitions on."""
+        group, member = self._member(group_id, member_id)
+        if generation == group.generation and member.member_generation < generation:
+            await self._acknowledge(group_id, member_id, generation)
+            group, member = self._member(group_id, member_id)
+        return {
+            "generation": group.generation,
+            "assignment": assignment_json(member.assignment),
+            "rebalance": group.rebalancing,
+        }
+
+    async def _acknowledge(self, group_id: str, member_id: str, generation: int) -> None:
+        key = (group_id, member_id, generation)
+        pending = self._acknowledging.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(
+                self._broker.submit(AcknowledgeGeneration(group_id, member_id, generation))
+            )
+            self._acknowledging[key] = pending
+            pending.add_done_callback(lambda _: self._acknowledging.pop(key, None))
+        await asyncio.shield(pending)
+
+    async def leave(self, group_id: str, member_id: str) -> None:
+        self._member(group_id, member_id)
+        await self._broker.submit(LeaveGroup(group_id, (member_id,), command_id=uuid.uuid4().hex))
+        self._positions.pop((group_id, member_id), None)
+
+    # -- offsets -------------------------------------------------------------------
+
+    async def commit(
+        self,
+        group_id: str,
+        member_id: str,
+        generation: int,
+        offsets: tuple[tuple[str, int, int], ...],
+    ) -> None:
+        self._member(group_id, member_id)
+        await self._batcher.commit(OffsetCommit(group_id, member_id, generation, offsets))
+
+    async def committed(self, group_id: str) -> list[dict[str, Any]]:
+        """Committed offsets with lag = high watermark - committed offset (null when the
+        partition's leader cannot be asked right now)."""
+        self._check_serving()
+        group = self._group(group_id)
+        offsets = sorted(group.offsets.items()) if group else []
+
+        async def lag(topic: str, partition: int, offset: int) -> int | None:
+            try:
+                return max(0, await self._reader.high_watermark(topic, partition) - offset)
+            except RaftkaError:
+                return None
+
+        lags = await asyncio.gather(*(lag(t, p, o) for (t, p), o in offsets))
+        return [
+            {"topic": t, "partition": p, "offset": o, "lag": lag_}
+            for ((t, p), o), lag_ in zip(offsets, lags, strict=True)
+        ]
+
+    def describe(self, group_id: str) -> dict[str, Any]:
+        self._check_serving()
+        group = self._group(group_id)
+        if group is None:
+            return {"state": GroupState.EMPTY.value, "generation": 0, "members": []}
+        return {
+            "state": group.state.value,
+            "generation": group.generation,
+            "assignor": group.assignor,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "topics": list(m.topics),
+                    "assignment": assignment_json(m.assignment),
+                }
+                for m in (group.members[i] for i in sorted(group.members))
+            ],
+        }
+
+    # -- consuming -----------------------------------------------------------------
+
+    async def consume(
+        self, group_id: str, member_id: str, max_records: int, max_wait_ms: int
+    ) -> list[dict[str, Any]]:
+        """Records of the member's partitions from its positions: first whatever is
+        readable now on any of them; only when none has anything, a long-poll across all
+        of them. Never a record of a partition the member does not own when answering."""
+        group, member = self._member(group_id, member_id)
+        positions = self._positions.setdefault((group_id, member_id), MemberPositions())
+        if member.auto_commit and positions.reached:
+            await self._auto_commit(group, member, positions)
+            group, member = self._member(group_id, member_id)
+        partitions = list(member.assignment)
+        for tp in [tp for tp in positions.next if tp not in partitions]:
+            del positions.next[tp]  # given up: a later owner starts from the committed offset
+        if not partitions:
+            return []
+        reads = await self._read_all(group, member, positions, partitions, max_records, 0)
+        if not any(r.records for r in reads.values()) and max_wait_ms > 0:
+            reads = await self._first_ready(
+                group, member, positions, partitions, max_records, max_wait_ms
+            )
+        # Ownership again, after the awaits: a rebalance may have moved a partition.
+        group, member = self._member(group_id, member_id)
+        still_owned = set(member.assignment)
+        return self._answer(positions, reads, still_owned, max_records)
+
+    async def _auto_commit(
+        self, group: GroupRecord, member: MemberRecord, positions: MemberPositions
+    ) -> None:
+        owned = set(member.owned)
+        offsets = tuple(
+            sorted((t, p, o) for (t, p), o in positions.reached.items() if (t, p) in owned)
+        )
+        positions.reached = {}
+        if not offsets:
+            return
+        # A generation that moved on makes the commit stale: the records are delivered
+        # again to the partition's next owner (at-least-once), so that is no error here.
+        with contextlib.suppress(StaleGeneration):
+            await self._batcher.commit(
+                OffsetCommit(group.group_id, member.member_id, group.generation, offsets)
+            )
+
+    async def _start_offset(
+        self, group: GroupRecord, member: MemberRecord, tp: TopicPartition
+    ) -> int:
+        """The committed offset, else auto_offset_reset's. Earliest reads from 0: a log
+        that starts later answers OFFSET_OUT_OF_RANGE with its log start offset."""
+        committed = group.offsets.get(tp)
+        if committed is not None:
+            return committed
+        if member.auto_offset_reset == "latest":
+            return await self._reader.high_watermark(*tp)
+        return 0
+
+    async def _read(
+        self,
+        group: GroupRecord,
+        member: MemberRecord,
+        positions: MemberPositions,
+        tp: TopicPartition,
+        max_records: int,
+        max_wait_ms: int,
+    ) -> PartitionRead | None:
+        """None when the partition cannot be read right now (no leader, deleted): the
+        member's other partitions are still served."""
+        try:
+            offset = positions.next.get(tp)
+            if offset is None:
+                offset = await self._start_offset(group, member, tp)
+            try:
+                read = await self._reader.read(*tp, offset, max_records, max_wait_ms)
+            except OffsetOutOfRange as exc:
+                # Kafka's auto.offset.reset: the position fell out of the log (retention,
+                # a truncated tail) or none was known yet.
+                if member.auto_offset_reset == "latest":
+                    offset = int(exc.details["high_watermark"])
+                else:
+                    offset = int(exc.details["log_start_offset"])
+                read = await self._reader.read(*tp, offset, max_records, max_wait_ms)
+            # Fixed now, so "latest" is resolved once and nothing produced between two
+            # reads is skipped; _answer moves it past what it returns.
+            positions.next[tp] = offset
+            return read
+        except (UnknownTopic, UnknownPartition):
+            return None
+        except RaftkaError as exc:
+            if not exc.retriable:
+                raise
+            log.debug("cannot read %s-%s for group %s: %s", *tp, group.group_id, exc)
+            return None
+
+    async def _read_all(
+        self,
+        group: GroupRecord,
+        member: MemberRecord,
+        positions: MemberPositions,
+        partitions: list[TopicPartition],
+        max_records: int,
+        max_wait_ms: int,
+    ) -> dict[TopicPartition, PartitionRead]:
+        results = await asyncio.gather(
+            *(
+                self._read(group, member, positions, tp, max_records, max_wait_ms)
+                for tp in partitions
+            )
+        )
+        return {tp: r for tp, r in zip(partitions, results, strict=True) if r is not None}
+
+    async def _first_ready(
+        self,
+        group: GroupRecord,
+        member: MemberRecord,
+        positions: MemberPositions,
+        partitions: list[TopicPartition],
+        max_records: int,
+        max_wait_ms: int,
+    ) -> dict[TopicPartition, PartitionRead]:
+        """Long-polls every partition; answers with the first that has records."""
+        tasks = {
+            asyncio.ensure_future(
+                self._read(group, member, positions, tp, max_records, max_wait_ms)
+            ): tp
+            for tp in partitions
+        }
+        out: dict[TopicPartition, PartitionRead] = {}
+        pending = set(tasks)
+        try:
+            while pending and not out:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    read = task.result()
+                    if read is not None and read.records:
+                        out[tasks[task]] = read
+        finally:
+            for task in pending:
+                task.cancel()
+        return out
+
+    def _answer(
+        self,
+        positions: MemberPositions,
+        reads: dict[TopicPartition, PartitionRead],
+        still_owned: set[TopicPartition],
+        max_records: int,
+    ) -> list[dict[str, Any]]:
+        order = sorted(tp for tp in reads if tp in still_owned)
+        if order:
+            positions.rotation = (positions.rotation + 1) % len(order)
+            order = order[positions.rotation :] + order[: positions.rotation]
+        out: list[dict[str, Any]] = []
+        for tp in order:
+            read = reads[tp]
+            room = max_records - len(out)
+            if room <= 0:
+                break
+            taken = read.records[:room]
+            for record in taken:
+                record["topic"], record["partition"] = tp
+            out.extend(taken)
+            if len(taken) < len(read.records):
+                positions.next[tp] = taken[-1]["offset"] + 1
+            elif read.records:
+                positions.next[tp] = read.next_offset
+        positions.reached = {tp: o for tp, o in positions.next.items() if tp in still_owned}
+        return out
+
+    # -- expiry --------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        last_tick = self._clock()
+        while True:
+            await asyncio.sleep(EXPIRY_TICK_S)
+            now = self._clock()
+            stalled = now - last_tick > STALLED_TICK_S
+            last_tick = now
+            try:
+                await self._expire(stalled)
+            except Exception:
+                log.exception("expiring group members failed")
+
+    async def _expire(self, stalled: bool) -> None:
+        broker = self._broker
+        if stalled or not broker.has_lease or not broker.ready:
+            self._sessions = GroupSessions()  # everyone gets a fresh session when we are back
+            return
+        mine = [
+            g
+            for g in broker.state.groups.values()
+            if g.members and self.coordinator_id(g.group_id) == broker.broker_id
+        ]
+        live = {(g.group_id, m) for g in mine for m in g.members}
+        for key in [k for k in self._positions if k not in live]:
+            del self._positions[key]
+        for group_id, member_ids in self._sessions.expired(mine, self._now_ms()).items():
+            log.info("group %s: members %s missed their session timeout", group_id, member_ids)
+            with contextlib.suppress(RaftkaError):
+                await broker.submit(
+                    LeaveGroup(group_id, tuple(member_ids), command_id=uuid.uuid4().hex)
+                )

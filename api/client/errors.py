@@ -13,6 +13,7 @@ from typing import Any
 
 from raftka.metadata.errors import (
     ERRORS_BY_CODE,
+    CoordinatorNotAvailable,
     InsufficientStorage,
     InvalidProducerEpoch,
     InvalidReplicationFactor,
@@ -40,6 +41,7 @@ from raftka.metadata.errors import (
 __all__ = [
     "ClientError",
     "ConnectionFailed",
+    "CoordinatorNotAvailable",
     "InsufficientStorage",
     "InvalidProducerEpoch",
     "InvalidReplicationFactor",

@@ -209,8 +209,12 @@ class Consumer:
         self._closed = False
 
     def __enter__(self) -> Consumer:
-        self._loop.run(self._core.start())
+        self.start()
         return self
+
+    def start(self) -> None:
+        """Joins the group or starts the fetches (poll and iteration call it first)."""
+        self._loop.run(self._core.start())
 
     def __exit__(self, *exc: object) -> None:
         self.close()

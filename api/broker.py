@@ -119,6 +119,9 @@ class Broker:
         self._reconcile_wanted = asyncio.Event()
         self._reconcile_complete = True
         self._clean_shutdown = True
+        # Called on the loop with a group id whenever that group changed (the coordinator
+        # wakes its long-polls with it).
+        self.group_listeners: list[Callable[[str], None]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -232,9 +235,13 @@ class Broker:
             # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
             # act on its roles (epoch-fenced) but move nothing aside on its word.
             self._want_reconcile(complete=False)
+            for group_id in state.groups:
+                self._group_changed(group_id)
             return
         for event in events:
-            if isinstance(event, BrokerHeartbeatReceived):
+            if isinstance(event, GroupChanged):
+                self._group_changed(event.group)
+            elif isinstance(event, BrokerHeartbeatReceived):
                 self._liveness.heard_from(event.broker_id, now_ms)
             elif isinstance(event, PartitionChanged):
                 topic = state.topics.get(event.topic)
@@ -243,6 +250,10 @@ class Broker:
                     self._want_reconcile(complete=True)
             elif not isinstance(event, ProducerIdsAllocated | GroupChanged | OffsetsCommitted):
                 self._want_reconcile(complete=True)
+
+    def _group_changed(self, group_id: str) -> None:
+        for listener in self.group_listeners:
+            listener(group_id)
 
     def _want_reconcile(self, *, complete: bool) -> None:
         self._reconcile_complete = complete

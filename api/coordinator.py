@@ -101,6 +101,19 @@ class GroupCoordinator:
         self._acknowledging: dict[tuple[str, str, int], asyncio.Future[None]] = {}
         self._batcher = OffsetCommitBatcher(broker.submit)
         self._task: asyncio.Task[None] | None = None
+        # Set when a group changes: its members' long-polls end so they see the change.
+        self._changed: dict[str, asyncio.Event] = {}
+        broker.group_listeners.append(self._on_group_changed)
+
+    def _on_group_changed(self, group_id: str) -> None:
+        event = self._changed.pop(group_id, None)
+        if event is not None:
+            event.set()
+
+    async def _wait_for_change(self, group_id: str, timeout_s: float) -> None:
+        event = self._changed.setdefault(group_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
 
     def start(self) -> None:
         self._batcher.start()
@@ -232,12 +245,19 @@ class GroupCoordinator:
     def describe(self, group_id: str) -> dict[str, Any]:
         self._check_serving()
         group = self._group(group_id)
+        me = self._broker.broker_id
         if group is None:
-            return {"state": GroupState.EMPTY.value, "generation": 0, "members": []}
+            return {
+                "state": GroupState.EMPTY.value,
+                "generation": 0,
+                "members": [],
+                "coordinator": me,
+            }
         return {
             "state": group.state.value,
             "generation": group.generation,
             "assignor": group.assignor,
+            "coordinator": me,
             "members": [
                 {
                     "member_id": m.member_id,
@@ -265,6 +285,10 @@ class GroupCoordinator:
         for tp in [tp for tp in positions.next if tp not in partitions]:
             del positions.next[tp]  # given up: a later owner starts from the committed offset
         if not partitions:
+            # Nothing to read until the group hands this member something: wait for a change.
+            wait_s = min(max_wait_ms, self._broker.settings.max_fetch_wait_ms) / 1000
+            if wait_s > 0:
+                await self._wait_for_change(group_id, wait_s)
             return []
         reads = await self._read_all(group, member, positions, partitions, max_records, 0)
         if not any(r.records for r in reads.values()) and max_wait_ms > 0:
@@ -280,8 +304,13 @@ class GroupCoordinator:
         self, group: GroupRecord, member: MemberRecord, positions: MemberPositions
     ) -> None:
         owned = set(member.owned)
+        # Only what moved: an idle member's answers must not each cost a metadata write.
         offsets = tuple(
-            sorted((t, p, o) for (t, p), o in positions.reached.items() if (t, p) in owned)
+            sorted(
+                (t, p, o)
+                for (t, p), o in positions.reached.items()
+                if (t, p) in owned and group.offsets.get((t, p)) != o
+            )
         )
         positions.reached = {}
         if not offsets:
@@ -368,19 +397,24 @@ class GroupCoordinator:
         max_records: int,
         max_wait_ms: int,
     ) -> dict[TopicPartition, PartitionRead]:
-        """Long-polls every partition; answers with the first that has records."""
-        tasks = {
+        """Long-polls every partition; answers with the first that has records, or with
+        nothing once the group changes (the member may have lost or gained partitions)."""
+        tasks: dict[asyncio.Future[PartitionRead | None], TopicPartition] = {
             asyncio.ensure_future(
                 self._read(group, member, positions, tp, max_records, max_wait_ms)
             ): tp
             for tp in partitions
         }
+        wait_s = min(max_wait_ms, self._broker.settings.max_fetch_wait_ms) / 1000
+        changed = asyncio.ensure_future(self._wait_for_change(group.group_id, wait_s))
         out: dict[TopicPartition, PartitionRead] = {}
-        pending = set(tasks)
+        pending: set[asyncio.Future[Any]] = {*tasks, changed}
         try:
-            while pending and not out:
+            while not out and not changed.done() and len(pending) > 1:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    if task is changed:
+                        continue
                     read = task.result()
                     if read is not None and read.records:
                         out[tasks[task]] = read

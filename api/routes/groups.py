@@ -22,7 +22,7 @@ from raftka.api.context import (
 from raftka.api.coordinator import JoinRequest
 from raftka.api.forward import is_forwarded
 from raftka.api.records import int_param, is_int, json_object
-from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest
+from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest, LeaderNotAvailable
 from raftka.metadata.groups import (
     ASSIGNORS,
     AUTO_OFFSET_RESETS,
@@ -64,9 +64,14 @@ async def _at_coordinator(request: web.Request, wait_ms: int = 0) -> web.Respons
         )
     body = await read_body(request) if request.can_read_body else None
     wait_s = min(wait_ms, broker.settings.max_fetch_wait_ms) / 1000
-    return await request.app[FORWARDER_KEY].proxy(
-        request.method, url + request.path_qs, body, extra_wait_s=wait_s
-    )
+    try:
+        return await request.app[FORWARDER_KEY].proxy(
+            request.method, url + request.path_qs, body, extra_wait_s=wait_s
+        )
+    except LeaderNotAvailable:
+        raise CoordinatorNotAvailable(
+            f"group {group_id}'s coordinator (broker {coordinator}) is unreachable; retry shortly"
+        ) from None
 
 
 def _parse_join(doc: dict[str, Any], default_session_timeout_ms: int) -> JoinRequest:
@@ -198,7 +203,15 @@ async def describe(request: web.Request) -> web.Response:
     return json_response(request.app[COORDINATOR_KEY].describe(_group_param(request)))
 
 
+async def list_groups(request: web.Request) -> web.Response:
+    """Every group the metadata knows (with members or committed offsets), as Kafka's
+    ListGroups: from this broker's metadata, so possibly a moment behind."""
+    broker = request.app[BROKER_KEY]
+    return json_response({"groups": sorted(broker.state.groups)})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/groups", list_groups)
     app.router.add_post("/v1/groups/{group}/members", join)
     app.router.add_post("/v1/groups/{group}/members/{member}/heartbeat", heartbeat)
     app.router.add_delete("/v1/groups/{group}/members/{member}", leave)

@@ -185,9 +185,16 @@ async def test_leave_rebalances_and_the_member_is_unknown_afterwards(client: Tes
     assert resp.status == 404
 
 
+async def test_groups_are_listed(client: TestClient) -> None:
+    await create_topic(client, "t", partitions=1)
+    await join(client, group="b")
+    await join(client, group="a")
+    assert await body_of(await client.get("/v1/groups")) == {"groups": ["a", "b"]}
+
+
 async def test_an_unknown_group_is_described_as_empty(client: TestClient) -> None:
     described = await body_of(await client.get("/v1/groups/nobody"))
-    assert described == {"state": "Empty", "generation": 0, "members": []}
+    assert described == {"state": "Empty", "generation": 0, "members": [], "coordinator": 1}
 
 
 @pytest.mark.parametrize(
@@ -231,3 +238,21 @@ async def test_bad_group_requests_get_the_contract_error(
     resp = await client.post(path, json=body)
     assert resp.status in (400, 404), await resp.text()
     assert (await body_of(resp))["error"]["code"] == code
+
+
+async def test_a_long_poll_without_partitions_ends_when_the_group_changes(
+    client: TestClient,
+) -> None:
+    await create_topic(client, "t", partitions=1)
+    await produce(client, "t", [{"value": "x"}], partition=0)
+    a = (await join(client))["member_id"]
+    b = (await join(client))["member_id"]
+    owner, idle = (a, b) if (await heartbeat(client, a, 0))["assignment"] else (b, a)
+    # The idle member's poll would wait 30 s (the broker's cap); the owner leaving must
+    # end it long before.
+    polling = asyncio.ensure_future(consume(client, idle, max_wait_ms=60_000))
+    resp = await client.delete(f"/v1/groups/g/members/{owner}")
+    assert resp.status == 204
+    assert await asyncio.wait_for(polling, DEADLINE_S / 2) == []
+    await settle(client, [idle])
+    assert [r["value"] for r in await consume(client, idle)] == ["x"]

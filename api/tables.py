@@ -16,7 +16,19 @@ async def fetch_status(bootstrap: str) -> dict[str, Any]:
         cluster = await admin.cluster()
         names = await admin.list_topics()
         topics = await asyncio.gather(*(admin.describe_topic(n) for n in names))
-    return {"cluster": cluster, "topics": topics}
+        groups = await admin.list_groups()
+        described = await asyncio.gather(*(admin.describe_group(g) for g in groups))
+        offsets = await asyncio.gather(*(admin.group_offsets(g) for g in groups))
+    group_rows = [
+        {
+            "group": g,
+            "state": d.get("state"),
+            "members": len(d.get("members", [])),
+            "lag": None if any(o.get("lag") is None for o in o_) else sum(o["lag"] for o in o_),
+        }
+        for g, d, o_ in zip(groups, described, offsets, strict=True)
+    ]
+    return {"cluster": cluster, "topics": topics, "groups": group_rows}
 
 
 def _ids(values: list[int]) -> str:
@@ -83,8 +95,13 @@ def print_status(status: dict[str, Any]) -> None:
     for topic in status["topics"]:
         _partition_rows(partitions, topic, with_name=True)
     console.print(partitions)
-    # The contract has no route that lists groups, so this view cannot show them.
-    console.print("consumer groups: not listed (no list route); see `raftka group describe G`")
+    groups = Table(title="consumer groups", title_justify="left")
+    for column in ("group", "state", "members", "lag"):
+        groups.add_column(column, justify="left" if column in ("group", "state") else "right")
+    for g in status["groups"]:
+        lag = "?" if g["lag"] is None else str(g["lag"])
+        groups.add_row(g["group"], str(g["state"]), str(g["members"]), lag)
+    console.print(groups if status["groups"] else "consumer groups: none")
 
 
 def print_topic(topic: dict[str, Any]) -> None:

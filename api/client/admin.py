@@ -84,6 +84,12 @@ class Admin:
         )
         return doc["offset"]
 
+    async def list_groups(self) -> list[str]:
+        """Every group the cluster knows (`GET /v1/groups`: beyond the contract, Kafka's
+        ListGroups; from the answering broker's metadata, so possibly a moment behind)."""
+        doc = await self._request("GET", "/v1/groups")
+        return list(doc["groups"])
+
     async def describe_group(self, group: str) -> Any:
         """`{"state", "generation", "members": [{"member_id", "assignment"}]}`"""
         return await self._request("GET", f"/v1/groups/{group}")

@@ -307,6 +307,9 @@ class Admin:
     def offset(self, topic: str, partition: int, timestamp: str | int = "latest") -> Any:
         return self._loop.run(self._core.offset(topic, partition, timestamp))
 
+    def list_groups(self) -> list[str]:
+        return self._loop.run(self._core.list_groups())
+
     def describe_group(self, group: str) -> Any:
         return self._loop.run(self._core.describe_group(group))
 

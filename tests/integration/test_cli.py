@@ -165,6 +165,9 @@ def test_consume_with_a_group_commits_leaves_and_group_describe_shows_the_lag(
     offsets = cluster.get(1, "/v1/groups/cli/offsets")["offsets"]
     assert sum(o["lag"] for o in offsets) == 2
     assert "lag" in described.stdout and "gt" in described.stdout
+    status = run(cluster, "cluster", "status")
+    assert status.returncode == 0, status.stderr
+    assert "consumer groups" in status.stdout and "cli" in status.stdout
 
     rest = run(cluster, "consume", "gt", "--group", "cli", "--max-records", "2")
     assert rest.returncode == 0, rest.stderr

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from raftka.api.client import DEFAULT_BOOTSTRAP, RaftkaClient
 from raftka.api.settings import FSYNC_POLICIES
-from raftka.metadata.errors import RaftkaError
+from raftka.client.aio import Admin, RaftkaError
+from raftka.client.http import DEFAULT_BOOTSTRAP
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -65,12 +65,12 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-def call(bootstrap: str, method: Callable[[RaftkaClient], Awaitable[T]]) -> T:
-    """One request through a client that lives for this call only."""
+def call(bootstrap: str, method: Callable[[Admin], Awaitable[T]]) -> T:
+    """One request through an admin client that lives for this call only."""
 
     async def go() -> T:
-        async with RaftkaClient(bootstrap) as client:
-            return await method(client)
+        async with Admin(bootstrap) as admin:
+            return await method(admin)
 
     result: T = asyncio.run(go())
     return result
@@ -218,9 +218,7 @@ def consume(
     """Print records as JSON lines."""
     from raftka.api.console import consume_records
 
-    if group is not None:
-        raise click.UsageError("consumer groups (--group) are not available in this version yet")
-    run(consume_records(bootstrap, topic_name, from_beginning, max_records))
+    run(consume_records(bootstrap, topic_name, from_beginning, max_records, group))
 
 
 @cli.group()
@@ -236,6 +234,22 @@ def cluster_status(bootstrap: str, debug: bool) -> None:
     from raftka.api.tables import fetch_status, print_status
 
     print_status(run(fetch_status(bootstrap)))
+
+
+@cli.group()
+def group() -> None:
+    """Consumer groups."""
+
+
+@group.command("describe")
+@click.argument("name")
+@client_options
+@handles_errors
+def group_describe(name: str, bootstrap: str, debug: bool) -> None:
+    """A group's state, generation, members with their assignment, and lag per partition."""
+    from raftka.api.console import fetch_group, print_group
+
+    print_group(run(fetch_group(bootstrap, name)))
 
 
 @cli.group()

@@ -15,9 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from raftka.api.client import ClientError, RaftkaClient
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
-from raftka.metadata.errors import RaftkaError
+from raftka.client.aio import Admin, ClientError, RaftkaError
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
@@ -80,10 +79,10 @@ async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEO
     last_problem = "no broker answered yet"
     while loop.time() < deadline:
         for b in config.brokers:
-            async with RaftkaClient(b.url, timeout_s=2.0) as client:
+            async with Admin(b.url, retry_for_s=0, timeout_s=2.0) as admin:
                 try:
-                    cluster = await client.cluster()
-                except (ClientError, RaftkaError) as exc:
+                    cluster = await admin.cluster()
+                except RaftkaError as exc:
                     last_problem = str(exc)
                     continue
             alive = {x["id"] for x in cluster["brokers"] if x["alive"]}

@@ -8,15 +8,27 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raftka.api.client import RaftkaClient
+from raftka.client.aio import Admin
 
 
 async def fetch_status(bootstrap: str) -> dict[str, Any]:
-    async with RaftkaClient(bootstrap) as client:
-        cluster = await client.cluster()
-        names = await client.list_topics()
-        topics = await asyncio.gather(*(client.describe_topic(n) for n in names))
-    return {"cluster": cluster, "topics": topics}
+    async with Admin(bootstrap) as admin:
+        cluster = await admin.cluster()
+        names = await admin.list_topics()
+        topics = await asyncio.gather(*(admin.describe_topic(n) for n in names))
+        groups = await admin.list_groups()
+        described = await asyncio.gather(*(admin.describe_group(g) for g in groups))
+        offsets = await asyncio.gather(*(admin.group_offsets(g) for g in groups))
+    group_rows = [
+        {
+            "group": g,
+            "state": d.get("state"),
+            "members": len(d.get("members", [])),
+            "lag": None if any(o.get("lag") is None for o in o_) else sum(o["lag"] for o in o_),
+        }
+        for g, d, o_ in zip(groups, described, offsets, strict=True)
+    ]
+    return {"cluster": cluster, "topics": topics, "groups": group_rows}
 
 
 def _ids(values: list[int]) -> str:
@@ -83,7 +95,13 @@ def print_status(status: dict[str, Any]) -> None:
     for topic in status["topics"]:
         _partition_rows(partitions, topic, with_name=True)
     console.print(partitions)
-    console.print("consumer groups: none (groups are not available in this version yet)")
+    groups = Table(title="consumer groups", title_justify="left")
+    for column in ("group", "state", "members", "lag"):
+        groups.add_column(column, justify="left" if column in ("group", "state") else "right")
+    for g in status["groups"]:
+        lag = "?" if g["lag"] is None else str(g["lag"])
+        groups.add_row(g["group"], str(g["state"]), str(g["members"]), lag)
+    console.print(groups if status["groups"] else "consumer groups: none")
 
 
 def print_topic(topic: dict[str, Any]) -> None:

@@ -34,6 +34,14 @@ class InvalidReplicationFactor(RaftkaError):
     code, status = "INVALID_REPLICATION_FACTOR", 400
 
 
+class Unauthenticated(RaftkaError):
+    code, status = "UNAUTHENTICATED", 401
+
+
+class NotAuthorized(RaftkaError):
+    code, status = "NOT_AUTHORIZED", 403
+
+
 class UnknownTopic(RaftkaError):
     code, status = "UNKNOWN_TOPIC", 404
 
@@ -114,14 +122,26 @@ class RequestTimedOut(RaftkaError):
     retriable = True
 
 
+class InsufficientStorage(RaftkaError):
+    """A 507: the broker's disk is full; retriable after `Retry-After` seconds."""
+
+    code, status = "INSUFFICIENT_STORAGE", 507
+    retriable = True
+    retry_after_s: ClassVar[int] = 1
+
+
 ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest,
         InvalidReplicationFactor,
+        Unauthenticated,
+        NotAuthorized,
         UnknownTopic,
         UnknownPartition,
         UnknownMember,
+        NotFound,
+        MethodNotAllowed,
         TopicExists,
         StaleGeneration,
         OutOfOrderSequence,
@@ -132,6 +152,7 @@ ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {
         NoController,
         CoordinatorNotAvailable,
         RequestTimedOut,
+        InsufficientStorage,
     )
 }
 

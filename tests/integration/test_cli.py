@@ -142,3 +142,62 @@ def _bindable(port: int) -> bool:
 def _raftka_brokers_for(data_dir: Path) -> list[str]:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(data_dir / "cluster.toml") in line]
+
+
+def test_consume_with_a_group_commits_leaves_and_group_describe_shows_the_lag(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=1)
+    cluster.start_all()
+    cluster.wait_ready()
+    assert run(cluster, "topic", "create", "gt", "--partitions", "2").returncode == 0
+    lines = "".join(f"{i}\n" for i in range(6))
+    assert run(cluster, "produce", "gt", stdin=lines).returncode == 0
+
+    consumed = run(cluster, "consume", "gt", "--group", "cli", "--max-records", "4")
+    assert consumed.returncode == 0, consumed.stderr
+    assert len(consumed.stdout.splitlines()) == 4
+    described = run(cluster, "group", "describe", "cli")
+    assert described.returncode == 0, described.stderr
+    # The member left: no members; 4 of 6 records committed, so a lag of 2 in all.
+    view = cluster.get(1, "/v1/groups/cli")
+    assert view["members"] == []
+    offsets = cluster.get(1, "/v1/groups/cli/offsets")["offsets"]
+    assert sum(o["lag"] for o in offsets) == 2
+    assert "lag" in described.stdout and "gt" in described.stdout
+    status = run(cluster, "cluster", "status")
+    assert status.returncode == 0, status.stderr
+    assert "consumer groups" in status.stdout and "cli" in status.stdout
+
+    rest = run(cluster, "consume", "gt", "--group", "cli", "--max-records", "2")
+    assert rest.returncode == 0, rest.stderr
+    printed = [orjson.loads(line)["value"] for line in consumed.stdout.splitlines()]
+    printed += [orjson.loads(line)["value"] for line in rest.stdout.splitlines()]
+    assert sorted(printed) == [str(i) for i in range(6)]
+
+
+def test_consume_with_a_group_leaves_the_group_on_sigterm(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=1)
+    cluster.start_all()
+    cluster.wait_ready()
+    cluster.create_topic(1, "st", 1, 1)
+    env = {**os.environ, "RAFTKA_BOOTSTRAP": cluster.brokers[1].url}
+    consumer = subprocess.Popen(
+        [*RAFTKA, "consume", "st", "--group", "sig"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: cluster.get(1, "/v1/groups/sig")["members"], "the member to join")
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(TIMEOUT_S) == 0, consumer.stderr.read() if consumer.stderr else ""
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+    assert cluster.get(1, "/v1/groups/sig")["members"] == []

@@ -12,6 +12,8 @@ The format, one JSON object per line (Jepsen's model):
   str or int; `"nemesis"` for faults, `"final-reader"` for the final read);
   `type`: `invoke` | `ok` | `fail` | `info`; `f`: what (`send`, `poll`, `commit`,
   `join`, `heartbeat`, `leave`, `final-read`, `start`, `stop`, ...); `value`.
+  Lines are in the order things happened (one writer appends them as they happen):
+  the checker orders events by line, not by `time`.
 - A process has at most one operation in flight: its `ok`/`fail`/`info` completes its
   latest `invoke`. `fail` means it certainly did not happen (a refusal before any
   write); `info` means the outcome is unknown (a timeout, a lost connection): such a
@@ -29,8 +31,9 @@ The format, one JSON object per line (Jepsen's model):
   answer's `assignment` (`{"topic": [partitions]}`), as the contract's answers do.
 - The final read: after healing, process `"final-reader"` (FINAL_READER) reads every
   partition from its first offset to its end and records each answer as an `ok` op
-  with `f` = `"final-read"` (FINAL_READ) and the records as a poll's `value`. A
-  partition that could not be read gets a `fail`/`info` op with `topic` and `partition`.
+  with `f` = `"final-read"` (FINAL_READ), the partition read as the op's `topic` and
+  `partition` (so an empty partition counts as read), and the records as a poll's
+  `value`. A partition that could not be read gets a `fail`/`info` op instead.
 - Faults: process `"nemesis"` (NEMESIS), `type` `info`. A fault window opens with
   `f` = `"start"`, `value` = `{"fault": KIND, "target": [...], ...}` (KIND: `kill`,
   `pause`, `partition`, `latency`, ...; `target`: broker ids, or any JSON that names
@@ -271,10 +274,20 @@ class FaultWindow:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """An operation with the invoke it completes (None when the history has no invoke)."""
+    """An operation with the invoke it completes, and both positions in the history.
 
-    invoke: Op | None
+    Without an invoke (a hand-written history may leave them out) the op counts as
+    invoked where it completed.
+    """
+
     op: Op
+    index: int
+    invoke: Op | None = None
+    invoke_index: int | None = None
+
+    @property
+    def invoked_at(self) -> int:
+        return self.index if self.invoke_index is None else self.invoke_index
 
     @property
     def invoke_time(self) -> float:
@@ -302,13 +315,15 @@ class History:
 
     def completions(self) -> list[Completed]:
         """Every ok/fail/info op paired with its process's latest invoke, in history order."""
-        pending: dict[Process, Op] = {}
+        pending: dict[Process, int] = {}
         done: list[Completed] = []
-        for op in self.ops:
+        for index, op in enumerate(self.ops):
             if op.type is OpType.INVOKE:
-                pending[op.process] = op
-            else:
-                done.append(Completed(pending.pop(op.process, None), op))
+                pending[op.process] = index
+                continue
+            invoke_index = pending.pop(op.process, None)
+            invoke = None if invoke_index is None else self.ops[invoke_index]
+            done.append(Completed(op, index, invoke, invoke_index))
         return done
 
     def oks(self, *fs: str) -> list[Op]:

@@ -94,7 +94,7 @@ INVARIANTS = (
     COMMITS_MONOTONIC,
 )
 
-ValueKey = bytes
+ValueKey = str | bytes
 TopicPartition = tuple[str | None, int]
 Position = tuple[str | None, int, int]
 
@@ -177,12 +177,16 @@ def check(history: History) -> CheckResult:
 
 
 def value_key(value: Any) -> ValueKey:
-    """A value's identity: its canonical JSON (so 1 and "1" differ, and dicts compare)."""
+    """A value's identity: a string itself, anything else its canonical JSON as bytes (so
+    1 and "1" differ, and equal dicts compare equal)."""
+    if type(value) is str:
+        return value
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else value.decode()
+    """A value (or a value_key) for a person, cut to MAX_VALUE_CHARS."""
+    text = value.decode() if isinstance(value, bytes) else orjson.dumps(value).decode()
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
@@ -201,10 +205,13 @@ class _Read:
 
     record: ReadRecord
     done: Completed
+    key: ValueKey
+    position: Position
 
-    @property
-    def position(self) -> Position:
-        return (self.record.topic, self.record.partition, self.record.offset)
+    @staticmethod
+    def of(record: ReadRecord, done: Completed) -> _Read:
+        position = (record.topic, record.partition, record.offset)
+        return _Read(record, done, value_key(record.value), position)
 
 
 class _CommitFloors:
@@ -242,6 +249,7 @@ class _Facts:
     final_covered: set[TopicPartition] = field(default_factory=set)
     read_positions: dict[ValueKey, set[Position]] = field(default_factory=dict)
     final_values: set[ValueKey] = field(default_factory=set)
+    reads_of: dict[int, list[_Read]] = field(default_factory=dict)
 
     @staticmethod
     def of(history: History) -> _Facts:
@@ -255,16 +263,17 @@ class _Facts:
                     facts.acked.append(op)
         for done in facts.completions:
             op = done.op
-            reads = [_Read(r, done) for r in op.records()]
+            reads = [_Read.of(r, done) for r in op.records()]
+            facts.reads_of[done.index] = reads
             if op.process == FINAL_READER and op.type is OpType.OK:
                 facts.final_reads += reads
                 if op.partition is not None:
                     facts.final_covered.add((op.topic, op.partition))
                 facts.final_covered.update((r.record.topic, r.record.partition) for r in reads)
-                facts.final_values.update(value_key(r.record.value) for r in reads)
+                facts.final_values.update(r.key for r in reads)
             facts.reads += reads
         for read in facts.reads:
-            facts.read_positions.setdefault(value_key(read.record.value), set()).add(read.position)
+            facts.read_positions.setdefault(read.key, set()).add(read.position)
         return facts
 
     def acked_position(self, op: Op) -> Position | None:
@@ -309,7 +318,8 @@ def _duplicated(facts: _Facts) -> list[str]:
         if (pos := facts.acked_position(op)) is not None:
             acked_at[value_key(op.value)].add(pos)
     found = []
-    for key in sorted(set(facts.read_positions) | set(acked_at)):
+    keys = list(facts.read_positions) + [k for k in acked_at if k not in facts.read_positions]
+    for key in keys:
         read, acked = facts.read_positions.get(key, set()), acked_at.get(key, set())
         if len(read) > 1:
             found.append(f"{_show(key)} read at {len(read)} positions: {_positions(read)}")
@@ -338,7 +348,7 @@ def _phantom(facts: _Facts) -> list[str]:
     found = []
     reported: set[ValueKey] = set()
     for read in facts.reads:
-        key = value_key(read.record.value)
+        key = read.key
         if key in reported or key in facts.maybe_written:
             continue
         reported.add(key)
@@ -353,7 +363,7 @@ def _phantom(facts: _Facts) -> list[str]:
 def _divergence(facts: _Facts) -> list[str]:
     values_at: dict[Position, dict[ValueKey, Op]] = defaultdict(dict)
     for read in facts.reads:
-        values_at[read.position].setdefault(value_key(read.record.value), read.done.op)
+        values_at[read.position].setdefault(read.key, read.done.op)
     return [
         f"{_at(pos)} read as "
         + " and as ".join(f"{_show(key)} ({_who(op)})" for key, op in by_value.items())
@@ -371,7 +381,7 @@ def _reordered(facts: _Facts) -> list[str]:
         if not _is_ok(op, POLL):
             continue
         started: set[TopicPartition] = set()
-        for r in op.records():
+        for r in (read.record for read in facts.reads_of[done.index]):
             tp = (r.topic, r.partition)
             run = (op.process, op.group, op.member_id, op.generation, tp)
             previous = last.get(run)
@@ -466,7 +476,8 @@ def _polls_outside_assignment(facts: _Facts, answers: list[Completed]) -> list[s
         if i == len(later) or later[i].op.generation != op.generation:
             continue
         assigned = later[i].op.assigned()
-        for topic, partition in sorted({(r.topic, r.partition) for r in op.records()}, key=str):
+        polled = {(r.record.topic, r.record.partition) for r in facts.reads_of[done.index]}
+        for topic, partition in sorted(polled, key=str):
             if not any(p == partition and topic in (None, t) for t, p in assigned):
                 found.append(
                     f"{_who(op)} ({_run_name(op)}) read {topic or '?'}/{partition}, outside the "

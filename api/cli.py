@@ -517,5 +517,42 @@ def bench_http(
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
 
 
+@cli.group()
+def chaos() -> None:
+    """The chaos harness: faults against a cluster, and the verdict on what happened."""
+
+
+@chaos.command("check")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def chaos_check(directory: Path, debug: bool) -> None:
+    """Check DIRECTORY/history.jsonl again and rewrite report.json and report.html there.
+
+    Exits 0 when every invariant holds, 1 on a violation, 2 when the history cannot be
+    read (or the report cannot be written).
+    """
+    from rich.console import Console
+
+    from raftka.chaos.checker import check
+    from raftka.chaos.history import HISTORY_FILE, HistoryError, read_history
+    from raftka.chaos.report import REPORT_JSON, verdict_table, write_report
+
+    try:
+        history = read_history(directory / HISTORY_FILE)
+        seed = history.run_info().get("seed")
+        if seed is None and (directory / REPORT_JSON).is_file():
+            seed = orjson.loads((directory / REPORT_JSON).read_bytes()).get("seed")
+        report = write_report(directory, history, check(history), seed=seed)
+    except (OSError, HistoryError, orjson.JSONDecodeError) as exc:
+        if debug:
+            raise
+        click.echo(f"raftka: error: {directory / HISTORY_FILE}: {exc}", err=True)
+        sys.exit(2)
+    Console().print(verdict_table(report))
+    verdict = "every invariant holds" if report["ok"] else "INVARIANTS VIOLATED"
+    click.echo(f"{verdict}; report: {directory / 'report.html'}")
+    sys.exit(0 if report["ok"] else 1)
+
+
 def main() -> None:
     cli(prog_name="raftka")

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from raftka.client.errors import (
@@ -53,6 +53,9 @@ OFFSET_RESETS = ("earliest", "latest", "none")
 TopicPartition = tuple[str, int]
 StartOffset = int | str
 Assignment = dict[str, list[int]]
+# Told of every membership answer: ("join" or "heartbeat", member_id, generation,
+# assignment). For monitoring and for the chaos harness's history.
+MembershipListener = Callable[[str, str, int, Assignment], None]
 
 
 def _partitions(assignment: Mapping[str, Iterable[int]]) -> set[TopicPartition]:
@@ -182,8 +185,10 @@ class GroupMember:
         session_timeout_ms: int,
         max_records: int,
         auto_offset_reset: str = "earliest",
+        listener: MembershipListener | None = None,
     ) -> None:
         self._cluster = cluster
+        self._listener = listener
         self._auto_offset_reset = auto_offset_reset
         self.group = group
         self._topics = list(topics)
@@ -219,6 +224,7 @@ class GroupMember:
         self.member_id = str(doc["member_id"])
         self.generation = int(doc["generation"])
         self.assignment = {t: list(ps) for t, ps in doc["assignment"].items()}
+        self._tell("join", doc)
         self._buffer.clear()
         self._delivered.clear()
         self._rejoin = False
@@ -245,6 +251,7 @@ class GroupMember:
             body={"generation": self.generation},
             retry_for_s=self._session_timeout_ms / 3000,
         )
+        self._tell("heartbeat", doc)
         generation = int(doc["generation"])
         assignment = {t: list(ps) for t, ps in doc["assignment"].items()}
         if generation == self.generation and _partitions(assignment) == _partitions(
@@ -268,12 +275,18 @@ class GroupMember:
         self.assignment = assignment
         if changed:  # acknowledge the new generation at once: revoked partitions move on
             # A newer generation in this answer is adopted by the next heartbeat.
-            await self._cluster.request(
+            doc = await self._cluster.request(
                 "POST",
                 f"{self._base}/members/{self.member_id}/heartbeat",
                 body={"generation": self.generation},
                 retry_for_s=self._session_timeout_ms / 3000,
             )
+            self._tell("heartbeat", doc)
+
+    def _tell(self, event: str, doc: Any) -> None:
+        if self._listener is not None and self.member_id is not None:
+            assignment = {t: list(ps) for t, ps in doc["assignment"].items()}
+            self._listener(event, self.member_id, int(doc["generation"]), assignment)
 
     async def records(self, timeout_s: float) -> list[Record]:
         if self._rejoin:
@@ -341,10 +354,13 @@ class GroupMember:
             },
         )
 
-    async def close(self) -> None:
+    async def stop_heartbeats(self) -> None:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.stop_heartbeats()
         if self.member_id is None:
             return
         if self._auto_commit:
@@ -375,6 +391,7 @@ class Consumer:
         max_poll_records: int = DEFAULT_MAX_POLL_RECORDS,
         token: str | None = None,
         cacert: str | None = None,
+        membership_listener: MembershipListener | None = None,
     ) -> None:
         if (group is None) == (assign is None):
             raise ValueError("give either group= (with topics=) or assign=")
@@ -396,6 +413,7 @@ class Consumer:
                 session_timeout_ms,
                 max_poll_records,
                 auto_offset_reset,
+                membership_listener,
             )
         else:
             assert assign is not None
@@ -487,6 +505,18 @@ class Consumer:
         self._closed = True
         if self._member is not None:
             await self._member.close()
+        if self._readers is not None:
+            await self._readers.close()
+        await self._transport.close()
+
+    async def abort(self) -> None:
+        """Stops at once without leaving the group or committing, as a crashed process
+        would: the group notices only when the member's session times out."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._member is not None:
+            await self._member.stop_heartbeats()
         if self._readers is not None:
             await self._readers.close()
         await self._transport.close()

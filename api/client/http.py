@@ -73,8 +73,13 @@ class Transport:
             self._headers["Authorization"] = f"Bearer {token}"
         self._cacert = cacert
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A request still running when its owner closed must not open a new session
+            # that nobody would ever close.
+            raise ClientError("the client is closed")
         if self._session is None or self._session.closed:
             ssl_context = ssl.create_default_context(cafile=self._cacert) if self._cacert else None
             self._session = aiohttp.ClientSession(
@@ -85,6 +90,7 @@ class Transport:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -22,6 +22,7 @@ from raftka.client.aio import Admin, RaftkaError
 from raftka.client.http import DEFAULT_BOOTSTRAP
 
 F = TypeVar("F", bound=Callable[..., Any])
+TABLE_WIDTH_CHARS = 140  # the benchmark tables' width when stdout is not a terminal
 T = TypeVar("T")
 
 
@@ -515,6 +516,76 @@ def bench_http(
     )
     report = run_http_bench(options, progress=lambda line: click.echo(line, err=True))
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
+@bench.command("groups")
+@click.option("--brokers", default=3, show_default=True, type=click.IntRange(3, 9))
+@click.option(
+    "--members", default=100, show_default=True, type=click.IntRange(1, 1000), help="Committers."
+)
+@click.option(
+    "--partitions",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Partitions of the committers' topic.",
+)
+@click.option(
+    "--duration",
+    "duration_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Seconds of counted commits per run.",
+)
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--session-timeout-ms",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(1000, 60_000),
+    help="Session timeout of the rebalance group's members.",
+)
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Committers talk to the group's coordinator instead of to every broker in turn.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_groups(
+    brokers: int,
+    members: int,
+    partitions: int,
+    duration_s: float,
+    runs: int,
+    session_timeout_ms: int,
+    direct: bool,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Offset commits/s from many group members, and a killed member's rebalance time."""
+    from rich.console import Console
+
+    from raftka.api.bench_groups import GroupsOptions, report_tables, run_groups_bench
+
+    options = GroupsOptions(
+        brokers=brokers,
+        members=members,
+        partitions=partitions,
+        duration_s=duration_s,
+        runs=runs,
+        session_timeout_ms=session_timeout_ms,
+        direct=direct,
+    )
+    report = run_groups_bench(options, progress=lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(orjson.dumps(report.to_json()).decode())
+        return
+    console = Console(width=max(Console().width, TABLE_WIDTH_CHARS))
+    for renderable in report_tables(report):
+        console.print(renderable)
 
 
 @cli.group()

@@ -180,9 +180,13 @@ class Cluster:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def request(self, broker_id: int, method: str, path: str, body: Any = None) -> Response:
+    def request(
+        self, broker_id: int, method: str, path: str, body: Any = None, *, timeout_s: float = 10.0
+    ) -> Response:
         address = self.brokers[broker_id].address
-        return http_request(address.http_host, address.http_port, method, path, body)
+        return http_request(
+            address.http_host, address.http_port, method, path, body, timeout_s=timeout_s
+        )
 
     def get(self, broker_id: int, path: str) -> Any:
         resp = self.request(broker_id, "GET", path)

@@ -5,13 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deep lint bench clean
+.PHONY: run test test-deep lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# iproute2 for the chaos harness's namespaces (installed when missing and root).
+system-deps:
+	.ci/system-deps
 
 run: $(STAMP)
 	$(BIN)/raftka dev
@@ -21,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy metadata storage replication api chaos
 
-test: $(STAMP) lint
+test: $(STAMP) system-deps lint
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-deep: $(STAMP)

@@ -1,7 +1,11 @@
-"""Real broker processes on 127.0.0.1: start, kill, restart, stop by PID (tests, bench, chaos).
+"""Real broker processes: start, kill, restart, stop by PID (tests, bench, chaos).
 
-Talks to brokers only as a user would: a config file, `python -m raftka broker`, signals
-and HTTP. `close()` stops every process it started, whatever happened.
+Brokers run on 127.0.0.1 (the default), or each in its own network namespace of a
+`NetworkLab` (chaos/netns.py) so the kernel can cut and slow their links; the harness
+stays in the root namespace and reaches them all. Talks to brokers only as a user would:
+a config file, `python -m raftka broker`, signals and HTTP. `close()` stops every process
+it started, whatever happened; it never builds or removes the network (the lab's owner
+does, after closing the cluster).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from raftka.chaos.netns import NetworkLab
 from raftka.chaos.ports import free_ports
 
 T = TypeVar("T")
@@ -32,6 +37,9 @@ TEST_SETTINGS = {
 }
 DEADLINE_S = 60.0
 POLL_S = 0.1
+# Each namespace has its own ports, so brokers in a lab all use the `raftka dev` ones.
+NETNS_HTTP_PORT = 9091
+NETNS_RAFT_PORT = 19091
 
 
 def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
@@ -94,6 +102,7 @@ class Cluster:
     root: Path
     config: ClusterConfig
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
+    network: NetworkLab | None = None  # brokers run in its namespaces when set
 
     @property
     def config_path(self) -> Path:
@@ -102,11 +111,14 @@ class Cluster:
     # -- processes ---------------------------------------------------------
 
     def start(self, broker_id: int) -> None:
+        """Starts (or, after `kill` or `stop`, restarts with its data) one broker."""
         b = self.brokers[broker_id]
         assert not b.running, f"broker {broker_id} is already running"
+        prefix = [] if self.network is None else self.network.exec_prefix(broker_id)
         with open(b.log_path, "ab") as log:
             b.process = subprocess.Popen(
                 [
+                    *prefix,
                     sys.executable,
                     "-m",
                     "raftka",
@@ -168,9 +180,13 @@ class Cluster:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def request(self, broker_id: int, method: str, path: str, body: Any = None) -> Response:
+    def request(
+        self, broker_id: int, method: str, path: str, body: Any = None, *, timeout_s: float = 10.0
+    ) -> Response:
         address = self.brokers[broker_id].address
-        return http_request(address.http_host, address.http_port, method, path, body)
+        return http_request(
+            address.http_host, address.http_port, method, path, body, timeout_s=timeout_s
+        )
 
     def get(self, broker_id: int, path: str) -> Any:
         resp = self.request(broker_id, "GET", path)
@@ -242,15 +258,28 @@ class Cluster:
             offset = answer["next_offset"]
 
 
-def make_cluster(root: Path, voters: int, observers: int = 0, **settings: Any) -> Cluster:
+def make_cluster(
+    root: Path,
+    voters: int,
+    observers: int = 0,
+    *,
+    network: NetworkLab | None = None,
+    **settings: Any,
+) -> Cluster:
+    """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
+    i listens on the lab's address for node i (the lab must have nodes 1..count)."""
     count = voters + observers
-    ports = free_ports(2 * count)
+    if network is None:
+        ports = free_ports(2 * count)
+        http = [f"127.0.0.1:{ports[2 * i]}" for i in range(count)]
+        raft = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(count)]
+    else:
+        missing = set(range(1, count + 1)) - set(network.nodes)
+        assert not missing, f"the network lab has no node for brokers {sorted(missing)}"
+        http = [f"{network.address(i + 1)}:{NETNS_HTTP_PORT}" for i in range(count)]
+        raft = [f"{network.address(i + 1)}:{NETNS_RAFT_PORT}" for i in range(count)]
     addresses = tuple(
-        BrokerAddress(
-            broker_id=i + 1,
-            http=f"127.0.0.1:{ports[2 * i]}",
-            raft=f"127.0.0.1:{ports[2 * i + 1]}" if i < voters else None,
-        )
+        BrokerAddress(broker_id=i + 1, http=http[i], raft=raft[i] if i < voters else None)
         for i in range(count)
     )
     config = ClusterConfig(
@@ -260,7 +289,7 @@ def make_cluster(root: Path, voters: int, observers: int = 0, **settings: Any) -
         settings=Settings(**{**TEST_SETTINGS, **settings}),
     )
     root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(root, config)
+    cluster = Cluster(root, config, network=network)
     cluster.config_path.write_text(render_config(config))
     for a in addresses:
         cluster.brokers[a.broker_id] = BrokerProcess(a, root / f"broker-{a.broker_id}.log")

@@ -57,6 +57,16 @@ class NetworkCommandFailed(RuntimeError):
     pass
 
 
+# Without netem (a kernel built without CONFIG_NET_SCH_NETEM), a latency fault degrades
+# the link instead: nftables drops this share of what the node sends, so TCP waits for
+# retransmissions (200 ms and up each), and tbf caps its rate, so bursts queue. Delays
+# then come from the loss and the queue, not from a fixed timer.
+FALLBACK_MIN_LOSS_PERCENT = 10
+FALLBACK_RATE_KBIT = 4_000
+FALLBACK_BURST_BYTES = 16_384
+NFT_TABLE = "raftka_chaos_latency"
+
+
 @dataclass(frozen=True, slots=True)
 class Latency:
     """netem on a node's link: every packet it sends waits `delay_ms` +/- `jitter_ms` and
@@ -65,6 +75,11 @@ class Latency:
     delay_ms: int
     jitter_ms: int = 0
     loss_percent: float = 0.0
+
+    @property
+    def fallback_loss_percent(self) -> int:
+        """The loss a kernel without netem gets instead (see `NetworkLab.add_latency`)."""
+        return max(round(self.loss_percent), FALLBACK_MIN_LOSS_PERCENT)
 
     def netem_args(self) -> list[str]:
         args = ["delay", f"{self.delay_ms}ms"]
@@ -97,10 +112,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _run(argv: Sequence[str]) -> str:
+def _run(argv: Sequence[str], stdin: str | None = None) -> str:
     try:
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+            list(argv),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NetworkCommandFailed(f"{' '.join(argv)}: {exc}") from None
@@ -186,7 +206,9 @@ class NetworkLab:
         except BaseException:
             self.close()
             raise
-        self.latency_unavailable = self._probe_netem()
+        netem_missing = self._probe_netem()
+        self.netem = netem_missing is None
+        self.latency_unavailable = None if self.netem else self._probe_fallback(netem_missing)
 
     def _add_node(self, node_id: int) -> None:
         node = Node(
@@ -223,6 +245,50 @@ class NetworkLab:
                 f"cannot run here ({exc})"
             )
         return None
+
+    def _probe_fallback(self, netem_missing: str | None) -> str | None:
+        """Loss (nftables) and a rate limit (tbf) stand in for netem: both must work."""
+        node = self.nodes[self.node_ids[0]]
+        if shutil.which("nft") is None:
+            return f"{netem_missing}; nor is `nft` (nftables) installed for the fallback"
+        try:
+            self._tc(node, ["qdisc", "add", "dev", node.ns_veth, "root", *self._tbf_args(100)])
+            self._tc(node, ["qdisc", "del", "dev", node.ns_veth, "root"])
+            self._nft(node, 0)
+            self._nft_delete(node)
+        except NetworkCommandFailed as exc:
+            return f"{netem_missing}; and its fallback (tbf, nftables) fails: {exc}"
+        return None
+
+    @staticmethod
+    def _tbf_args(max_queue_ms: int) -> list[str]:
+        return [
+            "tbf",
+            "rate",
+            f"{FALLBACK_RATE_KBIT}kbit",
+            "burst",
+            str(FALLBACK_BURST_BYTES),
+            "latency",
+            f"{max(max_queue_ms, 1)}ms",
+        ]
+
+    def _nft(self, node: Node, loss_percent: int) -> None:
+        drop = "drop" if loss_percent >= 100 else f"numgen random mod 100 < {loss_percent} drop"
+        rules = (
+            f"table inet {NFT_TABLE} {{\n"
+            "  chain out {\n"
+            "    type filter hook output priority 0; policy accept;\n"
+            f"    {drop}\n"
+            "  }\n"
+            "}\n"
+        )
+        _run(["ip", "netns", "exec", node.namespace, "nft", "-f", "-"], stdin=rules)
+
+    def _nft_delete(self, node: Node) -> None:
+        with contextlib.suppress(NetworkCommandFailed):  # no table: nothing to remove
+            _run(
+                ["ip", "netns", "exec", node.namespace, "nft", "delete", "table", "inet", NFT_TABLE]
+            )
 
     def close(self) -> None:
         """Removes every namespace (with its veth pair) and the bridge; tolerates parts
@@ -340,15 +406,20 @@ class NetworkLab:
         if self.latency_unavailable is not None:
             raise NetworkUnavailable(self.latency_unavailable)
         node = self.nodes[node_id]
-        self._tc(
-            node, ["qdisc", "replace", "dev", node.ns_veth, "root", "netem", *latency.netem_args()]
-        )
+        if self.netem:
+            args = ["netem", *latency.netem_args()]
+        else:
+            args = self._tbf_args(latency.delay_ms)
+            self._nft(node, latency.fallback_loss_percent)
+        self._tc(node, ["qdisc", "replace", "dev", node.ns_veth, "root", *args])
         self._latency[node_id] = latency
 
     def clear_latency(self, node_id: int) -> None:
         node = self.nodes[node_id]
         with contextlib.suppress(NetworkCommandFailed):  # no qdisc left to delete
             self._tc(node, ["qdisc", "del", "dev", node.ns_veth, "root"])
+        if not self.netem:
+            self._nft_delete(node)
         self._latency.pop(node_id, None)
 
     @property

@@ -28,8 +28,9 @@ Submit = Callable[[CommitOffsets], Awaitable[Applied]]
 
 
 class OffsetCommitBatcher:
-    def __init__(self, submit: Submit) -> None:
+    def __init__(self, submit: Submit, coordinator: int) -> None:
         self._submit = submit
+        self._coordinator = coordinator
         self._pending: collections.deque[tuple[OffsetCommit, asyncio.Future[None]]] = (
             collections.deque()
         )
@@ -79,7 +80,7 @@ class OffsetCommitBatcher:
 
     async def _commit_batch(self, batch: list[tuple[OffsetCommit, asyncio.Future[None]]]) -> None:
         try:
-            applied = await self._submit(CommitOffsets(tuple(c for c, _ in batch)))
+            applied = await self._submit(CommitOffsets(tuple(c for c, _ in batch), coordinator=self._coordinator))
         except RaftkaError as exc:
             for _, future in batch:
                 if not future.done():

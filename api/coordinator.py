@@ -99,7 +99,7 @@ class GroupCoordinator:
         self._sessions = GroupSessions()
         self._positions: dict[tuple[str, str], MemberPositions] = {}
         self._acknowledging: dict[tuple[str, str, int], asyncio.Future[None]] = {}
-        self._batcher = OffsetCommitBatcher(broker.submit)
+        self._batcher = OffsetCommitBatcher(broker.submit, broker.broker_id)
         self._task: asyncio.Task[None] | None = None
         # Set when a group changes: its members' long-polls end so they see the change.
         self._changed: dict[str, asyncio.Event] = {}
@@ -170,6 +170,7 @@ class GroupCoordinator:
                 auto_commit=request.auto_commit,
                 auto_offset_reset=request.auto_offset_reset,
                 assignor=request.assignor,
+                coordinator=self._broker.broker_id,
                 command_id=uuid.uuid4().hex,
             )
         )
@@ -200,7 +201,11 @@ class GroupCoordinator:
         pending = self._acknowledging.get(key)
         if pending is None:
             pending = asyncio.ensure_future(
-                self._broker.submit(AcknowledgeGeneration(group_id, member_id, generation))
+                self._broker.submit(
+                    AcknowledgeGeneration(
+                        group_id, member_id, generation, coordinator=self._broker.broker_id
+                    )
+                )
             )
             self._acknowledging[key] = pending
             pending.add_done_callback(lambda _: self._acknowledging.pop(key, None))
@@ -208,7 +213,12 @@ class GroupCoordinator:
 
     async def leave(self, group_id: str, member_id: str) -> None:
         self._member(group_id, member_id)
-        await self._broker.submit(LeaveGroup(group_id, (member_id,), command_id=uuid.uuid4().hex))
+        await self._broker.submit(LeaveGroup(
+                group_id,
+                (member_id,),
+                coordinator=self._broker.broker_id,
+                command_id=uuid.uuid4().hex,
+            ))
         self._positions.pop((group_id, member_id), None)
 
     # -- offsets -------------------------------------------------------------------
@@ -482,5 +492,10 @@ class GroupCoordinator:
             log.info("group %s: members %s missed their session timeout", group_id, member_ids)
             with contextlib.suppress(RaftkaError):
                 await broker.submit(
-                    LeaveGroup(group_id, tuple(member_ids), command_id=uuid.uuid4().hex)
+                    LeaveGroup(
+                        group_id,
+                        tuple(member_ids),
+                        coordinator=broker.broker_id,
+                        command_id=uuid.uuid4().hex,
+                    )
                 )

@@ -50,6 +50,7 @@ class WorkloadConfig:
     session_timeout_ms: int = 3_000
     churn_interval_s: float = 8.0  # how often a member leaves or dies (0: never)
     delivery_timeout_ms: int = 30_000
+    acks: str = "all"  # acks=1 may lose acknowledged records to a leader change
 
 
 class Workload:
@@ -75,7 +76,7 @@ class Workload:
     async def run(self, stop: asyncio.Event) -> None:
         producer = Producer(
             self._bootstrap,
-            acks="all",
+            acks=self._config.acks,
             idempotent=True,
             linger_ms=1,
             delivery_timeout_ms=self._config.delivery_timeout_ms,

@@ -146,6 +146,11 @@ class JoinGroup:
     auto_commit: bool
     auto_offset_reset: str
     assignor: str
+    # Every group command names the broker that sent it as the group's coordinator; the
+    # state machine refuses it unless that broker *is* the coordinator at that point of the
+    # log. So a broker that has not yet applied its own replacement cannot write for the
+    # group any more, and the new coordinator's state already holds all it wrote.
+    coordinator: int
     command_id: str = NO_COMMAND_ID
 
 
@@ -153,6 +158,7 @@ class JoinGroup:
 class LeaveGroup:
     group: str
     member_ids: tuple[str, ...]
+    coordinator: int
     command_id: str = NO_COMMAND_ID
 
 
@@ -162,6 +168,7 @@ class AcknowledgeGeneration:
     group: str
     member_id: str
     generation: int
+    coordinator: int
     command_id: str = NO_COMMAND_ID
 
 
@@ -182,6 +189,7 @@ class CommitOffsets:
     # remembered (it would push real commands out of the retry window); the
     # coordinator sends one batch at a time, so a retry cannot overtake a newer one.
     commits: tuple[OffsetCommit, ...]
+    coordinator: int  # the broker that batched them; see JoinGroup
     command_id: str = NO_COMMAND_ID
 
 
@@ -344,6 +352,7 @@ _FIELD_PARSERS: dict[str, Callable[[str, Any], object]] = {
     "assignor": _str,
     "generation": _int,
     "commits": _offset_commits,
+    "coordinator": _int,
 }
 
 

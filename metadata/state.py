@@ -75,6 +75,7 @@ class ErrorCode(enum.StrEnum):
     # Consumer groups (contract codes).
     UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
     STALE_GENERATION = "STALE_GENERATION"
+    COORDINATOR_NOT_AVAILABLE = "COORDINATOR_NOT_AVAILABLE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +516,23 @@ def _groups_after_topic_change(state: MetadataState) -> tuple[MetadataState, tup
     return replace(state, groups=groups), tuple(events)
 
 
+def group_coordinator(state: MetadataState, group_id: str) -> int | None:
+    """The broker that coordinates `group_id` in this state (rendezvous hashing over the
+    unfenced brokers, as every broker computes it)."""
+    unfenced = [b for b, r in state.brokers.items() if not r.fenced]
+    return group_rules.coordinator_for(group_id, unfenced)
+
+
+def _not_coordinator(state: MetadataState, group_id: str, sender: int) -> Rejected | None:
+    coordinator = group_coordinator(state, group_id)
+    if sender == coordinator:
+        return None
+    return Rejected(
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        f"broker {sender} no longer coordinates group {group_id} (broker {coordinator} does)",
+    )
+
+
 def _with_group(state: MetadataState, group: GroupRecord) -> Applied:
     groups = dict(state.groups)
     if group.members or group.offsets:
@@ -528,6 +546,9 @@ def _join_group(state: MetadataState, cmd: JoinGroup) -> Result:
     problem = _check_join(cmd)
     if problem is not None:
         return Rejected(ErrorCode.INVALID_REQUEST, problem)
+    stale = _not_coordinator(state, cmd.group, cmd.coordinator)
+    if stale is not None:
+        return stale
     group = state.groups.get(cmd.group) or group_rules.new_group(cmd.group, cmd.assignor)
     if group.members and group.assignor != cmd.assignor:
         return Rejected(
@@ -577,6 +598,9 @@ def _check_join(cmd: JoinGroup) -> str | None:
 
 
 def _leave_group(state: MetadataState, cmd: LeaveGroup) -> Result:
+    stale = _not_coordinator(state, cmd.group, cmd.coordinator)
+    if stale is not None:
+        return stale
     group = state.groups.get(cmd.group)
     if group is None:
         return Applied(state, ())  # a retried leave, or the group is long gone
@@ -587,6 +611,9 @@ def _leave_group(state: MetadataState, cmd: LeaveGroup) -> Result:
 
 
 def _acknowledge_generation(state: MetadataState, cmd: AcknowledgeGeneration) -> Result:
+    stale = _not_coordinator(state, cmd.group, cmd.coordinator)
+    if stale is not None:
+        return stale
     group = state.groups.get(cmd.group)
     if group is None:
         return Rejected(ErrorCode.UNKNOWN_MEMBER, f"group {cmd.group} has no members")
@@ -606,6 +633,10 @@ def _commit_offsets(state: MetadataState, cmd: CommitOffsets) -> Result:
     results: list[str] = []
     for c in cmd.commits:
         group = groups.get(c.group)
+        stale = _not_coordinator(state, c.group, cmd.coordinator)
+        if stale is not None:
+            results.append(f"{stale.code}: {stale.message}")
+            continue
         if group is None:
             results.append(f"UNKNOWN_MEMBER: group {c.group} has no members")
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from raftka.metadata.commands import (
@@ -9,6 +11,7 @@ from raftka.metadata.commands import (
     CommitOffsets,
     CreateTopic,
     DeleteTopic,
+    FenceBroker,
     JoinGroup,
     LeaveGroup,
     OffsetCommit,
@@ -19,7 +22,7 @@ from raftka.metadata.commands import (
 from raftka.metadata.events import GroupChanged, OffsetsCommitted
 from raftka.metadata.groups import GroupRecord, GroupSessions, GroupState, coordinator_for
 from raftka.metadata.model import MetadataState, TopicConfig
-from raftka.metadata.state import Applied, Rejected, apply
+from raftka.metadata.state import Applied, Rejected, apply, group_coordinator
 
 
 def run(state: MetadataState, *commands: object) -> MetadataState:
@@ -33,7 +36,12 @@ def run(state: MetadataState, *commands: object) -> MetadataState:
 
 
 def join(member: str, topics: tuple[str, ...] = ("t",), group: str = "g") -> JoinGroup:
-    return JoinGroup(group, member, topics, 10_000, False, "earliest", "sticky")
+    return JoinGroup(group, member, topics, 10_000, False, "earliest", "sticky", coordinator=1)
+
+
+def batch(commits: tuple[OffsetCommit, ...]) -> CommitOffsets:
+    """Commits batched by broker 1, the coordinator of every group in a one-broker cluster."""
+    return CommitOffsets(commits, coordinator=1)
 
 
 def cluster(partitions: int = 6) -> MetadataState:
@@ -54,7 +62,10 @@ def assignment(state: MetadataState, member: str) -> set[tuple[str, int]]:
 
 def acknowledge_all(state: MetadataState) -> MetadataState:
     g = group(state)
-    return run(state, *(AcknowledgeGeneration("g", m, g.generation) for m in sorted(g.members)))
+    return run(
+        state,
+        *(AcknowledgeGeneration("g", m, g.generation, coordinator=1) for m in sorted(g.members)),
+    )
 
 
 def test_the_first_member_gets_every_partition_at_once() -> None:
@@ -73,7 +84,7 @@ def test_a_joining_member_waits_for_partitions_until_their_owner_acknowledges() 
     assert assignment(state, "b") == set()
     assert set(g.members["a"].owned) == {("t", p) for p in range(6)}
     assert len(assignment(state, "a")) == 3
-    state = run(state, AcknowledgeGeneration("g", "a", 2))
+    state = run(state, AcknowledgeGeneration("g", "a", 2, coordinator=1))
     assert len(assignment(state, "b")) == 3
     assert assignment(state, "a").isdisjoint(assignment(state, "b"))
     assert group(state).state is GroupState.STABLE
@@ -86,33 +97,33 @@ def test_three_members_split_six_partitions_two_each() -> None:
 
 def test_an_acknowledgement_of_an_old_generation_hands_nothing_over() -> None:
     state = run(cluster(), join("a"), join("b"))
-    state = run(state, AcknowledgeGeneration("g", "a", 1))
+    state = run(state, AcknowledgeGeneration("g", "a", 1, coordinator=1))
     assert assignment(state, "b") == set()
 
 
 def test_a_leaving_member_frees_its_partitions_for_the_others() -> None:
     state = acknowledge_all(run(cluster(), join("a"), join("b")))
-    state = run(state, LeaveGroup("g", ("b",)))
+    state = run(state, LeaveGroup("g", ("b",), coordinator=1))
     assert assignment(state, "a") == {("t", p) for p in range(6)}
     assert group(state).generation == 3
 
 
 def test_leaving_twice_or_an_unknown_member_changes_nothing() -> None:
     state = run(cluster(), join("a"))
-    result = apply(state, LeaveGroup("g", ("nobody",)))
+    result = apply(state, LeaveGroup("g", ("nobody",), coordinator=1))
     assert isinstance(result, Applied) and result.state == state and result.events == ()
 
 
 def test_the_last_member_leaving_keeps_the_committed_offsets() -> None:
     state = run(cluster(), join("a"))
-    state = run(state, CommitOffsets((OffsetCommit("g", "a", 1, (("t", 0, 5),)),)))
-    state = run(state, LeaveGroup("g", ("a",)))
+    state = run(state, batch((OffsetCommit("g", "a", 1, (("t", 0, 5),)),)))
+    state = run(state, LeaveGroup("g", ("a",), coordinator=1))
     assert group(state).state is GroupState.EMPTY
     assert group(state).offsets == {("t", 0): 5}
 
 
 def test_an_empty_group_without_offsets_is_forgotten() -> None:
-    state = run(cluster(), join("a"), LeaveGroup("g", ("a",)))
+    state = run(cluster(), join("a"), LeaveGroup("g", ("a",), coordinator=1))
     assert "g" not in state.groups
 
 
@@ -129,9 +140,7 @@ def test_a_commit_is_stored_only_from_the_owner_in_the_current_generation(
     member: str, generation: int, partition: int, result: str
 ) -> None:
     state = run(cluster(), join("a"))
-    outcome = apply(
-        state, CommitOffsets((OffsetCommit("g", member, generation, (("t", partition, 7),)),))
-    )
+    outcome = apply(state, batch((OffsetCommit("g", member, generation, (("t", partition, 7),)),)))
     assert isinstance(outcome, Applied)
     (event,) = outcome.events
     assert isinstance(event, OffsetsCommitted)
@@ -143,7 +152,7 @@ def test_one_stale_commit_in_a_batch_refuses_only_itself() -> None:
     state = run(cluster(), join("a"))
     outcome = apply(
         state,
-        CommitOffsets(
+        batch(
             (
                 OffsetCommit("g", "a", 0, (("t", 1, 3),)),
                 OffsetCommit("g", "a", 1, (("t", 0, 4),)),
@@ -158,10 +167,10 @@ def test_one_stale_commit_in_a_batch_refuses_only_itself() -> None:
 def test_a_revoked_partition_can_be_committed_until_its_owner_acknowledges() -> None:
     state = run(cluster(), join("a"), join("b"))
     revoked = next(p for p in group(state).members["a"].owned if p not in assignment(state, "a"))
-    state = run(state, CommitOffsets((OffsetCommit("g", "a", 2, ((*revoked, 3),)),)))
+    state = run(state, batch((OffsetCommit("g", "a", 2, ((*revoked, 3),)),)))
     assert group(state).offsets[revoked] == 3
-    state = run(state, AcknowledgeGeneration("g", "a", 2))
-    outcome = apply(state, CommitOffsets((OffsetCommit("g", "a", 2, ((*revoked, 4),)),)))
+    state = run(state, AcknowledgeGeneration("g", "a", 2, coordinator=1))
+    outcome = apply(state, batch((OffsetCommit("g", "a", 2, ((*revoked, 4),)),)))
     assert outcome.events[0].results[0].startswith("STALE_GENERATION")  # type: ignore[union-attr]
 
 
@@ -177,7 +186,7 @@ def test_a_new_topic_a_member_subscribes_to_rebalances_the_group() -> None:
 
 def test_a_deleted_topic_leaves_the_assignment_and_its_offsets_are_dropped() -> None:
     state = run(cluster(), join("a"))
-    state = run(state, CommitOffsets((OffsetCommit("g", "a", 1, (("t", 0, 2),)),)))
+    state = run(state, batch((OffsetCommit("g", "a", 1, (("t", 0, 2),)),)))
     state = run(state, DeleteTopic("t"))
     assert assignment(state, "a") == set()
     assert group(state).offsets == {}
@@ -209,6 +218,7 @@ def test_a_bad_join_is_refused(change: dict[str, object], problem: str) -> None:
         "auto_commit": False,
         "auto_offset_reset": "earliest",
         "assignor": "sticky",
+        "coordinator": 1,
         **change,
     }
     result = apply(cluster(), JoinGroup(**fields))  # type: ignore[arg-type]
@@ -218,32 +228,61 @@ def test_a_bad_join_is_refused(change: dict[str, object], problem: str) -> None:
 
 def test_a_member_cannot_join_with_another_assignor_than_the_group_uses() -> None:
     state = run(cluster(), join("a"))
-    result = apply(state, JoinGroup("g", "b", ("t",), 10_000, False, "earliest", "range"))
+    result = apply(
+        state, JoinGroup("g", "b", ("t",), 10_000, False, "earliest", "range", coordinator=1)
+    )
     assert isinstance(result, Rejected) and "sticky" in result.message
 
 
 def test_a_retried_join_with_the_same_command_id_adds_one_member() -> None:
-    command = JoinGroup("g", "a", ("t",), 10_000, False, "earliest", "sticky", command_id="c1")
+    command = JoinGroup(
+        "g", "a", ("t",), 10_000, False, "earliest", "sticky", coordinator=1, command_id="c1"
+    )
     state = run(cluster(), command, command)
     assert list(group(state).members) == ["a"]
     assert group(state).generation == 1
 
 
+def test_a_broker_that_no_longer_coordinates_the_group_cannot_write_for_it() -> None:
+    state = run(
+        cluster(),
+        RegisterBroker(2, "http://b2", "i2", True),
+        RegisterBroker(3, "http://b3", "i3", True),
+    )
+    coordinator = group_coordinator(state, "g")
+    other = next(b for b in (1, 2, 3) if b != coordinator)
+    stale = JoinGroup("g", "a", ("t",), 10_000, False, "earliest", "sticky", coordinator=other)
+    result = apply(state, stale)
+    assert isinstance(result, Rejected) and result.code == "COORDINATOR_NOT_AVAILABLE"
+    state = run(state, replace(stale, coordinator=coordinator))  # type: ignore[arg-type]
+    # Its broker is fenced: the group moves, and the old coordinator's commit is refused.
+    state = run(state, FenceBroker(coordinator))  # type: ignore[arg-type]
+    commit = (OffsetCommit("g", "a", 1, (("t", 0, 1),)),)
+    outcome = apply(state, CommitOffsets(commit, coordinator=coordinator))  # type: ignore[arg-type]
+    assert isinstance(outcome, Applied)
+    assert outcome.events[0].results[0].startswith("COORDINATOR_NOT_AVAILABLE")  # type: ignore[union-attr]
+    assert group(outcome.state).offsets == {}
+    new = group_coordinator(state, "g")
+    assert new is not None and new != coordinator
+    outcome = apply(state, CommitOffsets(commit, coordinator=new))
+    assert group(outcome.state).offsets == {("t", 0): 1}  # type: ignore[union-attr]
+
+
 def test_group_commands_survive_encoding() -> None:
     for command in (
         join("a"),
-        LeaveGroup("g", ("a", "b")),
-        AcknowledgeGeneration("g", "a", 3),
-        CommitOffsets((OffsetCommit("g", "a", 3, (("t", 0, 5), ("t", 1, 6))),)),
+        LeaveGroup("g", ("a", "b"), coordinator=1),
+        AcknowledgeGeneration("g", "a", 3, coordinator=1),
+        batch((OffsetCommit("g", "a", 3, (("t", 0, 5), ("t", 1, 6))),)),
     ):
         assert decode_command(encode_command(command)) == command  # type: ignore[arg-type]
 
 
 def test_a_large_commit_batch_is_compressed_below_the_entry_limit() -> None:
     offsets = tuple(("topic-with-a-long-name", p, 10**9 + p) for p in range(2_000))
-    text = encode_command(CommitOffsets((OffsetCommit("g", "m" * 32, 7, offsets),)))
+    text = encode_command(batch((OffsetCommit("g", "m" * 32, 7, offsets),)))
     assert text.startswith("z:")
-    assert decode_command(text) == CommitOffsets((OffsetCommit("g", "m" * 32, 7, offsets),))
+    assert decode_command(text) == batch((OffsetCommit("g", "m" * 32, 7, offsets),))
 
 
 # --- coordinator helpers ---------------------------------------------------------

@@ -80,7 +80,9 @@ class OffsetCommitBatcher:
 
     async def _commit_batch(self, batch: list[tuple[OffsetCommit, asyncio.Future[None]]]) -> None:
         try:
-            applied = await self._submit(CommitOffsets(tuple(c for c, _ in batch), coordinator=self._coordinator))
+            applied = await self._submit(
+                CommitOffsets(tuple(c for c, _ in batch), coordinator=self._coordinator)
+            )
         except RaftkaError as exc:
             for _, future in batch:
                 if not future.done():

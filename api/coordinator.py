@@ -213,12 +213,14 @@ class GroupCoordinator:
 
     async def leave(self, group_id: str, member_id: str) -> None:
         self._member(group_id, member_id)
-        await self._broker.submit(LeaveGroup(
+        await self._broker.submit(
+            LeaveGroup(
                 group_id,
                 (member_id,),
                 coordinator=self._broker.broker_id,
                 command_id=uuid.uuid4().hex,
-            ))
+            )
+        )
         self._positions.pop((group_id, member_id), None)
 
     # -- offsets -------------------------------------------------------------------

@@ -209,8 +209,28 @@ class GroupMember:
         return f"/v1/groups/{self.group}"
 
     async def start(self) -> None:
+        await self._find_coordinator()
         await self._join()
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat_loop())
+
+    async def _find_coordinator(self) -> None:
+        """Points this member's requests at the group's coordinator (Kafka's
+        FindCoordinator): any broker would forward them there, at a cost per request.
+        Best effort: on failure the requests go through whichever broker answers."""
+        try:
+            described = await self._cluster.request("GET", self._base, retry_for_s=1.0)
+            coordinator = described.get("coordinator")
+            if coordinator is None:
+                return
+            brokers = (await self._cluster.request("GET", "/v1/cluster", retry_for_s=1.0))[
+                "brokers"
+            ]
+        except RaftkaError as exc:
+            log.debug("finding the coordinator of group %s: %s", self.group, exc)
+            return
+        for broker in brokers:
+            if broker.get("id") == coordinator and broker.get("url"):
+                self._cluster.prefer(str(broker["url"]))
 
     async def _join(self) -> None:
         body: dict[str, Any] = {
@@ -242,6 +262,7 @@ class GroupMember:
                 self._rejoin = True
             except RaftkaError as exc:
                 log.warning("heartbeat of %s in group %s: %s", self.member_id, self.group, exc)
+                await self._find_coordinator()  # it may have moved
 
     async def heartbeat(self) -> None:
         """Tells the group this member lives and learns its generation and assignment."""

@@ -154,6 +154,14 @@ class Cluster:
     def rotate(self) -> None:
         self._current = (self._current + 1) % len(self._urls)
 
+    def prefer(self, url: str) -> None:
+        """Send to `url` from now on (until it fails): e.g. a group's coordinator, which
+        saves every request a forward through another broker."""
+        url = url.rstrip("/")
+        if url not in self._urls:
+            self._urls.append(url)
+        self._current = self._urls.index(url)
+
     async def request(
         self,
         method: str,

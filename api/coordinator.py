@@ -71,6 +71,17 @@ class MemberPositions:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumeRequest:
+    """One consume call: the member as the metadata had it when the call began."""
+
+    group: GroupRecord
+    member: MemberRecord
+    positions: MemberPositions
+    partitions: list[TopicPartition]
+    max_records: int
+
+
+@dataclass(frozen=True, slots=True)
 class JoinRequest:
     topics: tuple[str, ...]
     session_timeout_ms: int
@@ -302,11 +313,10 @@ class GroupCoordinator:
             if wait_s > 0:
                 await self._wait_for_change(group_id, wait_s)
             return []
-        reads = await self._read_all(group, member, positions, partitions, max_records, 0)
+        call = ConsumeRequest(group, member, positions, partitions, max_records)
+        reads = await self._read_all(call)
         if not any(r.records for r in reads.values()) and max_wait_ms > 0:
-            reads = await self._first_ready(
-                group, member, positions, partitions, max_records, max_wait_ms
-            )
+            reads = await self._first_ready(call, max_wait_ms)
         # Ownership again, after the awaits: a rebalance may have moved a partition.
         group, member = self._member(group_id, member_id)
         still_owned = set(member.assignment)
@@ -347,30 +357,23 @@ class GroupCoordinator:
         return 0
 
     async def _read(
-        self,
-        group: GroupRecord,
-        member: MemberRecord,
-        positions: MemberPositions,
-        tp: TopicPartition,
-        max_records: int,
-        max_wait_ms: int,
+        self, call: ConsumeRequest, tp: TopicPartition, max_wait_ms: int
     ) -> PartitionRead | None:
         """None when the partition cannot be read right now (no leader, deleted): the
         member's other partitions are still served."""
+        positions, reset = call.positions, call.member.auto_offset_reset
         try:
             offset = positions.next.get(tp)
             if offset is None:
-                offset = await self._start_offset(group, member, tp)
+                offset = await self._start_offset(call.group, call.member, tp)
             try:
-                read = await self._reader.read(*tp, offset, max_records, max_wait_ms)
+                read = await self._reader.read(*tp, offset, call.max_records, max_wait_ms)
             except OffsetOutOfRange as exc:
                 # Kafka's auto.offset.reset: the position fell out of the log (retention,
                 # a truncated tail) or none was known yet.
-                if member.auto_offset_reset == "latest":
-                    offset = int(exc.details["high_watermark"])
-                else:
-                    offset = int(exc.details["log_start_offset"])
-                read = await self._reader.read(*tp, offset, max_records, max_wait_ms)
+                bound = "high_watermark" if reset == "latest" else "log_start_offset"
+                offset = int(exc.details[bound])
+                read = await self._reader.read(*tp, offset, call.max_records, max_wait_ms)
             # Fixed now, so "latest" is resolved once and nothing produced between two
             # reads is skipped; _answer moves it past what it returns.
             positions.next[tp] = offset
@@ -380,45 +383,24 @@ class GroupCoordinator:
         except RaftkaError as exc:
             if not exc.retriable:
                 raise
-            log.debug("cannot read %s-%s for group %s: %s", *tp, group.group_id, exc)
+            log.debug("cannot read %s-%s for group %s: %s", *tp, call.group.group_id, exc)
             return None
 
-    async def _read_all(
-        self,
-        group: GroupRecord,
-        member: MemberRecord,
-        positions: MemberPositions,
-        partitions: list[TopicPartition],
-        max_records: int,
-        max_wait_ms: int,
-    ) -> dict[TopicPartition, PartitionRead]:
-        results = await asyncio.gather(
-            *(
-                self._read(group, member, positions, tp, max_records, max_wait_ms)
-                for tp in partitions
-            )
-        )
-        return {tp: r for tp, r in zip(partitions, results, strict=True) if r is not None}
+    async def _read_all(self, call: ConsumeRequest) -> dict[TopicPartition, PartitionRead]:
+        """Whatever every partition has now, without waiting."""
+        results = await asyncio.gather(*(self._read(call, tp, 0) for tp in call.partitions))
+        return {tp: r for tp, r in zip(call.partitions, results, strict=True) if r is not None}
 
     async def _first_ready(
-        self,
-        group: GroupRecord,
-        member: MemberRecord,
-        positions: MemberPositions,
-        partitions: list[TopicPartition],
-        max_records: int,
-        max_wait_ms: int,
+        self, call: ConsumeRequest, max_wait_ms: int
     ) -> dict[TopicPartition, PartitionRead]:
         """Long-polls every partition; answers with the first that has records, or with
         nothing once the group changes (the member may have lost or gained partitions)."""
         tasks: dict[asyncio.Future[PartitionRead | None], TopicPartition] = {
-            asyncio.ensure_future(
-                self._read(group, member, positions, tp, max_records, max_wait_ms)
-            ): tp
-            for tp in partitions
+            asyncio.ensure_future(self._read(call, tp, max_wait_ms)): tp for tp in call.partitions
         }
         wait_s = min(max_wait_ms, self._broker.settings.max_fetch_wait_ms) / 1000
-        changed = asyncio.ensure_future(self._wait_for_change(group.group_id, wait_s))
+        changed = asyncio.ensure_future(self._wait_for_change(call.group.group_id, wait_s))
         out: dict[TopicPartition, PartitionRead] = {}
         pending: set[asyncio.Future[Any]] = {*tasks, changed}
         try:

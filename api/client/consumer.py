@@ -521,23 +521,19 @@ class Consumer:
 
     async def close(self) -> None:
         """Stops fetching; a group member commits (with auto_commit) and leaves the group."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._member is not None:
-            await self._member.close()
-        if self._readers is not None:
-            await self._readers.close()
-        await self._transport.close()
+        await self._stop(leave=True)
 
     async def abort(self) -> None:
         """Stops at once without leaving the group or committing, as a crashed process
         would: the group notices only when the member's session times out."""
+        await self._stop(leave=False)
+
+    async def _stop(self, *, leave: bool) -> None:
         if self._closed:
             return
         self._closed = True
         if self._member is not None:
-            await self._member.stop_heartbeats()
+            await (self._member.close() if leave else self._member.stop_heartbeats())
         if self._readers is not None:
             await self._readers.close()
         await self._transport.close()

@@ -119,9 +119,9 @@ class Broker:
         self._reconcile_wanted = asyncio.Event()
         self._reconcile_complete = True
         self._clean_shutdown = True
-        # Called on the loop with a group id whenever that group changed (the coordinator
-        # wakes its long-polls with it).
-        self.group_listeners: list[Callable[[str], None]] = []
+        # Called on the loop, in commit order, with each applied command's state and events
+        # (`reset` for a snapshot install): the group coordinator follows the metadata so.
+        self.metadata_listeners: list[Callable[[MetadataState, tuple[Any, ...], bool], None]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -231,17 +231,15 @@ class Broker:
         """Runs on the loop, in commit order. A partition's leader or ISR change updates
         that replica alone; anything else (topics, brokers) asks for a full reconcile."""
         now_ms = int(time.monotonic() * 1000)
+        for listener in self.metadata_listeners:
+            listener(state, events, reset)
         if reset:
             # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
             # act on its roles (epoch-fenced) but move nothing aside on its word.
             self._want_reconcile(complete=False)
-            for group_id in state.groups:
-                self._group_changed(group_id)
             return
         for event in events:
-            if isinstance(event, GroupChanged):
-                self._group_changed(event.group)
-            elif isinstance(event, BrokerHeartbeatReceived):
+            if isinstance(event, BrokerHeartbeatReceived):
                 self._liveness.heard_from(event.broker_id, now_ms)
             elif isinstance(event, PartitionChanged):
                 topic = state.topics.get(event.topic)
@@ -250,10 +248,6 @@ class Broker:
                     self._want_reconcile(complete=True)
             elif not isinstance(event, ProducerIdsAllocated | GroupChanged | OffsetsCommitted):
                 self._want_reconcile(complete=True)
-
-    def _group_changed(self, group_id: str) -> None:
-        for listener in self.group_listeners:
-            listener(group_id)
 
     def _want_reconcile(self, *, complete: bool) -> None:
         self._reconcile_complete = complete

@@ -41,20 +41,29 @@ from raftka.metadata.errors import (
     UnknownPartition,
     UnknownTopic,
 )
+from raftka.metadata.events import (
+    BrokerFenced,
+    BrokerRegistered,
+    BrokerUnfenced,
+    GroupChanged,
+)
 from raftka.metadata.groups import (
     GroupRecord,
     GroupSessions,
     GroupState,
     MemberRecord,
     TopicPartition,
-    coordinator_for,
 )
+from raftka.metadata.model import MetadataState
+from raftka.metadata.state import group_coordinator
 
 if TYPE_CHECKING:
     from raftka.api.broker import Broker
 
 log = logging.getLogger(__name__)
 
+# The events that can move a group's coordinator (the unfenced brokers changed).
+BROKER_EVENTS = (BrokerFenced, BrokerUnfenced, BrokerRegistered)
 EXPIRY_TICK_S = 0.25
 # A tick this late means this process was stalled (paused, swapped): its members could
 # not reach it either, so they get a fresh session instead of being expired for it.
@@ -114,12 +123,29 @@ class GroupCoordinator:
         self._task: asyncio.Task[None] | None = None
         # Set when a group changes: its members' long-polls end so they see the change.
         self._changed: dict[str, asyncio.Event] = {}
-        broker.group_listeners.append(self._on_group_changed)
+        broker.metadata_listeners.append(self._on_metadata)
 
-    def _on_group_changed(self, group_id: str) -> None:
-        event = self._changed.pop(group_id, None)
-        if event is not None:
-            event.set()
+    def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
+        """Follows each applied command (on the loop, in commit order). Read positions are
+        valid only while this broker coordinates their group without a break: once another
+        broker has coordinated it, the members read on there and commit further, so a
+        position kept from before would re-deliver below their commits. The state passed
+        is the one right after the command, so a group that moves away and back within
+        one batch of commands is still seen leaving."""
+        if reset:
+            self._positions.clear()
+            changed: Iterable[str] = list(self._changed)
+        else:
+            changed = [e.group for e in events if isinstance(e, GroupChanged)]
+            if any(isinstance(e, BROKER_EVENTS) for e in events):
+                me = self._broker.broker_id
+                for key in list(self._positions):
+                    if group_coordinator(state, key[0]) != me:
+                        del self._positions[key]
+        for group_id in changed:
+            event = self._changed.pop(group_id, None)
+            if event is not None:
+                event.set()
 
     async def _wait_for_change(self, group_id: str, timeout_s: float) -> None:
         event = self._changed.setdefault(group_id, asyncio.Event())
@@ -140,8 +166,7 @@ class GroupCoordinator:
     # -- who coordinates ---------------------------------------------------------
 
     def coordinator_id(self, group_id: str) -> int | None:
-        state = self._broker.state
-        return coordinator_for(group_id, [b for b, r in state.brokers.items() if not r.fenced])
+        return group_coordinator(self._broker.state, group_id)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -464,6 +489,8 @@ class GroupCoordinator:
         if stalled or not broker.has_lease or not broker.ready:
             self._sessions = GroupSessions()  # everyone gets a fresh session when we are back
             return
+        # (Positions of groups that moved away are dropped as the move applies, in
+        # _on_metadata; here only those of members that are gone.)
         mine = [
             g
             for g in broker.state.groups.values()

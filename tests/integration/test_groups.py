@@ -175,3 +175,50 @@ def test_the_group_carries_on_when_its_coordinators_broker_is_killed(
         return {(p, o) for p in range(PARTITIONS) for o in range(3, 10)} <= seen
 
     wait_for(consumed_new_round, "the members to read on after the takeover")
+
+
+def test_a_coordinator_that_comes_back_serves_from_the_commits_made_while_it_was_away(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    cluster = cluster_factory(voters=3)
+    cluster.start_all()
+    cluster.wait_ready()
+    cluster.create_topic(1, "t", 1, 3)
+    coordinator = cluster.get(1, "/v1/groups/g")["coordinator"]
+    other = next(b for b in BROKERS if b != coordinator)
+    cluster.produce(other, "t", 0, list(range(10)))
+    member = Member(cluster, via=other)
+    member.join(session_timeout_ms=30_000)
+    settle([member])
+    # At the first coordinator: read part of the partition, commit nothing.
+    path = f"/v1/groups/g/members/{member.member_id}/records?max_records=3"
+    assert [r["offset"] for r in member._ok("GET", path)["records"]] == [0, 1, 2]
+
+    cluster.pause(coordinator)
+    try:
+
+        def moved() -> bool:
+            resp = cluster.request(other, "GET", "/v1/groups/g")
+            return resp.status == 200 and resp.body["coordinator"] != coordinator
+
+        wait_for(moved, "another broker to take the group over")
+        # At the interim coordinator: read everything from the start, commit the end.
+        read: list[int] = []
+        while len(read) < 10:
+            read += [r["offset"] for r in member.poll()]
+        member.heartbeat()
+        member.commit({0: 10})
+    finally:
+        cluster.resume(coordinator)
+
+    def back() -> bool:
+        resp = cluster.request(other, "GET", "/v1/groups/g")
+        return resp.status == 200 and resp.body["coordinator"] == coordinator
+
+    wait_for(back, "the first coordinator to take its group back")
+    cluster.produce(other, "t", 0, list(range(10, 15)))
+    # Its old position (3) must not come back: it serves from the commit made meanwhile.
+    first: list[int] = []
+    while not first:
+        first = [r["offset"] for r in member.poll()]
+    assert first[0] == 10

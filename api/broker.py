@@ -213,10 +213,10 @@ class Broker:
     def is_controller(self) -> bool:
         return self.quorum is not None and self.quorum.is_leader
 
-    async def submit(self, command: Command) -> Applied:
+    async def submit(self, command: Command, *, resubmit: bool = True) -> Applied:
         if self.quorum is None:
             raise LeaderNotAvailable("the broker is starting")
-        return await self.quorum.submit(command, METADATA_WRITE_TIMEOUT_S)
+        return await self.quorum.submit(command, METADATA_WRITE_TIMEOUT_S, resubmit=resubmit)
 
     def _on_metadata_thread(
         self, state: MetadataState, events: tuple[Any, ...], reset: bool

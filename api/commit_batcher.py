@@ -3,7 +3,10 @@
 A commit per log entry would cap commits at what the Raft log takes in entries per
 second; here every commit that arrives while one entry is being committed waits for
 the next, and that one carries them all (group commit). One entry is in flight at a
-time, so a retried entry can never land after a newer commit of the same partition.
+time (measured: four in flight made entries smaller and cost more CPU, for the same
+commits/s), and each is submitted once, never resubmitted (a failure fails its
+commits, which the client retries with its latest offsets): so entries apply in the
+order they were made, and an older commit never lands after a newer one.
 It never validates a commit: the state machine does, per commit, when the entry applies.
 """
 
@@ -24,6 +27,7 @@ MAX_PENDING_COMMITS = 10_000  # beyond this a commit is refused (503) instead of
 # stays well below pysyncobj's 64 KiB limit (commands.MAX_COMMAND_TEXT_CHARS).
 MAX_OFFSETS_PER_ENTRY = 2_000
 
+# Submits an entry once, never again (Broker.submit with resubmit=False).
 Submit = Callable[[CommitOffsets], Awaitable[Applied]]
 
 
@@ -75,8 +79,7 @@ class OffsetCommitBatcher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch = self._take_batch()
-                await self._commit_batch(batch)
+                await self._commit_batch(self._take_batch())
 
     async def _commit_batch(self, batch: list[tuple[OffsetCommit, asyncio.Future[None]]]) -> None:
         try:

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 # The events that can move a group's coordinator (the unfenced brokers changed).
 BROKER_EVENTS = (BrokerFenced, BrokerUnfenced, BrokerRegistered)
 EXPIRY_TICK_S = 0.25
+MAX_MEMO_GROUPS = 10_000
 # A tick this late means this process was stalled (paused, swapped): its members could
 # not reach it either, so they get a fresh session instead of being expired for it.
 STALLED_TICK_S = 1.0
@@ -119,10 +120,14 @@ class GroupCoordinator:
         self._sessions = GroupSessions()
         self._positions: dict[tuple[str, str], MemberPositions] = {}
         self._acknowledging: dict[tuple[str, str, int], asyncio.Future[None]] = {}
-        self._batcher = OffsetCommitBatcher(broker.submit, broker.broker_id)
+        self._batcher = OffsetCommitBatcher(
+            lambda entry: broker.submit(entry, resubmit=False), broker.broker_id
+        )
         self._task: asyncio.Task[None] | None = None
         # Set when a group changes: its members' long-polls end so they see the change.
         self._changed: dict[str, asyncio.Event] = {}
+        self._memo_brokers: object = None
+        self._memo: dict[str, int | None] = {}
         broker.metadata_listeners.append(self._on_metadata)
 
     def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
@@ -166,7 +171,16 @@ class GroupCoordinator:
     # -- who coordinates ---------------------------------------------------------
 
     def coordinator_id(self, group_id: str) -> int | None:
-        return group_coordinator(self._broker.state, group_id)
+        """Asked on every group request: remembered per group until the brokers change
+        (the state keeps its brokers mapping object while other parts change)."""
+        state = self._broker.state
+        if self._memo_brokers is not state.brokers:
+            self._memo_brokers, self._memo = state.brokers, {}
+        if group_id not in self._memo:
+            if len(self._memo) >= MAX_MEMO_GROUPS:
+                self._memo.clear()
+            self._memo[group_id] = group_coordinator(state, group_id)
+        return self._memo[group_id]
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

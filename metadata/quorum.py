@@ -327,12 +327,16 @@ class MetadataQuorum:
 
     # -- writes (the event loop) ---------------------------------------------
 
-    async def submit(self, command: Command, timeout_s: float) -> Applied:
+    async def submit(self, command: Command, timeout_s: float, *, resubmit: bool = True) -> Applied:
         """Commits `command` and returns its outcome, retrying transient Raft failures
         with the same command id until `timeout_s`. Raises the contract error of a
         rejection, InvalidRequest for a command too large for one log entry (never
         submitted), or NoController when no commit could be confirmed in time (the
-        command may still commit later: it is idempotent)."""
+        command may still commit later: it is idempotent).
+
+        With `resubmit=False` the command enters the log at most once: any failure
+        raises NoController at once. Entries submitted so keep the order of submission
+        (Raft never reorders one node's entries), which a resubmitted copy would not."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
@@ -354,6 +358,10 @@ class MetadataQuorum:
                 )
             except TimeoutError:
                 last_failure = "timed out waiting for a commit"
+                if not resubmit:
+                    raise NoController(
+                        f"the metadata quorum did not answer ({last_failure})"
+                    ) from None
                 continue
             if failure == FAIL_REASON.SUCCESS:
                 if isinstance(result, Rejected):
@@ -361,7 +369,7 @@ class MetadataQuorum:
                 assert isinstance(result, Applied)
                 return result
             last_failure = _FAILURE_NAMES.get(failure, str(failure))
-            if failure not in _RETRIABLE_FAILURES:
+            if failure not in _RETRIABLE_FAILURES or not resubmit:
                 raise NoController(f"the metadata quorum refused the change ({last_failure})")
             await asyncio.sleep(SUBMIT_RETRY_BACKOFF_S)
 

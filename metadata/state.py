@@ -631,9 +631,12 @@ def _commit_offsets(state: MetadataState, cmd: CommitOffsets) -> Result:
     commit only. The results say which were stored."""
     groups = dict(state.groups)
     results: list[str] = []
+    stale_for: dict[str, Rejected | None] = {}  # the coordinator check, once per group
     for c in cmd.commits:
         group = groups.get(c.group)
-        stale = _not_coordinator(state, c.group, cmd.coordinator)
+        if c.group not in stale_for:
+            stale_for[c.group] = _not_coordinator(state, c.group, cmd.coordinator)
+        stale = stale_for[c.group]
         if stale is not None:
             results.append(f"{stale.code}: {stale.message}")
             continue

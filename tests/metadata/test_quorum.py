@@ -166,6 +166,17 @@ async def test_without_a_majority_a_write_fails_with_no_controller(nodes: Nodes)
         await lonely.submit(register(1), 1.0)
 
 
+async def test_a_write_submitted_once_fails_at_its_first_failure(nodes: Nodes) -> None:
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    lonely = nodes.start(addresses, 0)  # its two peers never start
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NoController):
+        # A generous budget, but no second attempt: the first failure ends it.
+        await lonely.submit(register(1), 60.0, resubmit=False)
+    assert loop.time() - started < 60.0
+
+
 async def test_a_compacted_log_restarts_from_the_dump_plus_the_journal(nodes: Nodes) -> None:
     # pysyncobj compacts on its own every 10 minutes; force it to exercise the dump path:
     # a journal without a loadable dump comes back empty (shared/notes/pysyncobj.md).

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from raftka.chaos.cluster import BrokerProcess, Cluster
 from raftka.client.aio import Admin, ClientError, RaftkaError
 
 READY_TIMEOUT_S = 60.0
@@ -50,24 +51,13 @@ def write_dev_config(brokers: int, base_port: int, data_dir: Path) -> DevCluster
     return DevCluster(config, path)
 
 
-async def start_brokers(cluster: DevCluster) -> dict[int, asyncio.subprocess.Process]:
-    processes = {}
+def dev_processes(cluster: DevCluster) -> Cluster:
+    """The brokers as processes of the one starter tests, benchmarks and chaos use; each
+    logs to data_dir/broker-ID.log."""
+    data_dir = cluster.config.data_dir
+    processes = Cluster(root=cluster.config_path.parent, config=cluster.config)
     for b in cluster.config.brokers:
-        log_file = open(cluster.config.data_dir / f"broker-{b.broker_id}.log", "ab")  # noqa: SIM115
-        processes[b.broker_id] = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "raftka",
-            "broker",
-            "--config",
-            str(cluster.config_path),
-            "--id",
-            str(b.broker_id),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-        log_file.close()
+        processes.brokers[b.broker_id] = BrokerProcess(b, data_dir / f"broker-{b.broker_id}.log")
     return processes
 
 
@@ -93,27 +83,14 @@ async def wait_until_ready(config: ClusterConfig, timeout_s: float = READY_TIMEO
     raise ClientError(f"the cluster was not ready after {timeout_s:.0f} s ({last_problem})")
 
 
-async def stop_brokers(processes: dict[int, asyncio.subprocess.Process]) -> None:
-    for p in processes.values():
-        if p.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    for p in processes.values():
-        try:
-            await asyncio.wait_for(p.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
-            await p.wait()
-
-
 async def run_dev(brokers: int, base_port: int, data_dir: Path) -> int:
     cluster = write_dev_config(brokers, base_port, data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    processes = await start_brokers(cluster)
+    processes = dev_processes(cluster)
+    processes.start_all()
     try:
         ready = asyncio.ensure_future(wait_until_ready(cluster.config))
         stopping = asyncio.ensure_future(stop.wait())
@@ -136,18 +113,18 @@ async def run_dev(brokers: int, base_port: int, data_dir: Path) -> int:
         )
         print(f"  curl '{first}/v1/topics/demo/partitions/0/records?offset=0'")
         print("Ctrl-C stops every broker.", flush=True)
+        reported: set[int] = set()
         while not stop.is_set():
-            for broker_id, p in processes.items():
-                if p.returncode is not None:
+            for broker_id, b in processes.brokers.items():
+                if b.process is not None and not b.running and broker_id not in reported:
+                    reported.add(broker_id)
                     print(
-                        f"raftka dev: broker {broker_id} exited with code {p.returncode}",
+                        f"raftka dev: broker {broker_id} exited with code {b.process.returncode}",
                         file=sys.stderr,
                     )
-                    processes = {k: v for k, v in processes.items() if k != broker_id}
-                    break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
         return 0
     finally:
         print("raftka dev: stopping brokers", flush=True)
-        await stop_brokers(processes)
+        await loop.run_in_executor(None, processes.stop_all, STOP_GRACE_S)

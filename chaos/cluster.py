@@ -10,6 +10,7 @@ does, after closing the cluster).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -166,6 +167,26 @@ class Cluster:
             b.process.kill()
             b.process.wait()
             raise AssertionError(f"broker {broker_id} did not stop on SIGTERM") from None
+
+    def stop_all(self, grace_s: float = DEADLINE_S) -> dict[int, int]:
+        """SIGTERM to every running broker at once, then waits for each; one still running
+        after `grace_s` is killed. Returns each stopped broker's exit code."""
+        running = {i: b.process for i, b in self.brokers.items() if b.running}
+        for process in running.values():
+            assert process is not None
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)  # a paused broker cannot stop otherwise
+                process.send_signal(signal.SIGTERM)
+        codes = {}
+        deadline = time.monotonic() + grace_s
+        for broker_id, process in running.items():
+            assert process is not None
+            try:
+                codes[broker_id] = process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[broker_id] = process.wait()
+        return codes
 
     def close(self) -> None:
         for b in self.brokers.values():

@@ -287,6 +287,10 @@ class PartitionReplica:
             raise LeaderNotAvailable(
                 f"broker {self.broker_id} does not lead {self.topic}-{self.partition}"
             )
+        if self._disk is not None and not self._disk.has_room():
+            raise self._insufficient_storage(
+                f"{self._disk.free_bytes()} bytes free, reserve {self._disk.reserve_bytes}"
+            )
         if acks == "all" and len(self.role.isr) < self.role.min_insync_replicas:
             raise NotEnoughReplicas(
                 f"{self.topic}-{self.partition} has {len(self.role.isr)} in-sync replicas, "
@@ -332,9 +336,9 @@ class PartitionReplica:
                 raise
             raise self._insufficient_storage(exc) from exc
 
-    def _insufficient_storage(self, exc: Exception) -> InsufficientStorage:
+    def _insufficient_storage(self, why: Exception | str) -> InsufficientStorage:
         return InsufficientStorage(
-            f"broker {self.broker_id} cannot append to {self.topic}-{self.partition}: {exc}"
+            f"broker {self.broker_id} cannot append to {self.topic}-{self.partition}: {why}"
         )
 
     def disk_has_room(self) -> bool:

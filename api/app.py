@@ -27,6 +27,7 @@ from raftka.api.metrics import BrokerMetrics
 from raftka.api.partition_reader import PartitionReader
 from raftka.api.routes import cluster, fetch, groups, internal, produce, topics
 from raftka.metadata.errors import (
+    InsufficientStorage,
     InvalidRequest,
     LeaderNotAvailable,
     MethodNotAllowed,
@@ -35,6 +36,7 @@ from raftka.metadata.errors import (
     RequestTooLarge,
     RetriableError,
 )
+from raftka.storage.disk import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 400:
             return error_response(InvalidRequest(exc.reason))
         raise
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):
+            # A write the free-space check did not foresee met a full disk; what it
+            # wrote was cut back (or went to a temporary file), so it is retriable.
+            log.warning("%s %s: the disk is full: %s", request.method, request.path, exc)
+            error = InsufficientStorage(f"the broker's disk is full: {exc}")
+            request.app[METRICS_KEY].errors.labels(error.code).inc()
+            return error_response(error)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_response(
             {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the broker log"}},

@@ -57,6 +57,7 @@ from raftka.metadata.quorum import MetadataQuorum, RaftTiming
 from raftka.metadata.state import Applied
 from raftka.replication.manager import ReplicaManager, ReplicationSettings
 from raftka.replication.partition import PartitionReplica
+from raftka.storage.disk import DiskSpace
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ REGISTER_RETRY_S = 0.5
 PRODUCER_ID_BLOCK_SIZE = 1000
 SESSION_RETRY_S = 0.1
 LOCAL_LEADER_WAIT_S = 2.0
+# How often the disk's free space is read to make the reserve file again once space is back.
+DISK_CHECK_INTERVAL_S = 1.0
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
 # The last bytes of a session whose controller stepped down (or stopped cleanly).
 SESSION_CLEAN_END = b"end\n"
@@ -91,6 +94,8 @@ class Broker:
         self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
         self._transport = HttpFetchTransport(self.broker_url)
         s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.disk = DiskSpace(self.data_dir, s.disk_reserve_bytes)
         self.replicas = ReplicaManager(
             broker_id,
             self.data_dir / "logs",
@@ -101,6 +106,7 @@ class Broker:
             flusher=self.flusher,
             alter_partition=self._alter_partition,
             transport=self._transport,
+            disk=self.disk,
         )
         self.shutdown_marker = ShutdownMarker(self.data_dir, fsync_always=s.fsync == "always")
         self.quorum: MetadataQuorum | None = None
@@ -130,7 +136,10 @@ class Broker:
         server may already be answering /healthz with 503)."""
         self._loop = asyncio.get_running_loop()
         self.flusher.start()
-        self._clean_shutdown = await self._loop.run_in_executor(None, self.shutdown_marker.begin)
+        await self._loop.run_in_executor(None, self.disk.hold_reserve)
+        self._clean_shutdown = await self._loop.run_in_executor(
+            None, self.disk.with_room, self.shutdown_marker.begin
+        )
         s = self.settings
         self.quorum = MetadataQuorum(
             self_address=self.address.raft,
@@ -143,6 +152,7 @@ class Broker:
                 connection_retry_s=s.raft_connection_retry_ms / 1000,
             ),
             listener=self._on_metadata_thread,
+            make_room=self.disk.release_reserve,
         )
         while not await self._loop.run_in_executor(None, self.quorum.wait_ready, 0.5):
             pass
@@ -160,6 +170,7 @@ class Broker:
         self._spawn(self._retention_loop())
         self._spawn(self._checkpoint_loop())
         self._spawn(self._isr_loop())
+        self._spawn(self._disk_loop())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -426,6 +437,17 @@ class Broker:
                 await self.replicas.checkpoint()
             except OSError:
                 log.exception("writing the replication checkpoints failed")
+
+    async def _disk_loop(self) -> None:
+        """Makes the reserve file again once the disk has room for it (it was released
+        when a metadata or checkpoint write found the disk full)."""
+        while True:
+            await asyncio.sleep(DISK_CHECK_INTERVAL_S)
+            if not self.disk.held_bytes:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.disk.hold_reserve)
+                except OSError:
+                    log.exception("making the disk reserve file failed")
 
     async def _isr_loop(self) -> None:
         # Kafka checks every replica_lag_time_max_ms / 2; a tighter check costs little and

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -73,6 +73,21 @@ class _BrokerStateCollector(Collector):
             "raftka_replica_fetches_waiting",
             "followers' fetches held here until there is news for them (long-poll)",
             value=b.replicas.fetches_waiting,
+        )
+        yield GaugeMetricFamily(
+            "raftka_disk_free_bytes",
+            "free bytes on the disk of this broker's data directory",
+            value=b.disk.free_bytes(),
+        )
+        yield GaugeMetricFamily(
+            "raftka_disk_reserve_held_bytes",
+            "bytes of the disk reserve held in its preallocated file (0 once released)",
+            value=b.disk.held_bytes,
+        )
+        yield CounterMetricFamily(
+            "raftka_disk_full_refusals",
+            "appends refused because the disk would fall below disk_reserve_bytes",
+            value=b.disk.refusals,
         )
         yield GaugeMetricFamily(
             "raftka_under_replicated_partitions",

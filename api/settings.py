@@ -44,6 +44,10 @@ class Settings:
     raft_election_timeout_max_ms: int = 900
     raft_heartbeat_interval_ms: int = 50
     raft_connection_retry_ms: int = 500
+    # Room on the data disk that partition logs never take: the metadata journal,
+    # checkpoints and index files still find it when logs have filled the disk. Half of it
+    # is held in a preallocated file, released when the disk is full anyway.
+    disk_reserve_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -122,12 +122,11 @@ class RequestTimedOut(RaftkaError):
     retriable = True
 
 
-class InsufficientStorage(RaftkaError):
-    """A 507: the broker's disk is full; retriable after `Retry-After` seconds."""
+class InsufficientStorage(RetriableError):
+    """A 507: the broker's disk is full; retriable after `Retry-After` seconds (space
+    comes back when retention or a topic deletion frees it, or an operator adds it)."""
 
     code, status = "INSUFFICIENT_STORAGE", 507
-    retriable = True
-    retry_after_s: ClassVar[int] = 1
 
 
 ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {

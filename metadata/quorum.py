@@ -12,14 +12,20 @@ pysyncobj facts this module is built on (shared/notes/pysyncobj.md):
   outcome: `submit` can retry safely;
 - its journal is an mmap never synced on the write path, and term/vote are written
   without fsync: `_DurableFileJournal` syncs both before Raft counts them as stored;
-- a journal without a full dump file comes back empty after compaction: use both.
+- a journal without a full dump file comes back empty after compaction: use both;
+- the journal is a file it grows with ftruncate and writes through an mmap: on a full
+  disk (tmpfs, sparse files) a write to a page that cannot be allocated is a SIGBUS that
+  kills the process. `_PreallocatedFile` allocates every byte before it is mapped, so a
+  full disk is an ENOSPC the broker can answer by freeing its reserve.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -29,8 +35,9 @@ from typing import Any
 
 import orjson
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import journal as _pysyncobj_journal
 from pysyncobj import syncobj as _pysyncobj_module
-from pysyncobj.journal import FileJournal, MemoryJournal, MetaStorer
+from pysyncobj.journal import FileJournal, MemoryJournal, MetaStorer, ResizableFile
 from pysyncobj.pickle import dumps as pysyncobj_dumps
 
 from raftka.metadata.commands import Command, CommandTooLarge, decode_command, encode_command
@@ -58,6 +65,30 @@ SUBMIT_ATTEMPT_TIMEOUT_S = 2.0
 # loses callbacks (notes, bug 1): keep it rare. Heartbeats are ~0.5 entries/s per broker.
 LOG_COMPACTION_MIN_ENTRIES = 20_000
 LOG_COMPACTION_MIN_TIME_S = 600
+# The journal file grows by doubling, but by at most this much at a time, so the room a
+# growth needs on a nearly full disk stays far below the broker's disk reserve.
+JOURNAL_GROWTH_MAX_BYTES = 1 << 20
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+# Frees room on a full disk (the broker's reserve file); returns whether it freed any.
+MakeRoom = Callable[[], bool]
+# pysyncobj opens the journal by path through module-level factories, with no way to pass
+# anything else: each quorum registers its way to free room under its journal's path.
+_ROOM_MAKERS: dict[str, MakeRoom] = {}
+
+
+def _with_room(path: str, write: Callable[[], None]) -> None:
+    """Runs `write`; on a full disk frees room through the hook registered for `path`
+    and runs it once more (a second failure is raised)."""
+    try:
+        write()
+        return
+    except OSError as exc:
+        make_room = _ROOM_MAKERS.get(path)
+        if exc.errno not in _DISK_FULL_ERRNOS or make_room is None or not make_room():
+            raise
+        log.warning("the disk is full: freed the reserve for %s", path)
+    write()
 
 
 # ---------------------------------------------------------------------------
@@ -65,17 +96,72 @@ LOG_COMPACTION_MIN_TIME_S = 600
 
 
 class _DurableMetaStorer(MetaStorer):
-    """Writes term and vote with fsync of the file and its folder (Raft's persistent state)."""
+    """Writes term and vote with fsync of the file and its folder (Raft's persistent state).
+    On a full disk the old file stays whole, and the write is tried again once the
+    broker's reserve is freed."""
 
     def storeMeta(self, meta: dict[str, Any]) -> None:  # noqa: N802 (pysyncobj's name)
         path = self.getPath()
+        _with_room(path.removesuffix(".meta"), lambda: self._store(path, meta))
+
+    @staticmethod
+    def _store(path: str, meta: dict[str, Any]) -> None:
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(pysyncobj_dumps(meta))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(pysyncobj_dumps(meta))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         os.replace(tmp, path)
         _fsync_dir(os.path.dirname(path) or ".")
+
+
+class _PreallocatedFile(ResizableFile):
+    """pysyncobj's journal file, with every byte allocated (posix_fallocate) before the
+    mmap writes to it: growth fails with ENOSPC, never with a SIGBUS."""
+
+    def __init__(
+        self,
+        fileName: str,  # noqa: N803 (pysyncobj's names)
+        initialSize: int = 1024,  # noqa: N803
+        resizeFactor: float = 2.0,  # noqa: N803
+        defaultContent: bytes | None = None,  # noqa: N803
+    ) -> None:
+        self._path = fileName
+        _with_room(
+            fileName,
+            lambda: ResizableFile.__init__(
+                self, fileName, initialSize, resizeFactor, defaultContent
+            ),
+        )
+        # A journal written before (or grown by ftruncate) may have holes: fill them.
+        self._allocate(self._mm.size())
+
+    @property
+    def _mm(self) -> mmap.mmap:
+        mm: mmap.mmap = self._ResizableFile__mm
+        return mm
+
+    def _allocate(self, size: int) -> None:
+        fd = self._ResizableFile__f.fileno()
+        _with_room(self._path, lambda: os.posix_fallocate(fd, 0, size))
+
+    def write(self, offset: int, values: bytes) -> None:
+        end = offset + len(values)
+        size = self._mm.size()
+        if end > size:
+            new_size = max(end, min(2 * size, size + JOURNAL_GROWTH_MAX_BYTES))
+            self._allocate(new_size)  # the file is new_size long, every byte allocated
+            self._mm.resize(new_size)  # so the mapping covers exactly what is allocated
+        super().write(offset, values)
+
+
+# FileJournal builds its file through this module-level name; there is no hook.
+_pysyncobj_journal.ResizableFile = _PreallocatedFile
 
 
 class _DurableFileJournal(FileJournal):
@@ -267,12 +353,18 @@ class MetadataQuorum:
         data_dir: Path,
         timing: RaftTiming,
         listener: ChangeListener,
+        make_room: MakeRoom | None = None,
     ) -> None:
+        """`make_room` frees room on a full disk (the broker's reserve) when the journal
+        or the term/vote file cannot be written; called on pysyncobj's thread."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self._store = _MetadataStore(listener)
         self._ready = threading.Event()
+        self._journal_file = str(data_dir / "raft.journal")
+        if make_room is not None:
+            _ROOM_MAKERS[self._journal_file] = make_room
         conf = SyncObjConf(
-            journalFile=str(data_dir / "raft.journal"),
+            journalFile=self._journal_file,
             fullDumpFile=str(data_dir / "raft.dump"),
             raftMinTimeout=timing.election_timeout_min_s,
             raftMaxTimeout=timing.election_timeout_max_s,
@@ -379,6 +471,7 @@ class MetadataQuorum:
     def close(self) -> None:
         """Stops the tick thread (which flushes and closes the journal); blocks briefly."""
         self._syncobj.destroy_synchronous()
+        _ROOM_MAKERS.pop(self._journal_file, None)
 
 
 def _resolver(

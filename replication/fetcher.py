@@ -19,6 +19,7 @@ from raftka.metadata.errors import RaftkaError
 from raftka.replication.follower import Backoff, plan_after_fetch
 from raftka.replication.partition import PartitionReplica
 from raftka.replication.protocol import FetchRequest, PartitionAnswer, PartitionFetch
+from raftka.storage.disk import is_disk_full
 from raftka.storage.errors import StorageError
 from raftka.storage.flusher import LogFlusher
 
@@ -56,6 +57,8 @@ class ReplicaFetcher:
         self._partitions: dict[PartitionKey, PartitionReplica] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Some partition was left out of the last request: its disk has no room.
+        self.waiting_for_disk = False
 
     def set_partitions(self, partitions: dict[PartitionKey, PartitionReplica]) -> None:
         if partitions.keys() != self._partitions.keys() or any(
@@ -83,6 +86,10 @@ class ReplicaFetcher:
         for key, replica in self._partitions.items():
             if not replica.is_follower or replica.role.leader != self.leader_id:
                 continue
+            if not replica.disk_has_room():
+                # Not fetched until the disk has room again: the leader's ISR drops us.
+                self.waiting_for_disk = True
+                continue
             offset, last_epoch = replica.fetch_position()
             positions[key] = (offset, replica.role.leader_epoch)
             partitions.append(
@@ -106,7 +113,11 @@ class ReplicaFetcher:
 
     async def _run(self) -> None:
         while True:
+            self.waiting_for_disk = False
             request, positions = self._request()
+            if not request.partitions and self.waiting_for_disk:
+                await self._pause()
+                continue
             if not request.partitions:
                 self._changed.clear()
                 await self._changed.wait()
@@ -148,7 +159,10 @@ class ReplicaFetcher:
             try:
                 moved = await replica.apply_follower_step(step)
             except (StorageError, OSError) as exc:
-                log.warning("%s-%d: cannot apply the fetched data: %s", *key, exc)
+                if is_disk_full(exc):
+                    log.debug("%s-%d: the disk is full: %s", *key, exc)
+                else:
+                    log.warning("%s-%d: cannot apply the fetched data: %s", *key, exc)
                 backoff = True
                 continue
             if moved:

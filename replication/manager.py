@@ -41,6 +41,7 @@ from raftka.replication.partition import (
 )
 from raftka.replication.producer_state import ProducerSnapshot, ProducerStates
 from raftka.replication.protocol import FetchRequest, PartitionAnswer
+from raftka.storage.disk import DiskSpace, is_disk_full
 from raftka.storage.files import fsync_dir, write_durably
 from raftka.storage.flusher import LogFlusher
 from raftka.storage.log import LogConfig, PartitionLog
@@ -114,6 +115,7 @@ class ReplicaManager:
         alter_partition: AlterPartitionFn,
         transport: FetchTransport,
         clock: Clock = monotonic_ms,
+        disk: DiskSpace | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.settings = settings
@@ -123,6 +125,7 @@ class ReplicaManager:
         self._alter_partition = alter_partition
         self._transport = transport
         self._clock = clock
+        self._disk = disk
         self._replicas: dict[PartitionKey, PartitionReplica] = {}
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._checkpointed_hw = _read_high_watermarks(logs_dir / HIGH_WATERMARK_FILE)
@@ -343,6 +346,7 @@ class ReplicaManager:
             replica_lag_time_max_ms=self.settings.replica_lag_time_max_ms,
             clock=self._clock,
             propose_isr=self.propose_isr,
+            disk=self._disk,
         )
 
     def _open_files(self, topic: TopicRecord, index: int) -> tuple[PartitionLog, ProducerStates]:
@@ -384,7 +388,12 @@ class ReplicaManager:
         self._snapshotted_at.pop(key, None)
 
     def _close_and_move_aside(self, partition_log: PartitionLog) -> None:
-        partition_log.close()
+        try:
+            partition_log.close()
+        except OSError:
+            # Its files are what a crash leaves, which open recovers: move them aside
+            # anyway, so a deleted topic's space is freed whatever the close met.
+            log.exception("closing %s failed", partition_log.directory)
         self._move_aside(partition_log.directory)
 
     async def _move_aside_orphans(self, wanted: set[PartitionKey]) -> None:
@@ -456,26 +465,48 @@ class ReplicaManager:
     async def checkpoint(self) -> None:
         """High watermarks of every replica, and producer state where it changed."""
         hws = {key: r.high_watermark for key, r in self._replicas.items()}
-        snapshots: list[tuple[Path, bytes]] = []
+        snapshots: list[tuple[PartitionKey, int, Path, bytes]] = []
         for key, replica in self._replicas.items():
             leo = replica.log_end_offset
             if len(replica.producers) and self._snapshotted_at.get(key) != leo:
                 doc = replica.producers.to_snapshot(leo, epoch_before(replica.log, leo))
-                snapshots.append((replica.log.directory / PRODUCER_STATE_FILE, orjson.dumps(doc)))
-                self._snapshotted_at[key] = leo
-        await asyncio.get_running_loop().run_in_executor(
+                path = replica.log.directory / PRODUCER_STATE_FILE
+                snapshots.append((key, leo, path, orjson.dumps(doc)))
+        written = await asyncio.get_running_loop().run_in_executor(
             None, self._write_checkpoints, hws, snapshots
         )
+        self._snapshotted_at.update(written)
 
     def _write_checkpoints(
-        self, hws: dict[PartitionKey, int], snapshots: list[tuple[Path, bytes]]
-    ) -> None:
+        self, hws: dict[PartitionKey, int], snapshots: list[tuple[PartitionKey, int, Path, bytes]]
+    ) -> dict[PartitionKey, int]:
+        """Writes the files; returns the snapshots written (key -> log end offset). On a
+        full disk a file keeps its previous content (write_durably replaces it whole or
+        not at all) and is tried again at the next checkpoint."""
         lines = [str(CHECKPOINT_VERSION), str(len(hws))]
         lines += [f"{t} {p} {hw}" for (t, p), hw in sorted(hws.items())]
-        write_durably(self._logs_dir / HIGH_WATERMARK_FILE, ("\n".join(lines) + "\n").encode())
-        for path, data in snapshots:
-            with contextlib.suppress(FileNotFoundError):  # the log moved away meanwhile
+        full = False
+        try:
+            write_durably(self._logs_dir / HIGH_WATERMARK_FILE, ("\n".join(lines) + "\n").encode())
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            full = True
+        written = {}
+        for key, leo, path, data in snapshots:
+            try:
                 write_durably(path, data)
+            except FileNotFoundError:
+                pass  # the log moved away meanwhile
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                full = True
+            else:
+                written[key] = leo
+        if full:
+            log.warning("the disk is full: checkpoints keep their previous content for now")
+        return written
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -496,7 +527,10 @@ class ReplicaManager:
                 replica.close()
             for replica in self._replicas.values():
                 await replica.wait_idle()
-            await self.checkpoint()
+            try:
+                await self.checkpoint()
+            except OSError:
+                log.exception("writing the checkpoints at shutdown failed")
             loop = asyncio.get_running_loop()
             logs = [r.log for r in self._replicas.values()]
             await loop.run_in_executor(None, _close_all, logs)

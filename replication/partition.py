@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftka.metadata.errors import (
+    InsufficientStorage,
     LeaderNotAvailable,
     NotEnoughReplicas,
     OffsetOutOfRange,
@@ -51,8 +52,9 @@ from raftka.replication.producer_state import (
     ProducerSnapshot,
     ProducerStates,
 )
-from raftka.storage.batch import BatchHeader, split_batches
-from raftka.storage.errors import OffsetOutOfRangeError, SegmentFullError
+from raftka.storage.batch import HEADER_BYTES, BatchHeader, split_batches
+from raftka.storage.disk import DiskSpace, is_disk_full
+from raftka.storage.errors import DiskFullError, OffsetOutOfRangeError, SegmentFullError
 from raftka.storage.log import AppendInfo, PartitionLog, ReadResult
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ Clock = Callable[[], int]  # monotonic milliseconds
 # Runs blocking disk work (a roll, a truncation) and gives its future: a worker thread in the
 # broker; at once, in order, in a deterministic simulation.
 RunBlocking = Callable[..., "asyncio.Future[Any]"]
+# What a record adds to its body in a batch, at most (offset delta, timestamp, framing):
+# for the free-space check before an append, which only needs an upper bound.
+RECORD_OVERHEAD_BYTES = 64
 
 
 def run_in_worker_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
@@ -111,6 +116,7 @@ class PartitionReplica:
         clock: Clock,
         propose_isr: Callable[[PartitionReplica, tuple[int, ...]], None],
         run_blocking: RunBlocking | None = None,
+        disk: DiskSpace | None = None,
     ) -> None:
         self.topic = topic
         self.partition = partition
@@ -124,6 +130,7 @@ class PartitionReplica:
         self._clock = clock
         self._propose_isr = propose_isr
         self._run_blocking = run_blocking or run_in_worker_thread
+        self._disk = disk  # None: no free-space checks (tests, simulations)
         self._leader: PartitionLeader | None = None
         # Our ISR change was refused as stale: someone else may lead now. We stop acting as
         # leader until the metadata gives us a newer role.
@@ -280,6 +287,10 @@ class PartitionReplica:
             raise LeaderNotAvailable(
                 f"broker {self.broker_id} does not lead {self.topic}-{self.partition}"
             )
+        if self._disk is not None and not self._disk.has_room():
+            raise self._insufficient_storage(
+                f"{self._disk.free_bytes()} bytes free, reserve {self._disk.reserve_bytes}"
+            )
         if acks == "all" and len(self.role.isr) < self.role.min_insync_replicas:
             raise NotEnoughReplicas(
                 f"{self.topic}-{self.partition} has {len(self.role.isr)} in-sync replicas, "
@@ -304,11 +315,36 @@ class PartitionReplica:
                 if dup is not None:
                     return Appended(dup.first_offset, dup.last_offset, True, self.role.leader_epoch)
             try:
+                if self._disk is not None:
+                    size = HEADER_BYTES + sum(len(b) + RECORD_OVERHEAD_BYTES for _, b in records)
+                    self._disk.check_room(size)
                 info = self._append_now(records, producer)
             except SegmentFullError:
-                await self._run_log_op(self.log.roll)
+                await self._roll()
                 continue
+            except DiskFullError as exc:
+                raise self._insufficient_storage(exc) from exc
             return Appended(info.base_offset, info.last_offset, False, self.role.leader_epoch)
+
+    async def _roll(self) -> None:
+        """Rolls the log in a worker thread; a full disk refuses the write (nothing of the
+        batch was written, and the segment stays active: a later roll finishes the job)."""
+        try:
+            await self._run_log_op(self.log.roll)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise self._insufficient_storage(exc) from exc
+
+    def _insufficient_storage(self, why: Exception | str) -> InsufficientStorage:
+        return InsufficientStorage(
+            f"broker {self.broker_id} cannot append to {self.topic}-{self.partition}: {why}"
+        )
+
+    def disk_has_room(self) -> bool:
+        """Whether this replica's disk may take more records (followers stop fetching
+        while it may not, so they fall out of the ISR instead of failing)."""
+        return self._disk is None or self._disk.has_room()
 
     def _append_now(
         self, records: Sequence[tuple[int, bytes]], producer: ProducerRef | None
@@ -524,6 +560,8 @@ class PartitionReplica:
                 await self._log_idle()
                 if not self.is_follower:
                     return appended
+                if self._disk is not None:
+                    self._disk.check_room(len(view))
                 try:
                     self.log.append_raw(bytes(view))
                 except SegmentFullError:

@@ -49,3 +49,10 @@ class SegmentFullError(StorageError):
 
 class LogClosedError(StorageError):
     """The log was closed (or deleted) and can no longer be used."""
+
+
+class DiskFullError(StorageError):
+    """The disk has no room for the write (or it would eat into the broker's reserve).
+
+    Nothing was written: a batch that met ENOSPC halfway was cut back off the file.
+    """

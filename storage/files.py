@@ -6,6 +6,7 @@ file the broker relies on after a power cut is written one way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -22,13 +23,24 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Replaces a small file atomically: a reader sees the old content or the new, whole."""
+    """Replaces a small file atomically: a reader sees the old content or the new, whole.
+
+    When the write fails (a full disk) the old file stays as it was and the temporary
+    one is removed, so a failed checkpoint never holds space or leaves a torn file.
+    """
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     os.replace(tmp, path)
     fsync_dir(path.parent)

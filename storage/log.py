@@ -33,6 +33,7 @@ from raftka.storage.batch import (
     slice_bounds,
     verify_batch,
 )
+from raftka.storage.disk import DISK_FULL_ERRNOS
 from raftka.storage.epochs import EpochEntry, LeaderEpochCache
 from raftka.storage.errors import (
     CorruptCheckpointError,
@@ -691,19 +692,34 @@ class PartitionLog:
         """Write the indexes, fsync, and leave a clean-shutdown marker.
 
         It fsyncs: run it in a worker thread. Appends and reads fail from its start.
+        On a full disk the log still closes, without the marker: the records are
+        fsynced, and the next open rebuilds the last segment's indexes and the epochs
+        it cannot trust (the state a killed process leaves), so deleting a topic frees
+        its files even when nothing can be written.
         """
         with self._worker_lock:
             with self._lock:
                 if self._closed:
                     return
                 self._closed = True
+            clean = True
             try:
                 self._segments[-1].sync_all()
                 self._write_epochs_if_changed()
+            except OSError as exc:
+                if exc.errno not in DISK_FULL_ERRNOS:
+                    raise
+                clean = False
+                os.fsync(self._segments[-1].fd)
             finally:
                 for segment in self._segments:
                     segment.close()
-            write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
+            if clean:
+                try:
+                    write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL_ERRNOS:
+                        raise
 
     def abandon(self) -> None:
         """Close the file descriptors without flushing or marking a clean shutdown.

@@ -9,6 +9,7 @@ retain or when to fsync: PartitionLog decides, the segment only does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from crc32c import crc32c
 
 from raftka.storage.batch import CRC_START, HEADER_BYTES, BatchHeader, decode_header
-from raftka.storage.errors import CorruptBatchError
+from raftka.storage.errors import CorruptBatchError, DiskFullError
 from raftka.storage.index import OffsetIndex, TimeIndex
 
 LOG_SUFFIX = ".log"
@@ -107,7 +108,15 @@ class Segment:
         self.size = end
         self.next_offset = next_offset
         if rewrite_indexes:
-            self.write_indexes()
+            try:
+                self.write_indexes()
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # A full disk: the indexes in memory are whole; without files on disk
+                # the next open rebuilds them, as it would after a crash.
+                self.index.delete_file()
+                self.time_index.delete_file()
 
     def _scan(self, pos: int, expected_offset: int, file_size: int) -> tuple[int, int]:
         """Verify batches from pos, indexing each; stop at the first bad one.
@@ -179,8 +188,10 @@ class Segment:
         position = self.size
         try:
             _write_all(self._fd, batch)
-        except BaseException:
+        except BaseException as exc:
             os.ftruncate(self._fd, position)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"{self.path}: no space for {len(batch)} bytes") from exc
             raise
         self._index_batch(position, header)
 

@@ -5,6 +5,7 @@ journal survives a restart."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,12 @@ from raftka.metadata.errors import InvalidRequest, NoController, TopicExists
 from raftka.metadata.events import TopicCreated
 from raftka.metadata.model import MetadataState, TopicConfig
 from raftka.metadata.placement import assign_replicas
-from raftka.metadata.quorum import MetadataQuorum, RaftTiming
+from raftka.metadata.quorum import (
+    JOURNAL_GROWTH_MAX_BYTES,
+    MetadataQuorum,
+    RaftTiming,
+    _create_journal,
+)
 
 FAST = RaftTiming(
     election_timeout_min_s=0.1,
@@ -251,3 +257,22 @@ async def test_a_command_too_large_for_one_entry_is_refused_and_never_submitted(
         await node.submit(too_big, SUBMIT_TIMEOUT_S)
     assert node.status().commit_index == before
     assert "t" not in node.state.topics
+
+
+def test_the_journal_file_is_allocated_before_the_mmap_writes_it(tmp_path: Path) -> None:
+    """A write through an mmap to a page the disk cannot allocate is a SIGBUS: every byte
+    of the journal is allocated (no sparse holes) as it grows."""
+    path = tmp_path / "raft.journal"
+    journal = _create_journal(str(path))
+    try:
+        for i in range(8000):
+            journal.add(b"x" * 300, i + 1, 1)
+            if i % 997 == 0:
+                st = os.stat(path)
+                assert st.st_blocks * 512 >= st.st_size
+        assert os.stat(path).st_size <= 2 * 8000 * 340 + JOURNAL_GROWTH_MAX_BYTES
+    finally:
+        journal._destroy()
+    reopened = _create_journal(str(path))
+    assert len(reopened) == 8000
+    reopened._destroy()

@@ -44,6 +44,12 @@ class Settings:
     raft_election_timeout_max_ms: int = 900
     raft_heartbeat_interval_ms: int = 50
     raft_connection_retry_ms: int = 500
+    # Client connections (api/connections.py): a cap, and how long one may sit idle or
+    # take to send a request's headers and body. Kafka's names where Kafka has one.
+    max_connections: int = 10000
+    connections_max_idle_ms: int = 60000
+    request_header_timeout_ms: int = 10000
+    request_body_timeout_ms: int = 60000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -85,7 +85,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 # Answered while the metadata is still loading; everything else waits for it.
-PATHS_SERVED_WHILE_STARTING = frozenset({"/healthz", "/metrics", "/v1/cluster"})
+PATHS_SERVED_WHILE_STARTING = frozenset(
+    {"/healthz", "/metrics", "/v1/cluster", "/internal/metadata"}
+)
 
 
 @web.middleware

@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from raftka.api.broker import Broker
+from raftka.api.connections import ConnectionGuard, ConnectionLimits, guard_middleware
 from raftka.api.context import (
     BROKER_KEY,
+    CONNECTIONS_KEY,
     COORDINATOR_KEY,
     FORWARDED_BODY_ALLOWANCE,
     FORWARDER_KEY,
@@ -74,6 +76,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 400:
             return error_response(InvalidRequest(exc.reason))
         raise
+    except ConnectionResetError:
+        raise  # the client is gone: guard_middleware ends the request quietly
     except Exception as exc:
         if is_disk_full(exc):
             # A write the free-space check did not foresee met a full disk; what it
@@ -90,7 +94,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 # Answered while the metadata is still loading; everything else waits for it.
-PATHS_SERVED_WHILE_STARTING = frozenset({"/healthz", "/metrics", "/v1/cluster"})
+PATHS_SERVED_WHILE_STARTING = frozenset(
+    {"/healthz", "/metrics", "/v1/cluster", "/internal/metadata"}
+)
 
 
 @web.middleware
@@ -105,15 +111,27 @@ async def readiness_middleware(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def create_app(broker: Broker) -> web.Application:
+def create_app(broker: Broker, *, max_connections: int | None = None) -> web.Application:
+    """The broker's application; `max_connections` overrides the setting (the server
+    lowers it to what the process's file handle limit allows)."""
+    s = broker.settings
+    guard = ConnectionGuard(
+        ConnectionLimits(
+            max_connections=s.max_connections if max_connections is None else max_connections,
+            idle_timeout_s=s.connections_max_idle_ms / 1000,
+            header_timeout_s=s.request_header_timeout_ms / 1000,
+            body_timeout_s=s.request_body_timeout_ms / 1000,
+        )
+    )
     app = web.Application(
-        middlewares=[errors_middleware, readiness_middleware],
-        client_max_size=broker.settings.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
+        middlewares=[guard_middleware(guard), errors_middleware, readiness_middleware],
+        client_max_size=s.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
+    app[CONNECTIONS_KEY] = guard
     forwarder = Forwarder(broker.settings.request_timeout_ms / 1000)
     app[FORWARDER_KEY] = forwarder
-    app[METRICS_KEY] = BrokerMetrics(broker)
+    app[METRICS_KEY] = BrokerMetrics(broker, guard.stats)
     app[COORDINATOR_KEY] = GroupCoordinator(broker, PartitionReader(broker, forwarder))
     for module in (cluster, topics, produce, fetch, groups, internal):
         module.add_routes(app)

@@ -39,6 +39,7 @@ from raftka.metadata.controller import (
     fence_commands,
     preferred_leader_elections,
 )
+from raftka.metadata.digest import StateDigester
 from raftka.metadata.errors import (
     LeaderNotAvailable,
     RaftkaError,
@@ -75,6 +76,13 @@ SESSION_PATH = "/internal/brokers/{broker_id}/session"
 SESSION_CLEAN_END = b"end\n"
 # Codes with which the quorum says "register again" (we restarted, or were forgotten).
 REREGISTER_CODES = frozenset({"UNKNOWN_BROKER", "STALE_BROKER_INCARNATION"})
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataDigest:
+    commit_index: int
+    applied_index: int
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,8 @@ class Broker:
         # Called on the loop, in commit order, with each applied command's state and events
         # (`reset` for a snapshot install): the group coordinator follows the metadata so.
         self.metadata_listeners: list[Callable[[MetadataState, tuple[Any, ...], bool], None]] = []
+        self._digester = StateDigester()
+        self._digesting = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -228,6 +238,21 @@ class Broker:
         if self.quorum is None:
             raise LeaderNotAvailable("the broker is starting")
         return await self.quorum.submit(command, METADATA_WRITE_TIMEOUT_S, resubmit=resubmit)
+
+    async def metadata_digest(self) -> MetadataDigest:
+        """The digest of the applied metadata state, with its applied and commit indexes.
+        Computed only when asked, in a worker thread (the first one of a large state costs
+        O(state)), and only for the records changed since the last one."""
+        if self.quorum is None:
+            raise LeaderNotAvailable("the broker is starting")
+        commit_index = self.quorum.status().commit_index
+        applied = self.quorum.applied
+        digest = self._digester.cached(applied.state)
+        if digest is None:
+            async with self._digesting:
+                loop = asyncio.get_running_loop()
+                digest = await loop.run_in_executor(None, self._digester.digest, applied.state)
+        return MetadataDigest(commit_index, applied.applied_index, digest)
 
     def _on_metadata_thread(
         self, state: MetadataState, events: tuple[Any, ...], reset: bool

@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from raftka.api.broker import Broker
+from raftka.api.connections import ConnectionGuard
 from raftka.api.coordinator import GroupCoordinator
 from raftka.api.forward import Forwarder, is_forwarded
 from raftka.api.metrics import BrokerMetrics
@@ -16,6 +17,7 @@ BROKER_KEY = web.AppKey("broker", Broker)
 FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
 METRICS_KEY = web.AppKey("metrics", BrokerMetrics)
 COORDINATOR_KEY = web.AppKey("coordinator", GroupCoordinator)
+CONNECTIONS_KEY = web.AppKey("connections", ConnectionGuard)
 
 
 # Forwarding re-encodes records a little larger (explicit "key": null, "headers": {}), so a

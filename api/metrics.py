@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from raftka.api.connections import ConnectionStats, Phase
+
 if TYPE_CHECKING:
     from raftka.api.broker import Broker
 
@@ -96,8 +98,32 @@ class _BrokerStateCollector(Collector):
         )
 
 
+class _ConnectionCollector(Collector):
+    def __init__(self, stats: ConnectionStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats
+        yield GaugeMetricFamily(
+            "raftka_open_connections", "client connections open now", value=s.open
+        )
+        yield CounterMetricFamily(
+            "raftka_refused_connections",
+            "connections answered 503 and closed because max_connections were open",
+            value=s.refused,
+        )
+        timed_out = CounterMetricFamily(
+            "raftka_timed_out_connections",
+            "connections closed for sitting idle or sending a request too slowly, by phase",
+            labels=["phase"],
+        )
+        for phase in (Phase.IDLE, Phase.HEADER, Phase.BODY):
+            timed_out.add_metric([phase.value], s.timed_out[phase])
+        yield timed_out
+
+
 class BrokerMetrics:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, connections: ConnectionStats | None = None) -> None:
         self.registry = CollectorRegistry()
         self.produced_records = Counter(
             "raftka_produced_records", "records appended as leader", registry=self.registry
@@ -115,6 +141,7 @@ class BrokerMetrics:
             "raftka_errors", "error answers by contract code", ["code"], registry=self.registry
         )
         self.registry.register(_BrokerStateCollector(broker))
+        self.registry.register(_ConnectionCollector(connections or ConnectionStats()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

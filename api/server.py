@@ -7,35 +7,58 @@ close every log, then leave the metadata quorum.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import signal
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from raftka.api.app import create_app
 from raftka.api.broker import Broker
-from raftka.api.settings import ClusterConfig
+from raftka.api.connections import (
+    ACCEPT_BACKLOG,
+    FILE_HANDLES_RESERVED,
+    MAX_LINGERING_REFUSALS,
+    RateLimitedWarning,
+    connections_within_file_limit,
+)
+from raftka.api.context import CONNECTIONS_KEY
+from raftka.api.settings import ClusterConfig, Settings
 
 log = logging.getLogger(__name__)
+
+# The message asyncio's accept loop reports EMFILE/ENFILE/ENOBUFS/ENOMEM with.
+ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
 
 
 async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:
     broker = Broker(config, broker_id, data_dir)
-    app = create_app(broker)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    loop = asyncio.get_running_loop()
+    _quiet_accept_failures(loop)
+    app = create_app(broker, max_connections=_max_connections(config.settings))
+    s = config.settings
+    # aiohttp's own keep-alive timer runs from a response to the next request's complete
+    # headers: past our idle and header timeouts, so ours always decide first.
+    keepalive_s = (s.connections_max_idle_ms + s.request_header_timeout_ms) / 1000
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=keepalive_s
+    )
     await runner.setup()
-    site = web.TCPSite(
-        runner,
+    assert runner.server is not None
+    # Our own listener instead of a web.TCPSite: its protocol factory is the connection
+    # guard (api/connections.py), which caps and times every connection.
+    listener = await loop.create_server(
+        app[CONNECTIONS_KEY].protocol_factory(runner.server),
         broker.address.http_host,
         broker.address.http_port,
         reuse_address=True,
-        backlog=1024,
+        backlog=ACCEPT_BACKLOG,
     )
-    await site.start()
     log.info("broker %d listening on %s", broker_id, broker.address.url)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     starting = asyncio.ensure_future(broker.start())
@@ -50,10 +73,49 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
             starting.cancel()
     finally:
         log.info("broker %d stopping", broker_id)
-        await site.stop()
+        listener.close()
         await broker.stop()
-        await runner.cleanup()
+        await runner.cleanup()  # closes the open connections
         log.info("broker %d stopped", broker_id)
+
+
+def _max_connections(settings: Settings) -> int:
+    """max_connections, within what the process's file handle limit allows: the soft
+    limit is raised towards the hard one first, as servers usually do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = (
+        settings.max_connections + FILE_HANDLES_RESERVED + MAX_LINGERING_REFUSALS + ACCEPT_BACKLOG
+    )
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY:
+        return settings.max_connections
+    allowed = connections_within_file_limit(settings.max_connections, soft)
+    if allowed < settings.max_connections:
+        log.warning(
+            "max_connections lowered from %d to %d: the process may open %d files",
+            settings.max_connections,
+            allowed,
+            soft,
+        )
+    return allowed
+
+
+def _quiet_accept_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio logs a traceback for every accept() that fails for want of file handles
+    (and retries a second later): log one line per interval instead."""
+    warning = RateLimitedWarning()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == ACCEPT_OUT_OF_RESOURCES:
+            warning.warn("accept() failed: %s", context.get("exception"))
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
 
 
 def run_broker(config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:

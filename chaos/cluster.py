@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ class Cluster:
     config: ClusterConfig
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
     network: NetworkLab | None = None  # brokers run in its namespaces when set
+    open_files_limit: int | None = None  # RLIMIT_NOFILE of the brokers (soft and hard)
 
     @property
     def config_path(self) -> Path:
@@ -132,7 +134,13 @@ class Cluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=None if self.open_files_limit is None else self._limit_open_files,
             )
+
+    def _limit_open_files(self) -> None:
+        """Runs in the child before exec: the broker starts with this file handle limit."""
+        assert self.open_files_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files_limit,) * 2)
 
     def start_all(self) -> None:
         for broker_id in self.brokers:
@@ -285,10 +293,12 @@ def make_cluster(
     observers: int = 0,
     *,
     network: NetworkLab | None = None,
+    open_files_limit: int | None = None,
     **settings: Any,
 ) -> Cluster:
     """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
-    i listens on the lab's address for node i (the lab must have nodes 1..count)."""
+    i listens on the lab's address for node i (the lab must have nodes 1..count).
+    `open_files_limit` starts the brokers with that RLIMIT_NOFILE."""
     count = voters + observers
     if network is None:
         ports = free_ports(2 * count)
@@ -310,7 +320,7 @@ def make_cluster(
         settings=Settings(**{**TEST_SETTINGS, **settings}),
     )
     root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(root, config, network=network)
+    cluster = Cluster(root, config, network=network, open_files_limit=open_files_limit)
     cluster.config_path.write_text(render_config(config))
     for a in addresses:
         cluster.brokers[a.broker_id] = BrokerProcess(a, root / f"broker-{a.broker_id}.log")

@@ -302,6 +302,16 @@ class QuorumStatus:
     ready: bool
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedMetadata:
+    """A state and the Raft index of the last command applied to reach it (entries that
+    are not commands, such as a new leader's no-op, do not move it): equal on every
+    broker that applied the same log prefix."""
+
+    state: MetadataState
+    applied_index: int
+
+
 # Called on pysyncobj's thread with the new state, the events of one command, and
 # `reset=True` when a snapshot replaced the whole state.
 ChangeListener = Callable[[MetadataState, tuple[Any, ...], bool], None]
@@ -312,20 +322,29 @@ class _MetadataStore(SyncObjConsumer):
 
     def __init__(self, listener: ChangeListener) -> None:
         super().__init__()
-        self.state = MetadataState.empty()
+        # The state with the Raft index of the last command applied to it: one value, so
+        # other threads never read a state with another state's index.
+        self.applied = AppliedMetadata(MetadataState.empty(), 0)
         self._listener = listener
+
+    @property
+    def state(self) -> MetadataState:
+        return self.applied.state
 
     @replicated
     def apply_command(self, text: str) -> Applied | Rejected:
+        # pysyncobj counts an entry as applied after its command ran: this is its index.
+        index = self._syncObj.raftLastApplied + 1
         try:
             command = decode_command(text)
         except ValueError as exc:
+            self.applied = AppliedMetadata(self.state, index)
             return Rejected("INVALID_REQUEST", f"malformed metadata command: {exc}")
         outcome = apply(self.state, command)
-        if isinstance(outcome, Applied):
-            self.state = outcome.state
-            if outcome.events:
-                self._notify(outcome.state, outcome.events, False)
+        state = outcome.state if isinstance(outcome, Applied) else self.state
+        self.applied = AppliedMetadata(state, index)
+        if isinstance(outcome, Applied) and outcome.events:
+            self._notify(outcome.state, outcome.events, False)
         return outcome
 
     def _notify(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
@@ -335,11 +354,17 @@ class _MetadataStore(SyncObjConsumer):
             log.exception("metadata listener failed")
 
     def _serialize(self) -> dict[str, Any]:
-        return {"state": orjson.dumps(self.state.to_snapshot())}
+        applied = self.applied
+        return {
+            "state": orjson.dumps(applied.state.to_snapshot()),
+            "applied_index": applied.applied_index,
+        }
 
     def _deserialize(self, data: dict[str, Any]) -> None:
-        self.state = MetadataState.from_snapshot(orjson.loads(data["state"]))
-        self._notify(self.state, (), True)
+        # Dumps written before applied_index existed say 0 until the next command.
+        state = MetadataState.from_snapshot(orjson.loads(data["state"]))
+        self.applied = AppliedMetadata(state, int(data.get("applied_index", 0)))
+        self._notify(state, (), True)
 
 
 class MetadataQuorum:
@@ -391,6 +416,10 @@ class MetadataQuorum:
     @property
     def state(self) -> MetadataState:
         return self._store.state
+
+    @property
+    def applied(self) -> AppliedMetadata:
+        return self._store.applied
 
     @property
     def ready(self) -> bool:

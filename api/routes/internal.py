@@ -1,5 +1,5 @@
 """Broker-to-broker routes under /internal/: replica fetches, broker sessions with the
-controller, and partition offsets.
+controller, partition offsets, and the digest of the applied metadata.
 
 Handlers only translate: the replica fetch's rules live in replication/ (the manager
 answers, and waits for news when a follower is caught up). These routes are for brokers of
@@ -79,7 +79,21 @@ async def leader_offsets(request: web.Request) -> web.Response:
     return json_response({"partitions": await broker.local_offsets(name)})
 
 
+async def metadata_digest(request: web.Request) -> web.Response:
+    """What this broker has applied of the metadata log, for comparing brokers."""
+    digest = await request.app[BROKER_KEY].metadata_digest()
+    return json_response(
+        {
+            "broker_id": request.app[BROKER_KEY].broker_id,
+            "commit_index": digest.commit_index,
+            "applied_index": digest.applied_index,
+            "digest": digest.digest,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/internal/replica/fetch", replica_fetch)
     app.router.add_post("/internal/brokers/{broker_id}/session", broker_session)
     app.router.add_get("/internal/topics/{topic}/offsets", leader_offsets)
+    app.router.add_get("/internal/metadata", metadata_digest)

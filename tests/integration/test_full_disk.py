@@ -114,10 +114,18 @@ def fill_with_ballast(path: Path) -> None:
 
 
 def read_values(cluster: Cluster, broker_id: int, topic: str) -> dict[int, Any]:
+    """Every readable record of partition 0. Raises ValueError (which `wait_for` retries)
+    while the partition has no leader yet, e.g. right after a restart."""
     out: dict[int, Any] = {}
     offset = 0
     while True:
-        answer = cluster.get(broker_id, f"/v1/topics/{topic}/partitions/0/records?offset={offset}")
+        resp = cluster.request(
+            broker_id, "GET", f"/v1/topics/{topic}/partitions/0/records?offset={offset}"
+        )
+        if resp.status == 503:
+            raise ValueError(f"broker {broker_id}: {resp.body}")
+        assert resp.status == 200, resp.body
+        answer = resp.body
         for r in answer["records"]:
             out[r["offset"]] = r["value"]
         if answer["next_offset"] >= answer["high_watermark"]:

@@ -91,7 +91,8 @@ class OpenFilePool:
         with self._lock:
             f._users -= 1
             # Over the bound only while files were in use: back within it once they are not.
-            self._evict()
+            if self.max_open_files is not None and len(self._open) > self.max_open_files:
+                self._evict()
 
     def _close(self, f: PooledFile) -> None:
         # The log's locks keep its own closes away from its reads and writes, as they did

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from raftka.api.app import create_app
 from raftka.api.broker import Broker
+from raftka.api.open_files import raise_open_files_limit
 from raftka.api.settings import ClusterConfig
 
 log = logging.getLogger(__name__)
@@ -62,4 +63,5 @@ def run_broker(config: ClusterConfig, broker_id: int, data_dir: Path | None = No
         level=logging.INFO,
         format=f"%(asctime)s broker-{broker_id} %(levelname)s %(name)s: %(message)s",
     )
+    raise_open_files_limit()  # before anything opens a file: the pool is sized from it
     asyncio.run(serve(config, broker_id, data_dir))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -103,6 +104,9 @@ class Cluster:
     config: ClusterConfig
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
     network: NetworkLab | None = None  # brokers run in its namespaces when set
+    # RLIMIT_NOFILE (soft and hard) of every broker process, when set: a machine with a
+    # low `ulimit -n`, which the broker cannot raise past its hard limit.
+    open_files_limit: int | None = None
 
     @property
     def config_path(self) -> Path:
@@ -131,7 +135,14 @@ class Cluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=None if self.open_files_limit is None else self._limit_open_files,
             )
+
+    def _limit_open_files(self) -> None:
+        """Runs in the child between fork and exec."""
+        limit = self.open_files_limit
+        assert limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     def start_all(self) -> None:
         for broker_id in self.brokers:
@@ -264,10 +275,12 @@ def make_cluster(
     observers: int = 0,
     *,
     network: NetworkLab | None = None,
+    open_files_limit: int | None = None,
     **settings: Any,
 ) -> Cluster:
     """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
-    i listens on the lab's address for node i (the lab must have nodes 1..count)."""
+    i listens on the lab's address for node i (the lab must have nodes 1..count). With
+    `open_files_limit`, every broker runs with that RLIMIT_NOFILE, soft and hard."""
     count = voters + observers
     if network is None:
         ports = free_ports(2 * count)
@@ -289,7 +302,7 @@ def make_cluster(
         settings=Settings(**{**TEST_SETTINGS, **settings}),
     )
     root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(root, config, network=network)
+    cluster = Cluster(root, config, network=network, open_files_limit=open_files_limit)
     cluster.config_path.write_text(render_config(config))
     for a in addresses:
         cluster.brokers[a.broker_id] = BrokerProcess(a, root / f"broker-{a.broker_id}.log")

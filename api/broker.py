@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from raftka.api.open_files import default_max_open_files, open_files_limit
 from raftka.api.replica_transport import HttpFetchTransport
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
 from raftka.api.shutdown_marker import ShutdownMarker
@@ -59,6 +60,7 @@ from raftka.metadata.state import Applied
 from raftka.replication.manager import ReplicaManager, ReplicationSettings
 from raftka.replication.partition import PartitionReplica
 from raftka.storage.disk import DiskSpace
+from raftka.storage.file_pool import OpenFilePool
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,8 @@ class Broker:
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.disk = DiskSpace(self.data_dir, s.disk_reserve_bytes)
+        max_open_files = s.max_open_files or default_max_open_files(open_files_limit())
+        log.info("broker %d keeps at most %d segment files open", broker_id, max_open_files)
         self.replicas = ReplicaManager(
             broker_id,
             self.data_dir / "logs",
@@ -115,6 +119,7 @@ class Broker:
             alter_partition=self._alter_partition,
             transport=self._transport,
             disk=self.disk,
+            file_pool=OpenFilePool(max_open_files),
         )
         self.shutdown_marker = ShutdownMarker(self.data_dir, fsync_always=s.fsync == "always")
         self.quorum: MetadataQuorum | None = None
@@ -172,9 +177,11 @@ class Broker:
         # act on it (reconciling a partial state would move live logs aside as orphans).
         await self._register()
         self._metadata_ready = True
+        # Heartbeats first: opening tens of thousands of logs outlasts the lease and the
+        # session timeout, and a broker that stops heartbeating meanwhile is fenced.
+        self._spawn(self._heartbeat_loop())
         await self.replicas.reconcile(self.quorum.state, complete=True)
         self._spawn(self._reconcile_loop())
-        self._spawn(self._heartbeat_loop())
         self._spawn(self._session_loop())
         self._spawn(self._controller_loop())
         self._spawn(self._retention_loop())

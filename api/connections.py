@@ -88,10 +88,17 @@ class ConnectionStats:
     )
 
 
-def connections_within_file_limit(max_connections: int, open_files_limit: int) -> int:
+def connections_within_file_limit(
+    max_connections: int, open_files_limit: int, segment_files: int
+) -> int:
     """max_connections, lowered so that connections can never take the handles the
-    rest of the broker needs (at least one connection is always allowed)."""
-    budget = open_files_limit - FILE_HANDLES_RESERVED - MAX_LINGERING_REFUSALS - ACCEPT_BACKLOG
+    rest of the broker needs: the pool of segment files (`segment_files`), and for Raft,
+    index files, checkpoints, lingering refusals and the accept backlog the reserve, or a
+    quarter of the limit where the limit is low (at least one connection is allowed)."""
+    others = min(
+        FILE_HANDLES_RESERVED + MAX_LINGERING_REFUSALS + ACCEPT_BACKLOG, open_files_limit // 4
+    )
+    budget = open_files_limit - segment_files - others
     return max(1, min(max_connections, budget))
 
 

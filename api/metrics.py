@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -71,6 +71,7 @@ class _BrokerStateCollector(Collector):
         yield GaugeMetricFamily(
             "raftka_partitions_led", "partitions this broker leads", value=leaders
         )
+        yield from _budget_metrics(b)
         yield GaugeMetricFamily(
             "raftka_replica_fetches_waiting",
             "followers' fetches held here until there is news for them (long-poll)",
@@ -122,6 +123,39 @@ class _ConnectionCollector(Collector):
         yield timed_out
 
 
+def _budget_metrics(b: Broker) -> Iterator[Metric]:
+    """Partition replicas and open segment files, next to their limits."""
+    pool = b.replicas.file_pool
+    yield GaugeMetricFamily(
+        "raftka_partition_replicas",
+        "partition replicas this broker holds (open logs)",
+        value=len(b.replicas.replicas()),
+    )
+    yield GaugeMetricFamily(
+        "raftka_max_partitions_per_broker",
+        "the most partition replicas a new topic may bring any broker to",
+        value=b.settings.max_partitions_per_broker,
+    )
+    yield GaugeMetricFamily(
+        "raftka_open_segment_files", "segment files open in the pool", value=pool.open_files
+    )
+    yield GaugeMetricFamily(
+        "raftka_max_open_segment_files",
+        "the pool's bound on open segment files (max_open_files)",
+        value=pool.max_open_files or 0,
+    )
+    yield CounterMetricFamily(
+        "raftka_segment_file_evictions",
+        "idle segment files the pool closed to stay within max_open_files",
+        value=pool.evictions,
+    )
+    yield CounterMetricFamily(
+        "raftka_segment_file_opens",
+        "segment files opened, first opens and reopens after an eviction",
+        value=pool.opens,
+    )
+
+
 class BrokerMetrics:
     def __init__(self, broker: Broker, connections: ConnectionStats | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -142,6 +176,8 @@ class BrokerMetrics:
         )
         self.registry.register(_BrokerStateCollector(broker))
         self.registry.register(_ConnectionCollector(connections or ConnectionStats()))
+        # process_open_fds, process_max_fds, process_resident_memory_bytes, ...
+        ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

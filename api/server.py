@@ -7,7 +7,6 @@ close every log, then leave the metadata quorum.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 import signal
@@ -20,12 +19,15 @@ from raftka.api.app import create_app
 from raftka.api.broker import Broker
 from raftka.api.connections import (
     ACCEPT_BACKLOG,
-    FILE_HANDLES_RESERVED,
-    MAX_LINGERING_REFUSALS,
     RateLimitedWarning,
     connections_within_file_limit,
 )
 from raftka.api.context import CONNECTIONS_KEY
+from raftka.api.open_files import (
+    default_max_open_files,
+    open_files_limit,
+    raise_open_files_limit,
+)
 from raftka.api.settings import ClusterConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -80,26 +82,21 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
 
 
 def _max_connections(settings: Settings) -> int:
-    """max_connections, within what the process's file handle limit allows: the soft
-    limit is raised towards the hard one first, as servers usually do."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = (
-        settings.max_connections + FILE_HANDLES_RESERVED + MAX_LINGERING_REFUSALS + ACCEPT_BACKLOG
-    )
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-            soft = raised
-    if soft == resource.RLIM_INFINITY:
+    """max_connections, within what the process's file handle limit (raised to the hard
+    limit at start, by run_broker) leaves beside the pool of segment files."""
+    limit = open_files_limit()
+    if limit == resource.RLIM_INFINITY:
         return settings.max_connections
-    allowed = connections_within_file_limit(settings.max_connections, soft)
+    segment_files = settings.max_open_files or default_max_open_files(limit)
+    allowed = connections_within_file_limit(settings.max_connections, limit, segment_files)
     if allowed < settings.max_connections:
         log.warning(
-            "max_connections lowered from %d to %d: the process may open %d files",
+            "max_connections lowered from %d to %d: the process may open %d files, %d of "
+            "them for segment files",
             settings.max_connections,
             allowed,
-            soft,
+            limit,
+            segment_files,
         )
     return allowed
 
@@ -124,4 +121,5 @@ def run_broker(config: ClusterConfig, broker_id: int, data_dir: Path | None = No
         level=logging.INFO,
         format=f"%(asctime)s broker-{broker_id} %(levelname)s %(name)s: %(message)s",
     )
+    raise_open_files_limit()  # before anything opens a file: the pool is sized from it
     asyncio.run(serve(config, broker_id, data_dir))

@@ -11,6 +11,7 @@ none).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from raftka.metadata.commands import (
@@ -211,6 +212,7 @@ def plan_create_topic(
     replication_factor: int,
     config: TopicConfig,
     command_id: str = "",
+    max_partitions_per_broker: int | None = None,
 ) -> CreateTopic | Rejected:
     """The CreateTopic to propose, placing replicas on the unfenced brokers.
 
@@ -222,6 +224,10 @@ def plan_create_topic(
     and on 30 (~13 KB); 10,000 fit on up to about 2,000 brokers (~51 KB at 2,000,
     ~84 KB at 2,200); on 100 to 1,000 brokers the largest topic is 16,000-19,000
     partitions. Very high replication factors also fail: 10,000 x 60 on 60 brokers.
+
+    With `max_partitions_per_broker`, a topic that would bring any broker past that many
+    partition replicas (those it holds in `state` plus the new ones) is rejected with
+    INVALID_REQUEST, naming the broker and what would fit: before anything is committed.
     """
     available = sorted(b for b, r in state.brokers.items() if not r.fenced)
     if partitions < 1:
@@ -233,6 +239,10 @@ def plan_create_topic(
         )
     start_index = len(state.topics) % len(available)
     assignment = assign_replicas(available, partitions, replication_factor, start_index)
+    if max_partitions_per_broker is not None:
+        over = _over_partition_budget(state, assignment, max_partitions_per_broker)
+        if over is not None:
+            return Rejected(ErrorCode.INVALID_REQUEST, f"topic {name!r}: {over}")
     command = CreateTopic(name, topic_id, config, assignment, command_id=command_id)
     try:
         encode_command(command)
@@ -244,3 +254,30 @@ def plan_create_topic(
             "ask for fewer partitions or replicas",
         )
     return command
+
+
+def partition_replicas_per_broker(state: MetadataState) -> Counter[int]:
+    """How many partition replicas each broker holds, from the metadata alone."""
+    return Counter(b for t in state.topics.values() for p in t.partitions for b in p.replicas)
+
+
+def _over_partition_budget(
+    state: MetadataState, assignment: tuple[tuple[int, ...], ...], limit: int
+) -> str | None:
+    """Why `assignment` would bring a broker past `limit` replicas, or None if it fits."""
+    held = partition_replicas_per_broker(state)
+    new = Counter(b for replicas in assignment for b in replicas)
+    over = sorted(b for b in new if held[b] + new[b] > limit)
+    if not over:
+        return None
+    # Placement spreads replicas evenly, so the fullest broker decides how many fit.
+    room = min(limit - held[b] for b in state.brokers if not state.brokers[b].fenced)
+    per_partition = max(new.values()) / len(assignment)
+    fits = max(0, int(room / per_partition)) if room > 0 else 0
+    b = over[0]
+    return (
+        f"{len(assignment)} partitions x {len(assignment[0])} replicas would put "
+        f"{held[b] + new[b]} partition replicas on broker {b} (it holds {held[b]}), over "
+        f"max_partitions_per_broker = {limit}; about {fits} partitions would fit: "
+        "ask for fewer partitions or replicas, delete topics, or add brokers"
+    )

@@ -42,6 +42,7 @@ from raftka.replication.partition import (
 from raftka.replication.producer_state import ProducerSnapshot, ProducerStates
 from raftka.replication.protocol import FetchRequest, PartitionAnswer
 from raftka.storage.disk import DiskSpace, is_disk_full
+from raftka.storage.file_pool import OpenFilePool
 from raftka.storage.files import fsync_dir, write_durably
 from raftka.storage.flusher import LogFlusher
 from raftka.storage.log import LogConfig, PartitionLog
@@ -116,6 +117,7 @@ class ReplicaManager:
         transport: FetchTransport,
         clock: Clock = monotonic_ms,
         disk: DiskSpace | None = None,
+        file_pool: OpenFilePool | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.settings = settings
@@ -126,6 +128,8 @@ class ReplicaManager:
         self._transport = transport
         self._clock = clock
         self._disk = disk
+        # Every log's segment files share it: the broker's budget of open files.
+        self.file_pool = file_pool or OpenFilePool()
         self._replicas: dict[PartitionKey, PartitionReplica] = {}
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._checkpointed_hw = _read_high_watermarks(logs_dir / HIGH_WATERMARK_FILE)
@@ -372,7 +376,7 @@ class ReplicaManager:
         directory.mkdir(parents=True, exist_ok=True)
         if not _read_topic_id(directory):
             write_durably(id_file, topic.topic_id.encode() + b"\n")
-        partition_log = PartitionLog.open(directory, log_config_for(topic.config))
+        partition_log = PartitionLog.open(directory, log_config_for(topic.config), self.file_pool)
         snapshot = _read_producer_snapshot(directory / PRODUCER_STATE_FILE)
         producers = rebuild_producer_states(partition_log, snapshot)
         return partition_log, producers

@@ -42,6 +42,7 @@ from raftka.storage.errors import (
     SegmentFullError,
     UnexpectedAppendOffsetError,
 )
+from raftka.storage.file_pool import OpenFilePool
 from raftka.storage.files import TMP_SUFFIX, fsync_dir, write_durably
 from raftka.storage.retention import SegmentStats, segments_to_delete
 from raftka.storage.segment import (
@@ -159,9 +160,12 @@ class PartitionLog:
     for cheap file operations (create, unlink, ftruncate).
     """
 
-    def __init__(self, directory: Path, config: LogConfig, segments: list[Segment]) -> None:
+    def __init__(
+        self, directory: Path, config: LogConfig, segments: list[Segment], pool: OpenFilePool
+    ) -> None:
         self._directory = directory
         self._config = config
+        self._pool = pool  # the broker's open segment files (file_pool.py)
         self._segments = segments
         self._bases = [s.base_offset for s in segments]
         self._log_start_offset = segments[0].base_offset
@@ -181,11 +185,16 @@ class PartitionLog:
     # ---- opening and recovery --------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path, config: LogConfig) -> PartitionLog:
+    def open(
+        cls, directory: Path, config: LogConfig, pool: OpenFilePool | None = None
+    ) -> PartitionLog:
         """Open the log in `directory`, creating it, or recovering it after a crash.
 
-        Reads, verifies and fsyncs files: callers run it in a worker thread.
+        Reads, verifies and fsyncs files: callers run it in a worker thread. Its segment
+        files are opened through `pool` (a pool of its own, unbounded, when None), which
+        may close them again once the log is open: later uses reopen them.
         """
+        pool = pool or OpenFilePool()
         directory.mkdir(parents=True, exist_ok=True)
         clean = (directory / CLEAN_SHUTDOWN_FILE).exists()
         for tmp in directory.glob("*" + TMP_SUFFIX):
@@ -202,7 +211,7 @@ class PartitionLog:
             is_last = k == len(bases) - 1
             # Older segments were fsynced (with their indexes) when the log rolled past them.
             seg, cut_bytes = Segment.open(
-                directory, base, interval, trust_indexes=clean or not is_last
+                directory, base, interval, trust_indexes=clean or not is_last, pool=pool
             )
             if segments and seg.base_offset != segments[-1].next_offset:
                 # A gap or overlap: nothing from here on can be served in order.
@@ -216,11 +225,11 @@ class PartitionLog:
                     Segment(directory, later, interval).delete_files()
                 break
         if not segments:
-            segments.append(Segment.create(directory, checkpoint or 0, interval))
+            segments.append(Segment.create(directory, checkpoint or 0, interval, pool))
         # What recovery kept may never have been fsynced (a killed process leaves it in
         # the page cache): make it durable before anything is appended after it.
-        os.fsync(segments[-1].fd)
-        log = cls(directory, config, segments)
+        segments[-1].fsync()
+        log = cls(directory, config, segments, pool)
         end = log.log_end_offset
         log._log_start_offset = start = min(max(checkpoint or 0, segments[0].base_offset), end)
         log._epochs, differs = _recover_epochs(
@@ -348,7 +357,10 @@ class PartitionLog:
                 # the last one whose epochs the file covers.
                 self._write_epochs_if_changed()
                 new = Segment.create(
-                    self._directory, old.next_offset, self._config.index_interval_bytes
+                    self._directory,
+                    old.next_offset,
+                    self._config.index_interval_bytes,
+                    self._pool,
                 )
                 fsync_dir(self._directory)
             except BaseException:
@@ -595,7 +607,9 @@ class PartitionLog:
             with self._lock:
                 while self._segments:
                     self._segments.pop().delete_files()
-                segment = Segment.create(self._directory, offset, self._config.index_interval_bytes)
+                segment = Segment.create(
+                    self._directory, offset, self._config.index_interval_bytes, self._pool
+                )
                 self._segments.append(segment)
                 self._bases[:] = [offset]
                 self._log_start_offset = offset
@@ -668,7 +682,7 @@ class PartitionLog:
         with self._worker_lock:
             with self._lock:
                 self._check_open()
-                fd = os.dup(self._segments[-1].fd)
+                fd = self._segments[-1].dup_fd()
             try:
                 os.fsync(fd)
             finally:

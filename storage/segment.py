@@ -1,9 +1,11 @@
 """One segment of a partition log: a .log file of batches plus its two index files.
 
-It owns the segment's file descriptors, its in-memory size and indexes, the scan that
-recovers it after a crash, and truncation inside it. It writes each batch with one
-`os.write` and reads with `os.pread`. It must never decide when to roll, what to
-retain or when to fsync: PartitionLog decides, the segment only does.
+It owns the segment's files, its in-memory size and indexes, the scan that recovers it
+after a crash, and truncation inside it. It writes each batch with one `os.write` and
+reads with `os.pread`, through a descriptor the broker's OpenFilePool (file_pool.py) opens
+on first use and may close when the segment is idle: every use holds it for one system
+call or one fsync. It must never decide when to roll, what to retain or when to fsync:
+PartitionLog decides, the segment only does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from crc32c import crc32c
 
 from raftka.storage.batch import CRC_START, HEADER_BYTES, BatchHeader, decode_header
 from raftka.storage.errors import CorruptBatchError, DiskFullError
+from raftka.storage.file_pool import OpenFilePool
 from raftka.storage.index import OffsetIndex, TimeIndex
 
 LOG_SUFFIX = ".log"
@@ -43,7 +46,13 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 class Segment:
     """Batches with offsets [base_offset, next_offset) in one file named by base_offset."""
 
-    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        pool: OpenFilePool | None = None,
+    ) -> None:
         name = segment_name(base_offset)
         self.directory = directory
         self.base_offset = base_offset
@@ -54,22 +63,35 @@ class Segment:
         self.size = 0
         self.next_offset = base_offset
         self._bytes_since_index_entry = 0
-        self._fd = -1
+        # Without a pool (tests, tools) the segment has one of its own, without a bound.
+        self._file = (pool or OpenFilePool()).file(self.path)
 
     # ---- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> Segment:
+    def create(
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        pool: OpenFilePool | None = None,
+    ) -> Segment:
         """A new empty segment (an old file of the same name is emptied)."""
-        seg = cls(directory, base_offset, index_interval_bytes)
-        seg._fd = os.open(seg.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        seg = cls(directory, base_offset, index_interval_bytes, pool)
+        seg._file.create()
         seg.index.delete_file()
         seg.time_index.delete_file()
         return seg
 
     @classmethod
     def open(
-        cls, directory: Path, base_offset: int, index_interval_bytes: int, *, trust_indexes: bool
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval_bytes: int,
+        *,
+        trust_indexes: bool,
+        pool: OpenFilePool | None = None,
     ) -> tuple[Segment, int]:
         """Open an existing segment; returns it and how many torn bytes were cut off.
 
@@ -79,9 +101,9 @@ class Segment:
         the indexes rebuilt. Either way the file is cut at the first batch that is
         torn, corrupt or not contiguous.
         """
-        seg = cls(directory, base_offset, index_interval_bytes)
-        seg._fd = os.open(seg.path, os.O_RDWR | os.O_APPEND)
-        file_size = os.fstat(seg._fd).st_size
+        seg = cls(directory, base_offset, index_interval_bytes, pool)
+        with seg._file as fd:
+            file_size = os.fstat(fd).st_size
         if trust_indexes and seg.index.load(file_size) and seg.time_index.load():
             entries = len(seg.index)
             pos = seg.index.last_position()
@@ -104,7 +126,8 @@ class Segment:
         self, end: int, next_offset: int, file_size: int, *, rewrite_indexes: bool
     ) -> None:
         if end < file_size:
-            os.ftruncate(self._fd, end)
+            with self._file as fd:
+                os.ftruncate(fd, end)
         self.size = end
         self.next_offset = next_offset
         if rewrite_indexes:
@@ -147,12 +170,12 @@ class Segment:
         return pos, expected_offset
 
     def _pread(self, pos: int, length: int, limit: int) -> bytes:
-        return os.pread(self._fd, min(length, limit - pos), pos)
+        with self._file as fd:
+            return os.pread(fd, min(length, limit - pos), pos)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the descriptor if it is open (a later use would reopen it)."""
+        self._file.close()
 
     def delete_files(self) -> None:
         self.close()
@@ -163,9 +186,15 @@ class Segment:
 
     # ---- writing ---------------------------------------------------------------------
 
-    @property
-    def fd(self) -> int:
-        return self._fd
+    def dup_fd(self) -> int:
+        """A descriptor of the .log file that the caller owns and closes (an fsync's: the
+        pool or a truncation may close the segment's own meanwhile)."""
+        with self._file as fd:
+            return os.dup(fd)
+
+    def fsync(self) -> None:
+        with self._file as fd:
+            os.fsync(fd)
 
     @property
     def max_timestamp(self) -> int:
@@ -186,13 +215,14 @@ class Segment:
     def append(self, batch: bytes | memoryview, header: BatchHeader) -> None:
         """Write one batch with one write; on failure cut the file back so no torn tail stays."""
         position = self.size
-        try:
-            _write_all(self._fd, batch)
-        except BaseException as exc:
-            os.ftruncate(self._fd, position)
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"{self.path}: no space for {len(batch)} bytes") from exc
-            raise
+        with self._file as fd:
+            try:
+                _write_all(fd, batch)
+            except BaseException as exc:
+                os.ftruncate(fd, position)
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(f"{self.path}: no space for {len(batch)} bytes") from exc
+                raise
         self._index_batch(position, header)
 
     def _index_batch(self, position: int, header: BatchHeader) -> None:
@@ -221,7 +251,7 @@ class Segment:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.fsync(self._fd)
+        self.fsync()
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch whose last offset is >= offset, with one ftruncate.
@@ -232,7 +262,8 @@ class Segment:
         the log decides when.
         """
         for position, header in self.headers_from(offset):
-            os.ftruncate(self._fd, position)
+            with self._file as fd:
+                os.ftruncate(fd, position)
             self.size = position
             self.next_offset = header.base_offset
             self.index.truncate_from_position(position)
@@ -292,7 +323,7 @@ class Segment:
             return b"", offset
         if buf_start <= start and end <= buf_start + len(buf):
             return buf[start - buf_start : end - buf_start], next_offset
-        data = os.pread(self._fd, end - start, start)
+        data = self._pread(start, end - start, end)
         if len(data) != end - start:
             raise CorruptBatchError(f"{self.path}: batches at {start} are cut short")
         return data, next_offset

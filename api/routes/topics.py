@@ -71,7 +71,14 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
         # Answered before placement; the state machine checks it again when applying.
         raise TopicExists(f"topic {name!r} already exists")
     plan = plan_create_topic(
-        state, name, uuid.uuid4().hex, partitions, rf, config, command_id=uuid.uuid4().hex
+        state,
+        name,
+        uuid.uuid4().hex,
+        partitions,
+        rf,
+        config,
+        command_id=uuid.uuid4().hex,
+        max_partitions_per_broker=broker.settings.max_partitions_per_broker,
     )
     if isinstance(plan, Rejected):
         raise error_for_code(plan.code, plan.message)

@@ -142,6 +142,46 @@ def test_plan_create_topic_rejects_a_topic_too_large_for_one_metadata_entry() ->
     assert "does not fit one metadata log entry" in plan.message
 
 
+# The case: topics of 9,000 partitions at RF=3 on 3 brokers put 9,000 replicas on
+# each broker. With a budget of 20,000 the first two fit and the third is refused before
+# anything is proposed; whatever the budget, a topic that fits exactly is accepted.
+@pytest.mark.parametrize(
+    ("budget", "partitions", "accepted"),
+    [
+        (20_000, [9000, 9000, 9000], [True, True, False]),
+        (18_000, [9000, 9000, 1], [True, True, False]),
+        (18_001, [9000, 9000, 1, 1], [True, True, True, False]),
+        (3, [1, 1, 1, 1], [True, True, True, False]),
+        (None, [9000, 9000, 9000], [True, True, True]),
+    ],
+)
+def test_plan_create_topic_refuses_a_topic_past_max_partitions_per_broker(
+    budget: int | None, partitions: list[int], accepted: list[bool]
+) -> None:
+    state = run(register(1, 2, 3))
+    outcomes = []
+    for i, count in enumerate(partitions):
+        plan = plan_create_topic(
+            state, f"t{i}", f"id-{i}", count, 3, TopicConfig(), max_partitions_per_broker=budget
+        )
+        outcomes.append(isinstance(plan, CreateTopic))
+        if isinstance(plan, CreateTopic):
+            state = run([plan], state)
+        else:
+            assert plan.code == "INVALID_REQUEST"
+            assert f"over max_partitions_per_broker = {budget}" in plan.message
+    assert outcomes == accepted
+
+
+def test_the_refusal_says_which_broker_and_how_many_partitions_would_fit() -> None:
+    state = run(register(1, 2, 3))
+    state = run([create("a", (1,), (2,))], state)  # one replica on broker 1, one on 2
+    plan = plan_create_topic(state, "b", "id-b", 30, 3, TopicConfig(), max_partitions_per_broker=20)
+    assert isinstance(plan, Rejected)
+    assert "would put 31 partition replicas on broker 1 (it holds 1)" in plan.message
+    assert "about 19 partitions would fit" in plan.message
+
+
 # --- session connections: fast fencing of dead brokers ---------------------------
 #
 # Brokers 1, 2 and 3; broker 1 is the controller. Each step is (time_ms, action, arg):

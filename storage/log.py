@@ -724,7 +724,7 @@ class PartitionLog:
                 if exc.errno not in DISK_FULL_ERRNOS:
                     raise
                 clean = False
-                os.fsync(self._segments[-1].fd)
+                self._segments[-1].fsync()  # the records, at least: the indexes are rebuilt
             finally:
                 for segment in self._segments:
                     segment.close()

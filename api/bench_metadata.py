@@ -31,9 +31,10 @@ BIG_TOPIC = "existing-{index}"
 ROUND_TOPIC = "round-{index}"
 CONTROLLER_POLL_S = 0.1
 CREATE_TIMEOUT_S = 600.0  # creating 10,000 partitions opens thousands of logs per broker
-REQUEST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 60.0  # a request not answered by then counts as an error
 FENCING_LOG_LINE = "controller: fencing broker"
 MS_PER_S = 1000
+ERRORS_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class MetadataReport:
     delete_ms: list[float]
     controller_changes: int
     fenced: int
+    errors: list[str]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class MetadataReport:
             "delete_ms": _summary(self.delete_ms),
             "controller_changes": self.controller_changes,
             "fenced": self.fenced,
+            "errors": len(self.errors),
+            "first_errors": self.errors[:ERRORS_SHOWN],
         }
 
 
@@ -123,7 +127,10 @@ def _timed(action: Callable[[], Any]) -> float:
 def _expect(
     cluster: Cluster, broker_id: int, method: str, path: str, body: Any, status: int
 ) -> None:
-    resp = cluster.request(broker_id, method, path, body, timeout_s=REQUEST_TIMEOUT_S)
+    try:
+        resp = cluster.request(broker_id, method, path, body, timeout_s=REQUEST_TIMEOUT_S)
+    except OSError as exc:  # a timeout included
+        raise BenchError(f"{method} {path} on broker {broker_id}: {exc!r}") from None
     if resp.status != status:
         raise BenchError(f"{method} {path} on broker {broker_id}: {resp.status} {resp.body}")
 
@@ -144,6 +151,7 @@ def _create_existing(cluster: Cluster, broker_id: int, options: MetadataOptions)
 
 
 def _round(cluster: Cluster, broker_id: int, index: int, report: dict[str, list[float]]) -> None:
+    """One round; a failed step raises BenchError (the next round goes on with a new name)."""
     name = ROUND_TOPIC.format(index=index)
     create = {"name": name, "partitions": 1, "replication_factor": 3}
     report["create"].append(
@@ -182,10 +190,15 @@ def run_metadata_bench(
             progress(f"existing partitions created in {setup_s:.1f} s; {options.rounds} rounds")
             latencies: dict[str, list[float]] = {"create": [], "first_write": [], "delete": []}
             fenced_before = _fenced_count(cluster)
+            errors: list[str] = []
             with ControllerWatch(cluster, broker_id) as watch:
                 started = time.monotonic()
                 for index in range(options.rounds):
-                    _round(cluster, broker_id, index, latencies)
+                    try:
+                        _round(cluster, broker_id, index, latencies)
+                    except BenchError as exc:
+                        errors.append(f"round {index}: {exc}")
+                        progress(errors[-1])
                 rounds_s = time.monotonic() - started
             return MetadataReport(
                 partitions=options.partitions,
@@ -198,6 +211,7 @@ def run_metadata_bench(
                 delete_ms=latencies["delete"],
                 controller_changes=watch.changes,
                 fenced=_fenced_count(cluster) - fenced_before,
+                errors=errors,
             )
         finally:
             cluster.close()
@@ -217,6 +231,8 @@ def format_report(report: MetadataReport) -> str:
             f"  create topic   {ms('create_ms')}",
             f"  first write    {ms('first_write_ms')}",
             f"  delete topic   {ms('delete_ms')}",
-            f"  controller changes {report.controller_changes}, brokers fenced {report.fenced}",
+            f"  controller changes {report.controller_changes}, brokers fenced {report.fenced}, "
+            f"failed rounds {len(report.errors)}",
+            *(f"    {e}" for e in report.errors[:ERRORS_SHOWN]),
         ]
     )

@@ -67,6 +67,7 @@ REGISTER_RETRY_S = 0.5
 PRODUCER_ID_BLOCK_SIZE = 1000
 SESSION_RETRY_S = 0.1
 LOCAL_LEADER_WAIT_S = 2.0
+METADATA_POLL_S = 0.05  # how often a forwarded request looks again for a topic it names
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
 # The last bytes of a session whose controller stepped down (or stopped cleanly).
 SESSION_CLEAN_END = b"end\n"
@@ -482,6 +483,23 @@ class Broker:
                 f"topic {topic!r} has partitions 0..{len(record.partitions) - 1}, not {partition}"
             )
         return PartitionLocation(record, record.partitions[partition])
+
+    async def locate_soon(
+        self, topic: str, partition: int, *, forwarded: bool
+    ) -> PartitionLocation:
+        """`locate`, but a request another broker forwarded here waits up to
+        LOCAL_LEADER_WAIT_S for a topic we do not know yet: that broker saw it created (the
+        first write to a new topic often arrives before its creation is applied here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCAL_LEADER_WAIT_S
+        while True:
+            try:
+                return self.locate(topic, partition)
+            except (UnknownTopic, UnknownPartition):
+                remaining = deadline - loop.time()
+                if not forwarded or remaining <= 0:
+                    raise
+            await self.replicas.wait_for_roles(min(remaining, METADATA_POLL_S))
 
     def local_leader(self, topic: str, partition: int) -> PartitionReplica | None:
         """The local replica if this broker leads the partition and may act as leader."""

@@ -9,6 +9,7 @@ import time
 from aiohttp.test_utils import TestClient
 
 from raftka.api.app import BROKER_KEY
+from raftka.api.forward import FORWARDED_HEADER
 from tests.api.conftest import MakeClient
 from tests.api.support import create_topic, produce
 
@@ -65,3 +66,27 @@ async def _partitions(client: TestClient, topic: str) -> list[dict[str, object]]
     assert resp.status == 200
     partitions: list[dict[str, object]] = (await resp.json())["partitions"]
     return partitions
+
+
+async def test_a_forwarded_write_to_a_topic_not_yet_applied_here_waits_for_it(
+    client: TestClient,
+) -> None:
+    """The broker that created a topic forwards its first write to the leader, which may not
+    have applied the creation yet: UNKNOWN_TOPIC would be wrong there."""
+    headers = {FORWARDED_HEADER: "1"}
+    write = asyncio.ensure_future(
+        client.post(
+            "/v1/topics/late/partitions/0/records",
+            json={"records": [{"value": 1}]},
+            headers=headers,
+        )
+    )
+    await asyncio.sleep(0.2)
+    assert not write.done()
+    await create_topic(client, "late", partitions=1)
+    resp = await write
+    assert resp.status == 200, await resp.text()
+    unforwarded = await client.post(
+        "/v1/topics/never/partitions/0/records", json={"records": [{"value": 1}]}
+    )
+    assert unforwarded.status == 404, "a request from a client is answered at once"

@@ -198,7 +198,8 @@ def run_metadata_bench(
                         _round(cluster, broker_id, index, latencies)
                     except BenchError as exc:
                         errors.append(f"round {index}: {exc}")
-                        progress(errors[-1])
+                        if len(errors) <= ERRORS_SHOWN:
+                            progress(errors[-1])
                 rounds_s = time.monotonic() - started
             return MetadataReport(
                 partitions=options.partitions,

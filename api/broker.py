@@ -37,8 +37,8 @@ from raftka.metadata.commands import (
 )
 from raftka.metadata.controller import (
     BrokerLiveness,
+    PreferredLeaderWatch,
     fence_commands,
-    preferred_leader_elections,
 )
 from raftka.metadata.digest import StateDigester
 from raftka.metadata.errors import (
@@ -49,10 +49,10 @@ from raftka.metadata.errors import (
 )
 from raftka.metadata.events import (
     BrokerHeartbeatReceived,
-    GroupChanged,
-    OffsetsCommitted,
     PartitionChanged,
     ProducerIdsAllocated,
+    TopicCreated,
+    TopicDeleted,
 )
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicRecord
 from raftka.metadata.quorum import MetadataQuorum, RaftTiming
@@ -73,6 +73,7 @@ SESSION_RETRY_S = 0.1
 LOCAL_LEADER_WAIT_S = 2.0
 # How often the disk's free space is read to make the reserve file again once space is back.
 DISK_CHECK_INTERVAL_S = 1.0
+METADATA_POLL_S = 0.05  # how often a forwarded request looks again for a topic it names
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
 # The last bytes of a session whose controller stepped down (or stopped cleanly).
 SESSION_CLEAN_END = b"end\n"
@@ -135,8 +136,14 @@ class Broker:
         self._raft_to_broker = {b.raft: b.broker_id for b in config.brokers if b.raft}
         # (broker id, when): our session with that controller broke without a clean end.
         self._controller_lost: tuple[int, int] | None = None
+        # What the metadata changes ask of the replicas, done by `_reconcile_loop` on the
+        # latest state: a full reconcile (snapshot install), else the topics named here.
         self._reconcile_wanted = asyncio.Event()
+        self._reconcile_full = False
         self._reconcile_complete = True
+        self._reconcile_topics: set[str] = set()
+        self._preferred_leaders = PreferredLeaderWatch()
+        self._purge: asyncio.Task[None] | None = None
         self._clean_shutdown = True
         # Called on the loop, in commit order, with each applied command's state and events
         # (`reset` for a snapshot install): the group coordinator follows the metadata so.
@@ -190,6 +197,8 @@ class Broker:
         self._spawn(self._disk_loop())
 
     async def stop(self) -> None:
+        if self._purge is not None:
+            self._tasks.append(self._purge)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -267,44 +276,64 @@ class Broker:
         loop = self._loop
         if loop is None:
             return
+        # The time of the apply, not of the loop's turn: a heartbeat is heard when it
+        # commits, however busy the loop is.
+        applied_ms = int(time.monotonic() * 1000)
         with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            loop.call_soon_threadsafe(self._on_metadata, state, events, reset)
+            loop.call_soon_threadsafe(self._on_metadata, state, events, reset, applied_ms)
 
-    def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
-        """Runs on the loop, in commit order. A partition's leader or ISR change updates
-        that replica alone; anything else (topics, brokers) asks for a full reconcile."""
-        now_ms = int(time.monotonic() * 1000)
+    def _on_metadata(
+        self, state: MetadataState, events: tuple[Any, ...], reset: bool, applied_ms: int
+    ) -> None:
+        """Runs on the loop, in commit order, and costs what the change touched (KRaft's
+        metadata delta): a partition's leader or ISR change updates that replica alone, a
+        topic created or deleted reconciles that topic alone. A broker's fencing,
+        unfencing or registration changes nothing of ours but the partitions it moved,
+        which come as their own events. Only a snapshot install reconciles everything."""
         for listener in self.metadata_listeners:
             listener(state, events, reset)
+        self._preferred_leaders.follow(state, events, reset)
         if reset:
             # A snapshot install may carry an older state (shared/notes/pysyncobj.md, bug 2):
             # act on its roles (epoch-fenced) but move nothing aside on its word.
-            self._want_reconcile(complete=False)
+            self._want_full_reconcile(complete=False)
             return
         for event in events:
             if isinstance(event, BrokerHeartbeatReceived):
-                self._liveness.heard_from(event.broker_id, now_ms)
+                self._liveness.heard_from(event.broker_id, applied_ms)
             elif isinstance(event, PartitionChanged):
                 topic = state.topics.get(event.topic)
                 handled = topic is None or self.replicas.partition_changed(topic, event.partition)
                 if self._metadata_ready and not handled:
-                    self._want_reconcile(complete=True)
-            elif not isinstance(event, ProducerIdsAllocated | GroupChanged | OffsetsCommitted):
-                self._want_reconcile(complete=True)
+                    self._want_topic_reconcile(event.topic)
+            elif isinstance(event, TopicCreated | TopicDeleted):
+                self._want_topic_reconcile(event.name)
 
-    def _want_reconcile(self, *, complete: bool) -> None:
+    def _want_full_reconcile(self, *, complete: bool) -> None:
+        self._reconcile_full = True
         self._reconcile_complete = complete
         self._reconcile_wanted.set()
 
+    def _want_topic_reconcile(self, name: str) -> None:
+        self._reconcile_topics.add(name)
+        self._reconcile_wanted.set()
+
     async def _reconcile_loop(self) -> None:
-        """Full reconciles, one at a time, on the latest state (changes coalesce)."""
+        """Reconciles, one at a time, on the latest state (changes coalesce): a full one
+        when a snapshot was installed, else the topics that were created or deleted."""
         while True:
             await self._reconcile_wanted.wait()
             self._reconcile_wanted.clear()
             if self.quorum is None:
                 continue
+            full, self._reconcile_full = self._reconcile_full, False
+            topics, self._reconcile_topics = self._reconcile_topics, set()
+            state = self.quorum.state
             try:
-                await self.replicas.reconcile(self.quorum.state, complete=self._reconcile_complete)
+                if full:
+                    await self.replicas.reconcile(state, complete=self._reconcile_complete)
+                elif topics:
+                    await self.replicas.reconcile_topics(state, topics)
             except Exception:
                 log.exception("reconciling the replicas with the metadata failed")
 
@@ -354,8 +383,16 @@ class Broker:
             self._lease_renewed_at = sent_at
             # Our heartbeat just committed, so the local state holds everything committed
             # before it: a read barrier, the only state moved-aside logs are deleted on.
-            if self.quorum is not None:
-                await self.replicas.purge_deleted(self.quorum.state)
+            # Removing thousands of logs takes long: it runs beside the heartbeats, never
+            # in front of the next one (one purge at a time).
+            if self.quorum is not None and (self._purge is None or self._purge.done()):
+                self._purge = asyncio.ensure_future(self._purge_deleted(self.quorum.state))
+
+    async def _purge_deleted(self, state: MetadataState) -> None:
+        try:
+            await self.replicas.purge_deleted(state)
+        except OSError:
+            log.exception("removing moved-aside logs failed")
 
     async def _session_loop(self) -> None:
         """Keeps one connection open to the controller: when this process dies the kernel
@@ -450,7 +487,7 @@ class Broker:
         for fence in fence_commands(self._liveness, state, now_ms, _new_command_id):
             log.warning("controller: fencing broker %d", fence.broker_id)
             await self.submit(fence)
-        for election in preferred_leader_elections(quorum.state, _new_command_id):
+        for election in self._preferred_leaders.elections(quorum.state, _new_command_id):
             await self.submit(election)
 
     async def _retention_loop(self) -> None:
@@ -500,6 +537,23 @@ class Broker:
                 f"topic {topic!r} has partitions 0..{len(record.partitions) - 1}, not {partition}"
             )
         return PartitionLocation(record, record.partitions[partition])
+
+    async def locate_soon(
+        self, topic: str, partition: int, *, forwarded: bool
+    ) -> PartitionLocation:
+        """`locate`, but a request another broker forwarded here waits up to
+        LOCAL_LEADER_WAIT_S for a topic we do not know yet: that broker saw it created (the
+        first write to a new topic often arrives before its creation is applied here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCAL_LEADER_WAIT_S
+        while True:
+            try:
+                return self.locate(topic, partition)
+            except (UnknownTopic, UnknownPartition):
+                remaining = deadline - loop.time()
+                if not forwarded or remaining <= 0:
+                    raise
+            await self.replicas.wait_for_roles(min(remaining, METADATA_POLL_S))
 
     def local_leader(self, topic: str, partition: int) -> PartitionReplica | None:
         """The local replica if this broker leads the partition and may act as leader."""

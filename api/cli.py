@@ -476,6 +476,32 @@ def bench_replication(
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
 
 
+@bench.command("metadata")
+@click.option("--partitions", default=10_000, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--replication-factor",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 3),
+    help="Of the existing partitions (each replica holds one open file).",
+)
+@click.option("--rounds", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def bench_metadata(
+    partitions: int, replication_factor: int, rounds: int, as_json: bool, debug: bool
+) -> None:
+    """Create, write to and delete a small topic, again and again, next to many partitions."""
+    from raftka.api.bench_metadata import MetadataOptions, format_report, run_metadata_bench
+
+    options = MetadataOptions(
+        partitions=partitions, replication_factor=replication_factor, rounds=rounds
+    )
+    report = run_metadata_bench(options, progress=lambda line: click.echo(line, err=True))
+    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+
+
 @bench.command("http")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
 @produce_load_options(connections=8)

@@ -21,7 +21,8 @@ from raftka.metadata.commands import (
     FenceBroker,
     encode_command,
 )
-from raftka.metadata.model import MetadataState, TopicConfig
+from raftka.metadata.events import PartitionChanged, TopicCreated
+from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig
 from raftka.metadata.placement import assign_replicas
 from raftka.metadata.state import ErrorCode, Rejected
 
@@ -93,8 +94,13 @@ class BrokerLiveness:
     - the heartbeat timeout: no heartbeat applied for `session_timeout_ms` (a
       paused, starved or partitioned broker is fenced only then);
     - with `track_sessions`, a session closed for SESSION_CLOSED_GRACE_MS and not
-      reopened. It never applies to `controller_id`, this controller's own broker,
-      which has no session to itself.
+      reopened.
+
+    Neither applies to `controller_id`, this controller's own broker: it is alive, since it
+    runs this check. Its own heartbeats may be late to be seen (its event loop busy with a
+    large metadata change), and fencing itself then would move every partition it leads for
+    nothing. If it is cut off from the quorum instead, its heartbeats stop committing, its
+    lease runs out, and the next controller fences it.
 
     The death of the previous controller is reported as a close too
     (`session_closed` right after `reset`): the new controller, as a broker, had its
@@ -156,6 +162,8 @@ class BrokerLiveness:
             if state.brokers[broker_id].fenced:
                 self._sessions.forget(broker_id)
                 continue
+            if broker_id == self.controller_id:
+                continue  # see the class docstring: a controller never fences itself
             last = self._last_heard_ms.setdefault(broker_id, now_ms)
             if now_ms - last > self.session_timeout_ms or self._session_expired(broker_id, now_ms):
                 out.append(broker_id)
@@ -187,21 +195,95 @@ def preferred_leader_elections(
     Only where the preferred replica is unfenced, in the isr and not already the
     leader (Kafka's auto.leader.rebalance). Sorted by topic and partition.
     """
-    out = []
-    for name in sorted(state.topics):
-        for p in state.topics[name].partitions:
-            preferred = p.replicas[0]
-            if p.leader != preferred and preferred in p.isr and not state.brokers[preferred].fenced:
-                out.append(
-                    ElectLeader(
-                        name,
-                        p.partition,
-                        preferred,
-                        expected_leader_epoch=p.leader_epoch,
-                        command_id=new_command_id(),
-                    )
-                )
-    return out
+    return [
+        _elect_preferred(name, p, new_command_id)
+        for name in sorted(state.topics)
+        for p in state.topics[name].partitions
+        if _preferred_can_lead(state, p)
+    ]
+
+
+class PreferredLeaderWatch:
+    """The partitions not led by their preferred (first) replica, kept up to date from the
+    events of each applied command, so that the controller's periodic check costs the
+    partitions out of place, not the cluster (KRaft keeps such an index, `imbalancedPartitions`).
+
+    `follow` takes each applied command's state and events in commit order, or a snapshot
+    install (`reset`), after which the whole state is scanned once. A deleted topic's
+    entries go at the next `elections`, which finds no topic for them. `elections` is
+    `preferred_leader_elections` restricted to the partitions in the index. Pure: no clock,
+    no I/O. `partitions_visited` counts the partition records looked at (a metric).
+    """
+
+    def __init__(self) -> None:
+        self._misplaced: set[tuple[str, int]] = set()
+        self._scanned = False
+        self.partitions_visited = 0
+
+    def follow(self, state: MetadataState, events: Iterable[object], reset: bool) -> None:
+        if reset or not self._scanned:
+            self._scan(state)
+            return
+        for event in events:
+            if isinstance(event, PartitionChanged):
+                self._note(event.topic, event.record)
+            elif isinstance(event, TopicCreated):
+                topic = state.topics.get(event.name)
+                for p in topic.partitions if topic is not None else ():
+                    self._note(event.name, p)
+
+    def _scan(self, state: MetadataState) -> None:
+        self._misplaced.clear()
+        for topic in state.topics.values():
+            for p in topic.partitions:
+                self._note(topic.name, p)
+        self._scanned = True
+
+    def _note(self, topic: str, p: PartitionRecord) -> None:
+        self.partitions_visited += 1
+        if p.leader != p.replicas[0]:
+            self._misplaced.add((topic, p.partition))
+        else:
+            self._misplaced.discard((topic, p.partition))
+
+    def __len__(self) -> int:
+        return len(self._misplaced)
+
+    def elections(
+        self, state: MetadataState, new_command_id: Callable[[], str] = no_command_id
+    ) -> list[ElectLeader]:
+        if not self._scanned:
+            self._scan(state)
+        out = []
+        for key in sorted(self._misplaced):
+            self.partitions_visited += 1
+            topic = state.topics.get(key[0])
+            if topic is None or key[1] >= len(topic.partitions):
+                self._misplaced.discard(key)
+                continue
+            p = topic.partitions[key[1]]
+            if p.leader == p.replicas[0]:
+                self._misplaced.discard(key)
+            elif _preferred_can_lead(state, p):
+                out.append(_elect_preferred(key[0], p, new_command_id))
+        return out
+
+
+def _preferred_can_lead(state: MetadataState, p: PartitionRecord) -> bool:
+    preferred = p.replicas[0]
+    return p.leader != preferred and preferred in p.isr and not state.brokers[preferred].fenced
+
+
+def _elect_preferred(
+    topic: str, p: PartitionRecord, new_command_id: Callable[[], str]
+) -> ElectLeader:
+    return ElectLeader(
+        topic,
+        p.partition,
+        p.replicas[0],
+        expected_leader_epoch=p.leader_epoch,
+        command_id=new_command_id(),
+    )
 
 
 def plan_create_topic(

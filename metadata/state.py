@@ -126,12 +126,15 @@ def _with_leader_and_isr(
     leader_changed = leader != p.leader
     if not leader_changed and isr == p.isr:
         return p
-    return replace(
-        p,
-        leader=leader,
-        isr=isr,
-        leader_epoch=p.leader_epoch + 1 if leader_changed else p.leader_epoch,
-        partition_epoch=p.partition_epoch + 1,
+    # The constructor, not dataclasses.replace (3x slower): a fence changes every partition
+    # of the broker, on the Raft thread.
+    return PartitionRecord(
+        p.partition,
+        p.replicas,
+        isr,
+        leader,
+        p.leader_epoch + 1 if leader_changed else p.leader_epoch,
+        p.partition_epoch + 1,
     )
 
 
@@ -152,6 +155,8 @@ def _choose_leader(candidates: Iterable[int], brokers: Mapping[int, BrokerRecord
 def _after_fence(
     p: PartitionRecord, broker_id: int, brokers: Mapping[int, BrokerRecord], unclean: bool
 ) -> PartitionRecord:
+    if p.leader != broker_id and (broker_id not in p.isr or len(p.isr) == 1):
+        return p  # nothing of this partition changes (the common case, kept cheap)
     isr = p.isr
     # Kafka keeps the last isr member even when fenced: it holds every committed
     # record, and dropping it would let any replica claim to be "in sync".

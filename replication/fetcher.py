@@ -60,14 +60,20 @@ class ReplicaFetcher:
         # Some partition was left out of the last request: its disk has no room.
         self.waiting_for_disk = False
 
-    def set_partitions(self, partitions: dict[PartitionKey, PartitionReplica]) -> None:
-        if partitions.keys() != self._partitions.keys() or any(
-            self._partitions[k] is not r for k, r in partitions.items()
-        ):
-            self._partitions = dict(partitions)
+    def add_partition(self, key: PartitionKey, replica: PartitionReplica) -> None:
+        """Fetches `replica` too (or instead of the replica of `key` held before)."""
+        if self._partitions.get(key) is not replica:
+            self._partitions[key] = replica
             self._changed.set()
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
+
+    def remove_partition(self, key: PartitionKey) -> None:
+        if self._partitions.pop(key, None) is not None:
+            self._changed.set()
+
+    def __len__(self) -> int:
+        return len(self._partitions)
 
     def stop(self) -> None:
         self._partitions = {}

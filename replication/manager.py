@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,21 @@ class ReplicaManager:
         self._fetchers: dict[int, ReplicaFetcher] = {}
         self._checkpointed_hw = _read_high_watermarks(logs_dir / HIGH_WATERMARK_FILE)
         self._snapshotted_at: dict[PartitionKey, int] = {}
+        # Indexes kept up to date by every change, so that a change costs what it touches:
+        # the open replicas per topic, the partitions assigned here per topic (open or
+        # not: an offline log is still ours to move aside), the leader each follower
+        # replica fetches from.
+        self._by_topic: dict[str, set[int]] = {}
+        self._assigned: dict[str, set[int]] = {}
+        self._fetching_from: dict[PartitionKey, int] = {}
+        # Partition records and replicas looked at while following the metadata (a metric,
+        # and what the tests count: a change must not cost the whole cluster).
+        self.partitions_visited = 0
+        # The moved-aside logs' directory names: listing the logs folder would cost every
+        # partition of this broker.
+        self._aside: set[str] = {
+            child.name for child in os.scandir(logs_dir) if child.name.endswith(DELETED_SUFFIX)
+        }
         self._reconcile_lock = asyncio.Lock()
         self._roles_changed = asyncio.Event()
         self.fetches_waiting = 0  # followers' fetches parked here for news (a metric)
@@ -151,52 +166,111 @@ class ReplicaManager:
     # ---- following the metadata ----------------------------------------------------------
 
     async def reconcile(self, state: MetadataState, *, complete: bool) -> None:
-        """Opens, closes and gives roles to replicas as `state` says. With `complete=False`
-        (a snapshot install, which may carry an older state) nothing is closed or moved."""
+        """Opens, closes and gives roles to every replica as `state` says: at start-up and
+        after a snapshot install. Visits every partition of the cluster. With
+        `complete=False` (a snapshot install, which may carry an older state) nothing is
+        closed or moved."""
         async with self._reconcile_lock:
             if self._closed:
                 return
-            wanted: dict[PartitionKey, TopicRecord] = {
-                (topic.name, p.partition): topic
-                for topic in state.topics.values()
-                for p in topic.partitions
-                if self.broker_id in p.replicas
-            }
-            if complete:
-                for key in list(self._replicas):
-                    topic = wanted.get(key)
-                    if topic is None or self._replicas[key].topic_id != topic.topic_id:
-                        await self._release(key)
-            for key, topic in wanted.items():
-                replica = self._replicas.get(key)
-                if replica is not None and replica.topic_id == topic.topic_id:
-                    replica.become(role_of(topic, key[1]))
-            for key, topic in sorted(wanted.items()):
-                if key in self._replicas:
-                    continue
-                try:
-                    replica = await self._open(topic, key[1])
-                except OSError:
-                    log.exception("cannot open the log of %s-%d; it stays offline", *key)
-                    continue
-                if self._closed:
-                    return
-                self._replicas[key] = replica
-                replica.become(role_of(topic, key[1]))
+            self.partitions_visited += len(self._replicas)
+            wanted = self._wanted(state.topics.values())
+            self._assigned = {}
+            for topic_name, index in wanted:
+                self._assigned.setdefault(topic_name, set()).add(index)
+            releasing = list(self._replicas) if complete else []
+            await self._converge(wanted, releasing)
             if complete:
                 await self._move_aside_orphans(set(wanted))
-            self._update_fetchers()
+            for key in list(self._fetching_from):
+                if key not in self._replicas:
+                    self._place_in_fetcher(key, None)
+            for key, replica in self._replicas.items():
+                self._place_in_fetcher(key, replica)
+            self._roles_did_change()
+
+    async def reconcile_topics(self, state: MetadataState, names: Iterable[str]) -> None:
+        """The same as `reconcile` (on a complete state), for the named topics only: what a
+        TopicCreated or TopicDeleted asks. Visits the partitions of those topics only, and
+        may move their logs aside."""
+        async with self._reconcile_lock:
+            if self._closed:
+                return
+            names = sorted(set(names))
+            wanted = self._wanted(state.topics[n] for n in names if n in state.topics)
+            releasing = [(n, i) for n in names for i in sorted(self._by_topic.get(n, ()))]
+            self.partitions_visited += len(releasing)
+            offline = [
+                (n, i)
+                for n in names
+                for i in sorted(self._assigned.pop(n, ()))
+                if (n, i) not in self._replicas and (n, i) not in wanted
+            ]
+            for topic_name, index in wanted:
+                self._assigned.setdefault(topic_name, set()).add(index)
+            await self._converge(wanted, releasing)
+            for key in offline:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self._move_aside_if_present, key
+                )
+
+    def _wanted(self, topics: Iterable[TopicRecord]) -> dict[PartitionKey, TopicRecord]:
+        wanted: dict[PartitionKey, TopicRecord] = {}
+        for topic in topics:
+            self.partitions_visited += len(topic.partitions)
+            for p in topic.partitions:
+                if self.broker_id in p.replicas:
+                    wanted[(topic.name, p.partition)] = topic
+        return wanted
+
+    async def _converge(
+        self, wanted: dict[PartitionKey, TopicRecord], releasing: Iterable[PartitionKey]
+    ) -> None:
+        """Releases the replicas of `releasing` that `wanted` does not hold (or holds for
+        another topic id), then opens the missing replicas of `wanted` and gives every
+        replica of `wanted` its role."""
+        for key in releasing:
+            topic = wanted.get(key)
+            replica = self._replicas.get(key)
+            if replica is not None and (topic is None or replica.topic_id != topic.topic_id):
+                await self._release(key)
+        for key, topic in wanted.items():
+            replica = self._replicas.get(key)
+            if replica is not None and replica.topic_id == topic.topic_id:
+                replica.become(role_of(topic, key[1]))
+                self._place_in_fetcher(key, replica)
+        opened = False
+        for key, topic in sorted(wanted.items()):
+            if key in self._replicas:
+                continue
+            try:
+                replica = await self._open(topic, key[1])
+            except OSError:
+                log.exception("cannot open the log of %s-%d; it stays offline", *key)
+                continue
+            if self._closed:
+                return
+            self._replicas[key] = replica
+            self._by_topic.setdefault(key[0], set()).add(key[1])
+            replica.become(role_of(topic, key[1]))
+            self._place_in_fetcher(key, replica)
+            opened = True
+        if opened or wanted:
+            self._roles_did_change()
 
     def partition_changed(self, topic: TopicRecord, index: int) -> bool:
         """One partition's leader or ISR changed: update that replica only. False when the
-        replica is not open (yet): the caller should reconcile fully."""
+        replica is not open (yet): the caller should reconcile its topic."""
+        self.partitions_visited += 1
         if self.broker_id not in topic.partitions[index].replicas:
             return True  # nothing of ours (moving replicas is not supported)
-        replica = self._replicas.get((topic.name, index))
+        key = (topic.name, index)
+        replica = self._replicas.get(key)
         if replica is None or replica.topic_id != topic.topic_id:
             return False
         if replica.become(role_of(topic, index)):
-            self._update_fetchers()
+            self._place_in_fetcher(key, replica)
+            self._roles_did_change()
         return True
 
     async def wait_for_roles(self, timeout_s: float) -> None:
@@ -204,36 +278,45 @@ class ReplicaManager:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._roles_changed.wait(), timeout_s)
 
-    def _update_fetchers(self) -> None:
-        """Every follower replica is in the fetcher of its leader, and only there. Also
-        wakes whoever waits for roles to change."""
+    def _roles_did_change(self) -> None:
+        """Wakes whoever waits for roles to change."""
         changed, self._roles_changed = self._roles_changed, asyncio.Event()
         changed.set()
-        wanted: dict[int, dict[PartitionKey, PartitionReplica]] = {}
-        for key, replica in self._replicas.items():
-            leader = replica.role.leader
-            if leader is not None and leader != self.broker_id:
-                wanted.setdefault(leader, {})[key] = replica
-        for leader_id in list(self._fetchers):
-            if leader_id not in wanted:
-                fetcher = self._fetchers.pop(leader_id)
-                fetcher.stop()
-                self._spawn(fetcher.join())  # hold the task until its cancellation is done
-        for leader_id, partitions in wanted.items():
-            fetcher = self._fetchers.get(leader_id)
-            if fetcher is None:
-                fetcher = self._fetchers[leader_id] = ReplicaFetcher(
-                    broker_id=self.broker_id,
-                    leader_id=leader_id,
-                    transport=self._transport,
-                    flusher=self._flusher,
-                    max_wait_ms=self.settings.replica_fetch_wait_max_ms,
-                    partition_max_bytes=self.settings.replica_fetch_max_bytes,
-                    response_max_bytes=self.settings.replica_fetch_response_max_bytes,
-                    backoff_ms=self.settings.replica_fetch_backoff_ms,
-                    request_timeout_ms=self.settings.request_timeout_ms,
-                )
-            fetcher.set_partitions(partitions)
+
+    def _place_in_fetcher(self, key: PartitionKey, replica: PartitionReplica | None) -> None:
+        """Puts a follower replica in the fetcher of its leader, and only there (`None`, or
+        a replica that does not follow, leaves every fetcher). A fetcher left with no
+        partitions stops. Costs O(1): a role change moves one partition."""
+        leader = None if replica is None else replica.role.leader
+        if leader == self.broker_id:
+            leader = None
+        before = self._fetching_from.get(key)
+        if before is not None and before != leader:
+            del self._fetching_from[key]
+            fetcher = self._fetchers.get(before)
+            if fetcher is not None:
+                fetcher.remove_partition(key)
+                if not len(fetcher):
+                    del self._fetchers[before]
+                    fetcher.stop()
+                    self._spawn(fetcher.join())  # hold the task until its cancellation is done
+        if leader is None or replica is None:
+            return
+        fetcher = self._fetchers.get(leader)
+        if fetcher is None:
+            fetcher = self._fetchers[leader] = ReplicaFetcher(
+                broker_id=self.broker_id,
+                leader_id=leader,
+                transport=self._transport,
+                flusher=self._flusher,
+                max_wait_ms=self.settings.replica_fetch_wait_max_ms,
+                partition_max_bytes=self.settings.replica_fetch_max_bytes,
+                response_max_bytes=self.settings.replica_fetch_response_max_bytes,
+                backoff_ms=self.settings.replica_fetch_backoff_ms,
+                request_timeout_ms=self.settings.request_timeout_ms,
+            )
+        fetcher.add_partition(key, replica)
+        self._fetching_from[key] = leader
 
     # ---- ISR changes (the leader's side of AlterPartition) ---------------------------------
 
@@ -384,8 +467,14 @@ class ReplicaManager:
     async def _release(self, key: PartitionKey) -> None:
         """Stops a replica the metadata no longer assigns here and moves its log aside."""
         replica = self._replicas.pop(key)
+        indexes = self._by_topic.get(key[0])
+        if indexes is not None:
+            indexes.discard(key[1])
+            if not indexes:
+                del self._by_topic[key[0]]
         replica.close()
-        self._update_fetchers()
+        self._place_in_fetcher(key, None)
+        self._roles_did_change()
         await replica.wait_idle()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._close_and_move_aside, replica.log)
@@ -418,34 +507,44 @@ class ReplicaManager:
         aside = directory.with_name(f"{directory.name}.{uuid.uuid4().hex[:12]}{DELETED_SUFFIX}")
         log.warning("moving %s aside to %s", directory.name, aside.name)
         os.rename(directory, aside)
+        self._aside.add(aside.name)
         fsync_dir(self._logs_dir)
+
+    def _move_aside_if_present(self, key: PartitionKey) -> None:
+        """Blocks on disk: a worker thread's job."""
+        directory = self._dir(key)
+        if directory.is_dir():
+            self._move_aside(directory)
 
     def _restore_moved_aside(self, directory: Path, topic_id: str) -> None:
         """A view of the metadata that was wrong (stale) moved this log aside: take it back."""
-        for aside in sorted(self._logs_dir.glob(f"{directory.name}.*{DELETED_SUFFIX}")):
-            if aside.name.count(".") != directory.name.count(".") + 2:
-                continue  # another partition's name that shares our prefix
+        prefix = directory.name + "."
+        for name in sorted(self._aside):
+            if not name.startswith(prefix) or name.count(".") != directory.name.count(".") + 2:
+                continue  # another partition's, maybe one whose name shares our prefix
+            aside = self._logs_dir / name
             if _read_topic_id(aside) == topic_id:
                 log.warning("moving %s back: topic id %s is assigned here", aside.name, topic_id)
                 os.rename(aside, directory)
+                self._aside.discard(name)
                 fsync_dir(self._logs_dir)
                 return
 
     async def purge_deleted(self, state: MetadataState) -> int:
         """Removes the moved-aside logs whose topic id the metadata no longer assigns here.
         `state` must be read after a commit of this broker's own (a read barrier)."""
-        assigned = {
-            (t.topic_id, p.partition)
-            for t in state.topics.values()
-            for p in t.partitions
-            if self.broker_id in p.replicas
-        }
         doomed = []
-        for aside in self._logs_dir.glob(f"*{DELETED_SUFFIX}"):
+        for name in sorted(self._aside):
+            aside = self._logs_dir / name
             topic_id = _read_topic_id(aside)
-            partition = _partition_of(aside.name)
-            if not topic_id or partition is None or (topic_id, partition) not in assigned:
+            partition = _partition_of(name)
+            if (
+                not topic_id
+                or partition is None
+                or not _assigned_here(state, self.broker_id, name, topic_id, partition)
+            ):
                 doomed.append(aside)
+                self._aside.discard(name)
         if doomed:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, _remove_trees, doomed)
@@ -560,6 +659,18 @@ def _read_topic_id(directory: Path) -> str:
         return (directory / TOPIC_ID_FILE).read_text().strip()
     except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return ""
+
+
+def _assigned_here(
+    state: MetadataState, broker_id: int, name: str, topic_id: str, partition: int
+) -> bool:
+    """Whether `state` assigns partition `partition` of topic id `topic_id` to `broker_id`;
+    the topic is looked up by the name in the moved-aside directory's `name`."""
+    base = name.removesuffix(DELETED_SUFFIX).rsplit(".", 1)[0]
+    topic = state.topics.get(base.rsplit("-", 1)[0])
+    if topic is None or topic.topic_id != topic_id or partition >= len(topic.partitions):
+        return False
+    return broker_id in topic.partitions[partition].replicas
 
 
 def _partition_of(name: str) -> int | None:

@@ -35,7 +35,7 @@ async def _leader_or_forward(
     broker = request.app[BROKER_KEY]
     topic = topic_param(request)
     partition = partition_param(request)
-    location = broker.locate(topic, partition)
+    location = await broker.locate_soon(topic, partition, forwarded=is_forwarded(request))
     replica = await broker.local_leader_soon(topic, partition, forwarded=is_forwarded(request))
     if replica is not None:
         return replica

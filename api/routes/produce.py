@@ -61,7 +61,7 @@ Target: TypeAlias = PartitionReplica | str
 
 async def resolve(broker: Broker, topic: str, partition: int, acks: str, forwarded: bool) -> Target:
     """Everything that can refuse a write to one partition, checked before any write."""
-    location = broker.locate(topic, partition)
+    location = await broker.locate_soon(topic, partition, forwarded=forwarded)
     replica = await broker.local_leader_soon(topic, partition, forwarded=forwarded)
     if replica is not None:
         replica.check_can_append(acks)
@@ -210,7 +210,7 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     topic = topic_param(request)
     partition = partition_param(request)
     acks = parse_acks(request.query.get("acks"))
-    request.app[BROKER_KEY].locate(topic, partition)
+    await request.app[BROKER_KEY].locate_soon(topic, partition, forwarded=is_forwarded(request))
     parsed = parse_produce(await read_body(request))
     for i, (p, _, _, _) in enumerate(parsed.records):
         if p is not None and p != partition:

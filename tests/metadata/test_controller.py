@@ -9,7 +9,9 @@ import pytest
 from raftka.metadata.commands import (
     MAX_COMMAND_TEXT_CHARS,
     AlterPartition,
+    Command,
     CreateTopic,
+    DeleteTopic,
     ElectLeader,
     FenceBroker,
     RegisterBroker,
@@ -19,12 +21,13 @@ from raftka.metadata.commands import (
 from raftka.metadata.controller import (
     SESSION_CLOSED_GRACE_MS,
     BrokerLiveness,
+    PreferredLeaderWatch,
     fence_commands,
     plan_create_topic,
     preferred_leader_elections,
 )
-from raftka.metadata.model import TopicConfig
-from raftka.metadata.state import Rejected
+from raftka.metadata.model import MetadataState, TopicConfig
+from raftka.metadata.state import Applied, Rejected, apply
 from tests.metadata.scenario import create, register, run
 
 SESSION_MS = 9000
@@ -109,6 +112,77 @@ def test_preferred_leader_election_moves_leadership_back_to_the_first_replica() 
     state = run(preferred_leader_elections(state), state)
     assert [p.leader for p in state.topics["t"].partitions] == [1, 2]
     assert preferred_leader_elections(state) == []
+
+
+def follow(
+    watch: PreferredLeaderWatch, state: MetadataState, commands: list[Command]
+) -> MetadataState:
+    """Applies `commands`, telling `watch` of each one's events as the broker does."""
+    for command in commands:
+        result = apply(state, command)
+        assert isinstance(result, Applied), f"{command} was rejected: {result}"
+        state = result.state
+        watch.follow(state, result.events, reset=False)
+    return state
+
+
+def test_the_preferred_leader_watch_elects_what_the_full_scan_elects() -> None:
+    watch = PreferredLeaderWatch()
+    state = run(register(1, 2, 3))
+    watch.follow(state, (), reset=True)
+    state = follow(
+        watch,
+        state,
+        [create("t", (1, 2, 3), (2, 3, 1)), FenceBroker(1), FenceBroker(2)],
+    )
+    assert watch.elections(state) == preferred_leader_elections(state) == []
+    state = follow(watch, state, [UnfenceBroker(1), UnfenceBroker(2)])
+    p0, p1 = state.topics["t"].partitions
+    state = follow(
+        watch,
+        state,
+        [
+            AlterPartition("t", 0, 3, p0.leader_epoch, p0.partition_epoch, (1, 2, 3)),
+            AlterPartition("t", 1, 3, p1.leader_epoch, p1.partition_epoch, (1, 2, 3)),
+        ],
+    )
+    assert watch.elections(state) == preferred_leader_elections(state)
+    assert len(watch.elections(state)) == 2
+    state = follow(watch, state, watch.elections(state))
+    assert watch.elections(state) == [] and len(watch) == 0
+
+
+BIG_PARTITIONS = 5000
+
+
+def test_the_preferred_leader_watch_visits_only_what_changed_next_to_a_big_topic() -> None:
+    """The controller checks preferred leaders every tick: next to a big topic that is in
+    place, a small topic's life costs its own partitions, not the big topic's."""
+    big = create("big", *[(1 + i % 3, 1 + (i + 1) % 3) for i in range(BIG_PARTITIONS)])
+    state = run([*register(1, 2, 3), big])
+    watch = PreferredLeaderWatch()
+    assert watch.elections(state) == []
+    assert watch.partitions_visited == BIG_PARTITIONS  # the first look scans once
+
+    watch.partitions_visited = 0
+    state = follow(watch, state, [create("small", (2, 3))])
+    assert watch.elections(state) == []
+    state = follow(watch, state, [FenceBroker(3)])  # leads nothing of "small"'s
+    state = follow(watch, state, [DeleteTopic("small")])
+    assert watch.elections(state) == []
+    # Broker 3 led the third of "big" it is the first replica of: those moved to their
+    # second replica and stay there until 3 is unfenced and back in their ISR. They are
+    # the partitions the watch now holds.
+    moved = len([i for i in range(BIG_PARTITIONS) if i % 3 == 2])
+    assert len(watch) == moved
+    watch.partitions_visited = 0
+    assert watch.elections(state) == []
+    assert watch.partitions_visited == moved, "a tick visits the misplaced partitions only"
+
+    watch.partitions_visited = 0
+    state = follow(watch, state, [UnfenceBroker(3)])  # not in the ISR yet: no election
+    assert watch.elections(state) == []
+    assert watch.partitions_visited <= 2 * moved
 
 
 def test_plan_create_topic_places_replicas_on_unfenced_brokers() -> None:
@@ -274,6 +348,13 @@ SESSION_RULES: dict[str, list[Step]] = {
         (300, "close", 1),
         (300 + GRACE + 1, "expect", []),
     ],
+    "the_controller_itself_is_never_fenced_by_the_heartbeat_timeout": [
+        *CONNECTED,
+        (1000, "heard", 2),
+        (1000, "heard", 3),
+        (SESSION_MS + 1000, "expect", []),
+        (SESSION_MS + 1001, "expect", [2, 3]),
+    ],
     "a_fenced_broker_is_not_reported_again": [
         *CONNECTED,
         (1000, "close", 2),
@@ -335,7 +416,7 @@ def test_without_track_sessions_only_the_heartbeat_timeout_fences() -> None:
             (1000, "close", 2),
             (1000 + GRACE + 1, "expect", []),
             (SESSION_MS, "expect", []),
-            (SESSION_MS + 1, "expect", [1, 2, 3]),
+            (SESSION_MS + 1, "expect", [2, 3]),
         ],
         track_sessions=False,
     )

@@ -432,3 +432,70 @@ async def test_records_high_watermarks_and_producers_survive_a_restart(logs_dir:
         assert (retry.base_offset, retry.duplicate) == (3, True)
     finally:
         await second.close()
+
+
+# ---- metadata work per change: counted, not timed ---------------------------------------
+
+BIG_PARTITIONS = 5000
+OURS_EVERY = 500  # every 500th partition of the big topic is replicated here
+
+
+def big_topic() -> TopicRecord:
+    return topic(
+        "big",
+        *[(BROKER, 2) if i % OURS_EVERY == 0 else (2, 3) for i in range(BIG_PARTITIONS)],
+    )
+
+
+async def test_a_small_topic_created_and_deleted_next_to_a_big_one_visits_its_own_partitions(
+    manager: ReplicaManager, logs_dir: Path
+) -> None:
+    big = big_topic()
+    await manager.reconcile(state(big), complete=True)
+    assert manager.partitions_visited >= BIG_PARTITIONS, "start-up looks at everything once"
+    assert len(manager.replicas()) == BIG_PARTITIONS // OURS_EVERY
+
+    manager.partitions_visited = 0
+    small = topic("small", (BROKER, 2), (2, BROKER), (2, 3))
+    await manager.reconcile_topics(state(big, small), ["small"])
+    assert held(manager, "small", 0).is_leader and held(manager, "small", 1).is_follower
+    assert manager.get("small", 2) is None
+    assert manager.partitions_visited <= 2 * len(small.partitions)
+
+    manager.partitions_visited = 0
+    moved = with_partition(small, 1, leader=BROKER, isr=(2, BROKER), leader_epoch=1)
+    assert manager.partition_changed(moved, 1)
+    assert held(manager, "small", 1).is_leader
+    assert manager.partitions_visited == 1
+
+    manager.partitions_visited = 0
+    await manager.reconcile_topics(state(big), ["small"])
+    assert manager.get("small", 0) is None and manager.get("small", 1) is None
+    assert moved_aside(logs_dir) == ["small-0", "small-1"]
+    assert manager.partitions_visited <= 2 * len(small.partitions)
+    assert await manager.purge_deleted(state(big)) == 2
+    assert moved_aside(logs_dir) == []
+    assert len(manager.replicas()) == BIG_PARTITIONS // OURS_EVERY, "the big topic stays"
+
+
+async def test_a_topic_reconcile_moves_a_follower_between_fetchers_and_stops_empty_ones(
+    manager: ReplicaManager,
+) -> None:
+    followed = topic("f", (2, BROKER))
+    await manager.reconcile_topics(state(followed), ["f"])
+    assert set(manager._fetchers) == {2}
+    await manager.reconcile_topics(state(), ["f"])
+    assert manager._fetchers == {}, "a fetcher with nothing to fetch stops"
+
+
+async def test_a_topic_deleted_and_created_again_under_its_name_starts_afresh(
+    manager: ReplicaManager, logs_dir: Path
+) -> None:
+    first = topic("t", (BROKER, 2), topic_id="id-1")
+    await manager.reconcile_topics(state(first), ["t"])
+    await append_values(held(manager, "t"), 1, 2)
+    second = topic("t", (BROKER, 2), topic_id="id-2")
+    await manager.reconcile_topics(state(second), ["t"])  # both changes seen at once
+    assert held(manager, "t").topic_id == "id-2" and values(held(manager, "t")) == []
+    assert moved_aside(logs_dir) == ["t-0"]
+    assert await manager.purge_deleted(state(second)) == 1

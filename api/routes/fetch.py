@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raftka.api.broker import Broker
 from raftka.api.context import (
     BROKER_KEY,
     FORWARDER_KEY,
@@ -19,6 +18,7 @@ from raftka.api.context import (
     topic_param,
 )
 from raftka.api.forward import is_forwarded
+from raftka.api.partition_reader import read_leading
 from raftka.api.records import int_param, parse_int
 from raftka.metadata.errors import InvalidRequest, LeaderNotAvailable
 from raftka.replication.partition import PartitionReplica
@@ -49,15 +49,6 @@ async def _leader_or_forward(
     return await request.app[FORWARDER_KEY].proxy("GET", url + request.path_qs, extra_wait_s=wait_s)
 
 
-def _still_leading(broker: Broker, replica: PartitionReplica) -> PartitionReplica:
-    """After a long-poll: the topic may have been deleted (its log closed) or the
-    leadership moved while the fetch waited."""
-    broker.locate(replica.topic, replica.partition)  # UnknownTopic once deleted
-    if broker.local_leader(replica.topic, replica.partition) is not replica:
-        raise LeaderNotAvailable(f"{replica.topic}-{replica.partition} changed leader")
-    return replica
-
-
 async def fetch(request: web.Request) -> web.Response:
     q = request.query
     offset = int_param(q, "offset", None)
@@ -69,14 +60,9 @@ async def fetch(request: web.Request) -> web.Response:
     target = await _leader_or_forward(request, max_wait_ms)
     if isinstance(target, web.Response):
         return target
-    replica = target
-    result = replica.read(offset, max_records=max_records, max_bytes=max_bytes)
-    if result.record_count == 0 and max_wait_ms > 0:
-        broker = request.app[BROKER_KEY]
-        wait_s = min(max_wait_ms, broker.settings.max_fetch_wait_ms) / 1000
-        await replica.wait_for_records(offset, wait_s)
-        replica = _still_leading(broker, replica)
-        result = replica.read(offset, max_records=max_records, max_bytes=max_bytes)
+    replica, result = await read_leading(
+        request.app[BROKER_KEY], target, offset, max_records, max_bytes, max_wait_ms
+    )
     metrics = request.app[METRICS_KEY]
     metrics.fetch_requests.inc()
     metrics.fetched_records.inc(result.record_count)

@@ -1,0 +1,1 @@
+"""The Kafka face: Apache Kafka's binary protocol beside the HTTP API (docs/kafka-protocol.md)."""

@@ -1,0 +1,175 @@
+"""Kafka RecordBatch v2 <-> the JSON fragments the log stores. Pure: bytes in, values out.
+
+The log keeps one format (docs/storage.md): each record as the JSON an HTTP fetch
+shows. A Kafka produce is converted here into the same record bodies the HTTP produce
+route stores, and a Kafka fetch is built here from the stored fragments. aiokafka's
+maintained C codec (`aiokafka.record.default_records`) reads and builds the batches: it
+checks the CRC32C and decompresses gzip, snappy, lz4 and zstd (cramjam).
+
+The mapping, for keys and values alike: bytes that are JSON in orjson's own compact
+form (so they come back byte for byte) are stored as `"value": <that JSON>`; any other
+bytes as `"value_b64"`; a null as `"value": null`. The four bytes `null` are therefore
+`value_b64`, keeping them apart from a null. Header values are UTF-8 strings both ways.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from orjson import dumps
+
+MAGIC = 2
+# RecordBatch v2 layout: baseOffset int64 | batchLength int32 | partitionLeaderEpoch int32 |
+# magic int8 | crc uint32 | attributes int16 | ... (the CRC covers attributes .. end).
+BATCH_OVERHEAD_BYTES = 61
+LENGTH_FIELD_END = 12
+MAGIC_POSITION = 16
+LEADER_EPOCH_POSITION = 12
+TIMESTAMP_TYPE_LOG_APPEND = 1
+NO_PRODUCER_ID = -1
+# Large enough that the builder never refuses a record (a fetch bounds its own size).
+BUILDER_BATCH_BYTES = 2**31 - 1
+
+
+class InvalidRecordBatch(ValueError):
+    """A produced batch Kafka would refuse: bad CRC, wrong magic, malformed or
+    transactional. `error_code` is Kafka's code for it."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+# Kafka's codes for what a produced batch can be refused with.
+CORRUPT_MESSAGE = 2
+UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+INVALID_RECORD = 87
+
+
+@dataclass(frozen=True, slots=True)
+class ProducedBatch:
+    """One produced batch, ready for `PartitionReplica.append`: (timestamp_ms, body)
+    per record, and the idempotent producer's state (-1 when not idempotent)."""
+
+    records: list[tuple[int, bytes]]
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+
+
+def _field(name: bytes, data: bytes | None) -> bytes:
+    if data is None:
+        return b'"%b":null' % name
+    if data != b"null":
+        try:
+            if orjson.dumps(orjson.loads(data)) == data:
+                return b'"%b":%b' % (name, data)
+        except orjson.JSONDecodeError:
+            pass
+    return b'"%b_b64":"%b"' % (name, binascii.b2a_base64(data, newline=False))
+
+
+def _headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
+    if not headers:
+        return b"{}"
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if value is None or name in out:
+            raise InvalidRecordBatch(
+                f"header {name!r}: null or repeated header values have no HTTP form",
+                INVALID_RECORD,
+            )
+        try:
+            out[name] = bytes(value).decode()
+        except UnicodeDecodeError:
+            raise InvalidRecordBatch(
+                f"header {name!r}: the value is not UTF-8", INVALID_RECORD
+            ) from None
+    return orjson.dumps(out)
+
+
+def record_body(key: bytes | None, value: bytes | None, headers: Sequence[Any]) -> bytes:
+    """The stored body of one Kafka record (what `api/records.py` makes of an HTTP one)."""
+    return b'%b,%b,"headers":%b' % (_field(b"key", key), _field(b"value", value), _headers(headers))
+
+
+def decode_produced(data: bytes, now_ms: int) -> ProducedBatch:
+    """The one RecordBatch v2 of a partition's produce data, CRC checked and decompressed.
+
+    Kafka accepts exactly one batch per partition from magic 2 on; so does this.
+    Records without a timestamp, or in a LogAppendTime batch, get `now_ms`."""
+    if len(data) < BATCH_OVERHEAD_BYTES:
+        raise InvalidRecordBatch(f"{len(data)} bytes: shorter than a batch", CORRUPT_MESSAGE)
+    if data[MAGIC_POSITION] != MAGIC:
+        raise InvalidRecordBatch(
+            f"magic {data[MAGIC_POSITION]}: only RecordBatch v2 is accepted",
+            UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        )
+    length = int.from_bytes(data[8:LENGTH_FIELD_END], "big", signed=True)
+    if LENGTH_FIELD_END + length != len(data):
+        raise InvalidRecordBatch(
+            f"batchLength {length} does not match {len(data)} bytes: one whole batch expected",
+            INVALID_RECORD if LENGTH_FIELD_END + length < len(data) else CORRUPT_MESSAGE,
+        )
+    batch = DefaultRecordBatch(bytes(data))
+    if not batch.validate_crc():
+        raise InvalidRecordBatch("CRC32C mismatch", CORRUPT_MESSAGE)
+    if batch.is_transactional or batch.is_control_batch:
+        raise InvalidRecordBatch("transactions are not supported", INVALID_RECORD)
+    log_append_time = batch.timestamp_type == TIMESTAMP_TYPE_LOG_APPEND
+    records: list[tuple[int, bytes]] = []
+    try:
+        for record in batch:
+            ts = record.timestamp
+            if log_append_time or ts is None or ts < 0:
+                ts = now_ms
+            records.append((ts, record_body(record.key, record.value, record.headers)))
+    except InvalidRecordBatch:
+        raise
+    except Exception as exc:  # the C reader's errors for malformed records and codecs
+        raise InvalidRecordBatch(f"malformed records: {exc}", CORRUPT_MESSAGE) from None
+    if len(records) != batch.last_offset_delta + 1:
+        raise InvalidRecordBatch(
+            f"{len(records)} records but lastOffsetDelta {batch.last_offset_delta}",
+            CORRUPT_MESSAGE,
+        )
+    return ProducedBatch(records, batch.producer_id, batch.producer_epoch, batch.base_sequence)
+
+
+def _bytes_of(record: dict[str, Any], name: str, name_b64: str) -> bytes | None:
+    value = record.get(name, record)  # the record itself: absent, so the _b64 form
+    if value is record:
+        return binascii.a2b_base64(record[name_b64])
+    return None if value is None else dumps(value)
+
+
+def encode_fetched(records_json: bytes, leader_epoch: int = -1) -> bytes:
+    """One RecordBatch v2 holding the stored fragments `records_json` (as the log's
+    `read` joins them), offsets and timestamps as stored; b"" for no records.
+
+    The hot path of a Kafka fetch: one orjson parse of the whole read, one orjson dump
+    per key and value, aiokafka's C builder for the varints and the CRC."""
+    if not records_json:
+        return b""
+    records = orjson.loads(b"[" + records_json + b"]")
+    base = records[0]["offset"]
+    builder = DefaultRecordBatchBuilder(MAGIC, 0, 0, NO_PRODUCER_ID, -1, -1, BUILDER_BATCH_BYTES)
+    append = builder.append
+    for r in records:
+        headers = r["headers"]
+        append(
+            r["offset"] - base,
+            r["timestamp"],
+            _bytes_of(r, "key", "key_b64"),
+            _bytes_of(r, "value", "value_b64"),
+            [(k, v.encode()) for k, v in headers.items()] if headers else [],
+        )
+    batch = builder.build()
+    batch[0:8] = base.to_bytes(8, "big", signed=True)  # outside the CRC, as in Kafka
+    batch[LEADER_EPOCH_POSITION:MAGIC_POSITION] = leader_epoch.to_bytes(4, "big", signed=True)
+    return bytes(batch)

@@ -22,6 +22,7 @@ from raftka.client.aio import Admin, ClientError, RaftkaError
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
 RAFT_PORT_OFFSET = 10_000
+KAFKA_PORT_OFFSET = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ def write_dev_config(brokers: int, base_port: int, data_dir: Path) -> DevCluster
                 broker_id=i,
                 http=f"127.0.0.1:{base_port + i - 1}",
                 raft=f"127.0.0.1:{base_port + RAFT_PORT_OFFSET + i - 1}",
+                kafka=f"127.0.0.1:{base_port + KAFKA_PORT_OFFSET + i - 1}",
             )
             for i in range(1, brokers + 1)
         ),
@@ -103,7 +105,8 @@ async def run_dev(brokers: int, base_port: int, data_dir: Path) -> int:
         print(f"raftka dev: {brokers} brokers ready (controller: broker {info['controller']})")
         for b in cluster.config.brokers:
             print(
-                f"  broker {b.broker_id}: {b.url}   log: {cluster.config.data_dir}/broker-{b.broker_id}.log"
+                f"  broker {b.broker_id}: {b.url}   kafka: {b.kafka}   "
+                f"log: {cluster.config.data_dir}/broker-{b.broker_id}.log"
             )
         print(f"  config: {cluster.config_path}")
         print("try:")
@@ -112,6 +115,9 @@ async def run_dev(brokers: int, base_port: int, data_dir: Path) -> int:
             f'  curl -d \'{{"records": [{{"key": "k", "value": "hello"}}]}}\' {first}/v1/topics/demo/records'
         )
         print(f"  curl '{first}/v1/topics/demo/partitions/0/records?offset=0'")
+        kafka = cluster.config.brokers[0].kafka
+        print(f"  printf 'a\\nb\\n' | kcat -b {kafka} -P -t demo   # the Kafka protocol")
+        print(f"  kcat -b {kafka} -C -t demo -o beginning -e")
         print("Ctrl-C stops every broker.", flush=True)
         reported: set[int] = set()
         while not stop.is_set():

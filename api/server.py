@@ -23,6 +23,7 @@ from raftka.api.connections import (
     connections_within_file_limit,
 )
 from raftka.api.context import CONNECTIONS_KEY
+from raftka.api.kafka.server import KafkaServer
 from raftka.api.open_files import (
     default_max_open_files,
     open_files_limit,
@@ -60,6 +61,11 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         backlog=ACCEPT_BACKLOG,
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
+    kafka = KafkaServer(broker)
+    if broker.address.kafka is not None:
+        host, port = broker.address.kafka.rsplit(":", 1)
+        await kafka.start(host, int(port))
+        log.info("broker %d speaks the Kafka protocol on %s", broker_id, broker.address.kafka)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -76,6 +82,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     finally:
         log.info("broker %d stopping", broker_id)
         listener.close()
+        await kafka.close()
         await broker.stop()
         await runner.cleanup()  # closes the open connections
         log.info("broker %d stopped", broker_id)

@@ -101,6 +101,7 @@ class BrokerAddress:
     broker_id: int
     http: str
     raft: str | None
+    kafka: str | None = None  # the Kafka protocol listener (docs/kafka-protocol.md)
 
     @property
     def url(self) -> str:
@@ -163,7 +164,7 @@ def parse_config(doc: dict[str, Any], base_dir: Path) -> ClusterConfig:
         where = f"brokers[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table")
-        extra = set(raw) - {"id", "http", "raft"}
+        extra = set(raw) - {"id", "http", "raft", "kafka"}
         if extra:
             raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(extra))}")
         broker_id = raw.get("id")
@@ -173,7 +174,10 @@ def parse_config(doc: dict[str, Any], base_dir: Path) -> ClusterConfig:
         raft = raw.get("raft")
         if raft is not None:
             raft = _check_address(raft, f"{where}.raft")
-        brokers.append(BrokerAddress(broker_id, http, raft))
+        kafka = raw.get("kafka")
+        if kafka is not None:
+            kafka = _check_address(kafka, f"{where}.kafka")
+        brokers.append(BrokerAddress(broker_id, http, raft, kafka))
     ids = [b.broker_id for b in brokers]
     if len(set(ids)) != len(ids):
         raise ConfigError("broker ids must be unique")
@@ -206,6 +210,8 @@ def render_config(config: ClusterConfig) -> str:
         lines += ["[[brokers]]", f"id = {b.broker_id}", f'http = "{b.http}"']
         if b.raft:
             lines.append(f'raft = "{b.raft}"')
+        if b.kafka:
+            lines.append(f'kafka = "{b.kafka}"')
         lines.append("")
     defaults = Settings()
     changed = {

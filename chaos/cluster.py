@@ -294,11 +294,13 @@ def make_cluster(
     *,
     network: NetworkLab | None = None,
     open_files_limit: int | None = None,
+    kafka: bool = False,
     **settings: Any,
 ) -> Cluster:
     """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
     i listens on the lab's address for node i (the lab must have nodes 1..count).
-    `open_files_limit` starts the brokers with that RLIMIT_NOFILE."""
+    `open_files_limit` starts the brokers with that RLIMIT_NOFILE. `kafka` gives every
+    broker a Kafka protocol listener too (loopback only)."""
     count = voters + observers
     if network is None:
         ports = free_ports(2 * count)
@@ -309,8 +311,14 @@ def make_cluster(
         assert not missing, f"the network lab has no node for brokers {sorted(missing)}"
         http = [f"{network.address(i + 1)}:{NETNS_HTTP_PORT}" for i in range(count)]
         raft = [f"{network.address(i + 1)}:{NETNS_RAFT_PORT}" for i in range(count)]
+    kafka_ports = free_ports(count) if kafka else []
     addresses = tuple(
-        BrokerAddress(broker_id=i + 1, http=http[i], raft=raft[i] if i < voters else None)
+        BrokerAddress(
+            broker_id=i + 1,
+            http=http[i],
+            raft=raft[i] if i < voters else None,
+            kafka=f"127.0.0.1:{kafka_ports[i]}" if kafka else None,
+        )
         for i in range(count)
     )
     config = ClusterConfig(

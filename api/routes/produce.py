@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -28,6 +27,7 @@ from raftka.api.context import (
     topic_param,
 )
 from raftka.api.forward import Forwarder, is_forwarded
+from raftka.api.partition_writer import append_at_leader
 from raftka.api.partitioner import RoundRobin, partition_for_key
 from raftka.api.records import ParsedRecord, parse_acks, parse_produce
 from raftka.metadata.errors import (
@@ -90,19 +90,9 @@ async def write_partition(
     """Writes one partition's records where `resolve` said; returns the base offset
     (-1 when a leader elsewhere answered acks=0)."""
     if isinstance(target, PartitionReplica):
-        now_ms = int(time.time() * 1000)
-        appended = await target.append(
-            [(now_ms if ts is None else ts, body) for _, _, ts, body in records],
-            acks=acks,
-            producer=producer,
+        appended = await append_at_leader(
+            broker, target, [(ts, body) for _, _, ts, body in records], acks, producer
         )
-        if not appended.duplicate:
-            broker.flusher.mark_dirty(target.log)
-        if acks != "0":
-            await broker.flusher.wait_durable(target.log)
-        if acks == "all":
-            timeout_s = broker.settings.request_timeout_ms / 1000
-            await target.wait_for_commit(appended, timeout_s)
         return appended.base_offset
     body = b'{"records":[' + b",".join(_record_json(r) for r in records) + b"]"
     if producer is not None:

@@ -1,0 +1,82 @@
+"""Metadata: the brokers' Kafka listeners and every partition's real leader, so a Kafka
+client sends each request straight to the broker that can serve it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kafka.protocol.metadata import MetadataResponse
+
+from raftka.api.kafka import errors
+
+if TYPE_CHECKING:
+    from raftka.api.broker import Broker
+
+NO_LEADER = -1
+# Kafka's leader epoch is optional (-1): librdkafka then skips OffsetForLeaderEpoch.
+NO_LEADER_EPOCH = -1
+
+Broker_ = MetadataResponse.MetadataResponseBroker
+Topic_ = MetadataResponse.MetadataResponseTopic
+Partition_ = Topic_.MetadataResponsePartition
+
+
+def kafka_listeners(broker: Broker) -> dict[int, tuple[str, int]]:
+    """(host, port) of each registered, unfenced broker with a Kafka listener."""
+    live = {b.broker_id for b in broker.state.brokers.values() if not b.fenced}
+    out = {}
+    for b in broker.config.brokers:
+        if b.kafka is not None and b.broker_id in live:
+            host, port = b.kafka.rsplit(":", 1)
+            out[b.broker_id] = (host, int(port))
+    return out
+
+
+def handle_metadata(broker: Broker, request: Any, version: int) -> Any:
+    state = broker.state
+    listeners = kafka_listeners(broker)
+    if request.topics is None or (version == 0 and not request.topics):
+        names = sorted(state.topics)  # v0 asks for every topic with an empty list
+    else:
+        names = [t.name for t in request.topics]
+    topics = []
+    for name in names:
+        record = state.topics.get(name)
+        if record is None:
+            topics.append(
+                Topic_(
+                    error_code=errors.UNKNOWN_TOPIC_OR_PARTITION,
+                    name=name,
+                    is_internal=False,
+                    partitions=[],
+                )
+            )
+            continue
+        partitions = []
+        for p in record.partitions:
+            leader = p.leader if p.leader in listeners else NO_LEADER
+            partitions.append(
+                Partition_(
+                    error_code=errors.NONE if leader != NO_LEADER else errors.LEADER_NOT_AVAILABLE,
+                    partition_index=p.partition,
+                    leader_id=leader,
+                    leader_epoch=NO_LEADER_EPOCH,
+                    replica_nodes=list(p.replicas),
+                    isr_nodes=list(p.isr),
+                    offline_replicas=[r for r in p.replicas if r not in listeners],
+                )
+            )
+        topics.append(
+            Topic_(error_code=errors.NONE, name=name, is_internal=False, partitions=partitions)
+        )
+    controller = broker.controller_id
+    return MetadataResponse(
+        throttle_time_ms=0,
+        brokers=[
+            Broker_(node_id=i, host=host, port=port, rack=None)
+            for i, (host, port) in sorted(listeners.items())
+        ],
+        cluster_id=broker.config.cluster_id,
+        controller_id=controller if controller in listeners else NO_LEADER,
+        topics=topics,
+    )

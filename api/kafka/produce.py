@@ -1,0 +1,91 @@
+"""Produce (v3-v8): each partition's RecordBatch v2 becomes one stored batch at the
+local leader, through the same append path as the HTTP produce route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from kafka.protocol.producer import ProduceResponse
+
+from raftka.api.kafka import errors
+from raftka.api.kafka.records import InvalidRecordBatch, decode_produced
+from raftka.api.partition_writer import append_at_leader
+from raftka.replication.producer_state import ProducerRef
+
+if TYPE_CHECKING:
+    from raftka.api.broker import Broker
+
+ACKS = {0: "0", 1: "1", -1: "all"}
+NO_OFFSET = -1
+
+Topic_ = ProduceResponse.TopicProduceResponse
+Partition_ = Topic_.PartitionProduceResponse
+
+
+async def _produce_partition(
+    broker: Broker, topic: str, partition: int, records: bytes | None, acks: str, timeout_s: float
+) -> tuple[int, int, str | None]:
+    """(error code, base offset, error message) for one partition's records."""
+    try:
+        replica = await broker.local_leader_soon(topic, partition)  # raises UnknownTopic/...
+        if replica is None:
+            return errors.NOT_LEADER_OR_FOLLOWER, NO_OFFSET, None
+        if not records:
+            return errors.INVALID_REQUEST, NO_OFFSET, "no records"
+        batch = decode_produced(records, int(time.time() * 1000))
+        producer = None
+        if batch.producer_id >= 0:
+            producer = ProducerRef(batch.producer_id, batch.producer_epoch, batch.base_sequence)
+        appended = await append_at_leader(broker, replica, batch.records, acks, producer, timeout_s)
+        return errors.NONE, appended.base_offset, None
+    except InvalidRecordBatch as exc:
+        return exc.error_code, NO_OFFSET, str(exc)
+    except Exception as exc:
+        return errors.error_code(exc), NO_OFFSET, str(exc)
+
+
+async def handle_produce(broker: Broker, request: Any, version: int) -> Any | None:
+    """The response, or None for acks=0 (Kafka sends none)."""
+    acks = ACKS.get(request.acks)
+    results: dict[tuple[str, int], tuple[int, int, str | None]]
+    if request.transactional_id is not None or acks is None:
+        code = errors.INVALID_REQUIRED_ACKS if acks is None else errors.INVALID_REQUEST
+        why = "acks must be 0, 1 or -1" if acks is None else "transactions are not supported"
+        results = {
+            (t.name, p.index): (code, NO_OFFSET, why)
+            for t in request.topic_data
+            for p in t.partition_data
+        }
+    else:
+        timeout_s = min(max(request.timeout_ms, 0), broker.settings.request_timeout_ms) / 1000
+        keys = [(t.name, p.index) for t in request.topic_data for p in t.partition_data]
+        outcomes = await asyncio.gather(
+            *(
+                _produce_partition(broker, t.name, p.index, p.records, acks, timeout_s)
+                for t in request.topic_data
+                for p in t.partition_data
+            )
+        )
+        results = dict(zip(keys, outcomes, strict=True))
+    if acks == "0":
+        return None
+    by_topic: dict[str, list[Any]] = {}
+    for (topic, partition), (code, base, message) in results.items():
+        replica = broker.local_leader(topic, partition) if code == errors.NONE else None
+        by_topic.setdefault(topic, []).append(
+            Partition_(
+                index=partition,
+                error_code=code,
+                base_offset=base,
+                log_append_time_ms=-1,
+                log_start_offset=replica.log_start_offset if replica is not None else -1,
+                record_errors=[],
+                error_message=message if version >= 8 else None,
+            )
+        )
+    return ProduceResponse(
+        responses=[Topic_(name=t, partition_responses=ps) for t, ps in by_topic.items()],
+        throttle_time_ms=0,
+    )

@@ -1,0 +1,124 @@
+"""The Kafka listener: one asyncio server per broker on its `kafka` address.
+
+Each connection reads size-prefixed request frames and answers them in order, one at a
+time (as a Kafka broker does per connection), so a long-polling Fetch holds back only
+its own connection's next request. The handlers call the broker as the HTTP routes do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from raftka.api.kafka import protocol
+from raftka.api.kafka.admin import (
+    handle_create_topics,
+    handle_delete_topics,
+    handle_init_producer_id,
+)
+from raftka.api.kafka.fetch import handle_fetch, handle_list_offsets
+from raftka.api.kafka.metadata import handle_metadata
+from raftka.api.kafka.produce import handle_produce
+
+if TYPE_CHECKING:
+    from raftka.api.broker import Broker
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Broker", Any, int], Any]
+
+
+def _api_versions(broker: Broker, request: Any, version: int) -> Any:
+    return protocol.api_versions_response()
+
+
+HANDLERS: dict[int, Handler] = {
+    0: handle_produce,
+    1: handle_fetch,
+    2: handle_list_offsets,
+    3: handle_metadata,
+    protocol.API_VERSIONS_KEY: _api_versions,
+    19: handle_create_topics,
+    20: handle_delete_topics,
+    22: handle_init_producer_id,
+}
+assert HANDLERS.keys() == protocol.APIS.keys()
+
+_SIZE = struct.Struct(">i")
+
+
+class KafkaServer:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connection, host, port, reuse_address=True
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except protocol.MalformedRequest as exc:
+            log.warning("Kafka connection from %s closed: %s", peer, exc)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            (size,) = _SIZE.unpack(await reader.readexactly(_SIZE.size))
+            if not 0 < size <= protocol.MAX_FRAME_BYTES:
+                raise protocol.MalformedRequest(f"a request of {size} bytes")
+            frame = await reader.readexactly(size)
+            answer = await self._answer(frame)
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
+
+    async def _answer(self, frame: bytes) -> bytes | None:
+        header = protocol.parse_header(frame)
+        api = protocol.APIS.get(header.api_key)
+        if api is None:
+            raise protocol.MalformedRequest(f"unsupported API key {header.api_key}")
+        if not api.accepts(header.api_version):
+            if header.api_key == protocol.API_VERSIONS_KEY:
+                return protocol.unsupported_api_versions(header)
+            raise protocol.MalformedRequest(
+                f"{api.request.__name__} v{header.api_version} is not supported "
+                f"(v{api.min_accepted}-v{api.max_version})"
+            )
+        request = protocol.decode_body(api, header, frame)
+        response = HANDLERS[header.api_key](self._broker, request, header.api_version)
+        if isinstance(response, Awaitable):
+            response = await response
+        if response is None:  # Produce with acks=0: Kafka sends no response
+            return None
+        return protocol.encode_response(api, header, response)

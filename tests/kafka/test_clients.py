@@ -1,0 +1,192 @@
+"""Real Kafka clients nobody here wrote (kcat, confluent-kafka, kafka-python, aiokafka)
+against three raftka brokers, and records crossing between the Kafka and HTTP faces."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import struct
+
+import pytest
+from confluent_kafka import Producer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from raftka.chaos.cluster import Cluster, wait_for
+from tests.kafka.conftest import CLIENT_TIMEOUT_S, bootstrap, http_records, kcat
+
+pytestmark = pytest.mark.integration
+
+
+def test_kcat_metadata_names_the_kafka_listeners_and_the_real_leaders(kafka_cluster: Cluster):
+    kafka_cluster.create_topic(1, "meta", 3, 3)
+    listing = kcat(kafka_cluster, "-L", "-t", "meta")
+    for b in kafka_cluster.config.brokers:
+        assert f"broker {b.broker_id} at {b.kafka}" in listing
+    described = kafka_cluster.get(1, "/v1/topics/meta")
+    for p in described["partitions"]:
+        assert f"partition {p['partition']}, leader {p['leader']}," in listing
+
+
+def test_kcat_lines_are_read_back_by_kcat_and_over_http(kafka_cluster: Cluster):
+    kafka_cluster.create_topic(1, "lines", 3, 3)
+    lines = ["plain text", '{"id":1}', "42", '"quoted"', "null"]
+    kcat(
+        kafka_cluster,
+        "-P",
+        "-t",
+        "lines",
+        "-K",
+        ":",
+        stdin="".join(f"k{i}:{v}\n" for i, v in enumerate(lines)),
+    )
+    consumed = kcat(
+        kafka_cluster, "-C", "-t", "lines", "-o", "beginning", "-e", "-q", "-f", "%k=%s\n"
+    )
+    assert sorted(consumed.splitlines()) == sorted(f"k{i}={v}" for i, v in enumerate(lines))
+    by_key = {
+        base64.b64decode(r["key_b64"]).decode(): r for r in http_records(kafka_cluster, "lines", 3)
+    }
+    assert base64.b64decode(by_key["k0"]["value_b64"]) == b"plain text"
+    assert by_key["k1"]["value"] == {"id": 1}
+    assert by_key["k2"]["value"] == 42
+    assert by_key["k3"]["value"] == "quoted"
+    assert base64.b64decode(by_key["k4"]["value_b64"]) == b"null"  # bytes, not a null
+
+
+def test_http_records_read_with_kcat_as_their_json_text(kafka_cluster: Cluster):
+    kafka_cluster.create_topic(1, "from-http", 1, 3)
+    resp = kafka_cluster.request(
+        1,
+        "POST",
+        "/v1/topics/from-http/records",
+        {
+            "records": [
+                {"key": "alice", "value": {"n": 1}, "headers": {"src": "web"}, "timestamp": 1234},
+                {"value_b64": base64.b64encode(b"\x00\xff").decode()},
+            ]
+        },
+    )
+    assert resp.status == 200, resp.body
+    out = kcat(
+        kafka_cluster, "-C", "-t", "from-http", "-o", "beginning", "-e", "-q", "-f", "%k|%s|%h|%T\n"
+    )
+    first = out.splitlines()[0]
+    assert first == '"alice"|{"n":1}|src=web|1234'
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap(kafka_cluster), consumer_timeout_ms=10_000)
+    try:
+        consumer.assign([TopicPartition("from-http", 0)])
+        consumer.seek_to_beginning()
+        records = [r for _, batch in consumer.poll(10_000, max_records=10).items() for r in batch]
+    finally:
+        consumer.close()
+    assert [r.value for r in records] == [b'{"n":1}', b"\x00\xff"]
+    assert records[0].timestamp == 1234
+    assert records[0].headers == [("src", b"web")]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_librdkafka_idempotent_acks_all_compressed(kafka_cluster: Cluster, compression: str):
+    topic = f"rdk-{compression}"
+    kafka_cluster.create_topic(1, topic, 2, 3)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap(kafka_cluster),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": compression,
+            "linger.ms": 5,
+        }
+    )
+    delivered: list[tuple[int, int]] = []
+
+    def report(err, msg):  # type: ignore[no-untyped-def]
+        assert err is None, err
+        delivered.append((msg.partition(), msg.offset()))
+
+    for i in range(200):
+        producer.produce(topic, value=b'{"i":%d}' % i, key=b"k%d" % (i % 7), on_delivery=report)
+    assert producer.flush(CLIENT_TIMEOUT_S) == 0
+    assert len(delivered) == 200
+    records = http_records(kafka_cluster, topic, 2)
+    assert sorted(r["value"]["i"] for r in records) == list(range(200))
+    assert {(r["partition"], r["offset"]) for r in records} == set(delivered)
+
+
+def test_kafka_python_admin_producer_and_consumer(kafka_cluster: Cluster):
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap(kafka_cluster))
+    try:
+        admin.create_topics([NewTopic("kp", num_partitions=2, replication_factor=3)])
+        assert "kp" in kafka_cluster.get(1, "/v1/topics")["topics"]
+        producer = KafkaProducer(bootstrap_servers=bootstrap(kafka_cluster), acks="all")
+        sent = [
+            producer.send("kp", value=b"v%d" % i, key=b"k", headers=[("h", b"x")]).get(30)
+            for i in range(20)
+        ]
+        producer.close()
+        assert [m.offset for m in sent] == list(range(20))  # one key: one partition
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap(kafka_cluster))
+        consumer.assign([TopicPartition("kp", sent[0].partition)])
+        consumer.seek_to_beginning()
+        got: list = []
+        wait_for(
+            lambda: (
+                got.extend(r for b in consumer.poll(1000).values() for r in b) or len(got) >= 20
+            ),
+            "20 records",
+        )  # noqa: E501
+        consumer.close()
+        assert [(r.key, r.value, r.headers) for r in got] == [
+            (b"k", b"v%d" % i, [("h", b"x")]) for i in range(20)
+        ]
+        admin.delete_topics(["kp"])
+        wait_for(lambda: "kp" not in kafka_cluster.get(1, "/v1/topics")["topics"], "kp deleted")
+    finally:
+        admin.close()
+
+
+def test_aiokafka_produces_and_consumes(kafka_cluster: Cluster):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    kafka_cluster.create_topic(1, "aio", 1, 3)
+
+    async def run() -> list[bytes]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(kafka_cluster), acks="all")
+        await producer.start()
+        try:
+            for i in range(10):
+                await producer.send_and_wait("aio", b"m%d" % i, partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap(kafka_cluster), auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition("aio", 0)])
+            await consumer.seek_to_beginning()
+            values: list[bytes] = []
+            while len(values) < 10:
+                batches = await consumer.getmany(timeout_ms=1000)
+                values += [r.value for b in batches.values() for r in b]
+            return values
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(asyncio.wait_for(run(), CLIENT_TIMEOUT_S)) == [b"m%d" % i for i in range(10)]
+
+
+def test_api_versions_at_an_unknown_version_answers_error_35(kafka_cluster: Cluster):
+    host, port = str(kafka_cluster.config.brokers[0].kafka).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        body = struct.pack(">hhih", 18, 99, 7, 1) + b"t"
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", s.recv(4))[0]
+        data = b""
+        while len(data) < size:
+            data += s.recv(size - len(data))
+    correlation_id, error_code, count = struct.unpack_from(">ihi", data)
+    assert (correlation_id, error_code) == (7, 35)
+    keys = {struct.unpack_from(">hhh", data, 10 + 6 * i)[0] for i in range(count)}
+    assert {0, 1, 2, 3, 18} <= keys

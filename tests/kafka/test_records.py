@@ -1,0 +1,121 @@
+"""The Kafka edge's codec (api/kafka/records.py): produced RecordBatch v2 -> stored
+fragments -> fetched RecordBatch v2 keeps every byte, and the CRC catches a flipped bit."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from hypothesis import given
+from hypothesis import strategies as st
+
+from raftka.api.kafka.records import (
+    CORRUPT_MESSAGE,
+    UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    InvalidRecordBatch,
+    decode_produced,
+    encode_fetched,
+)
+from raftka.storage.batch import build_fragments
+
+CODECS = [0, 1, 2, 3, 4]  # none, gzip, snappy, lz4, zstd
+NOW_MS = 1_700_000_000_000
+
+json_bytes = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+).map(orjson.dumps)
+payloads = st.none() | st.binary(max_size=64) | json_bytes
+headers = st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3).map(
+    lambda d: [(k, v.encode()) for k, v in d.items()]
+)
+records = st.lists(
+    st.tuples(st.integers(0, 2**50), payloads, payloads, headers), min_size=1, max_size=20
+)
+
+
+def build(recs: list, codec: int = 0, producer: tuple[int, int, int] = (-1, -1, -1)) -> bytes:
+    builder = DefaultRecordBatchBuilder(2, codec, 0, *producer, 2**30)
+    for i, (ts, key, value, hdrs) in enumerate(recs):
+        builder.append(i, ts, key, value, hdrs)
+    return bytes(builder.build())
+
+
+def stored(data: bytes, base_offset: int) -> bytes:
+    """What the log's read returns for the produced batch appended at base_offset."""
+    return b",".join(build_fragments(base_offset, decode_produced(data, NOW_MS).records))
+
+
+@given(records, st.sampled_from(CODECS), st.integers(0, 2**40))
+def test_any_batch_round_trips_through_the_stored_format(recs, codec, base_offset):
+    fetched = DefaultRecordBatch(encode_fetched(stored(build(recs, codec), base_offset)))
+    assert fetched.validate_crc()
+    assert fetched.base_offset == base_offset
+    assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in fetched] == [
+        (base_offset + i, ts, key, value, hdrs) for i, (ts, key, value, hdrs) in enumerate(recs)
+    ]
+
+
+@given(records, st.data())
+def test_a_flipped_bit_fails_the_crc(recs, data):
+    batch = bytearray(build(recs))
+    # The CRC field and everything it covers (Kafka leaves baseOffset, batchLength,
+    # partitionLeaderEpoch and magic outside it).
+    bit = data.draw(st.integers(17 * 8, len(batch) * 8 - 1))
+    batch[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(InvalidRecordBatch) as refused:
+        decode_produced(bytes(batch), NOW_MS)
+    assert refused.value.error_code == CORRUPT_MESSAGE
+
+
+def test_the_http_view_of_kafka_bytes():
+    batch = build(
+        [
+            (5, b'"k"', b'{"a":[1,2]}', [("h", b"v")]),  # JSON in orjson's form: as JSON
+            (6, None, b"plain", []),  # not JSON: base64
+            (7, b"null", None, []),  # the bytes null vs a null value
+            (8, None, b'{"a": 1}', []),  # JSON, but not byte for byte what orjson writes
+        ]
+    )
+    got = [orjson.loads(b"{" + body + b"}") for _, body in decode_produced(batch, NOW_MS).records]
+    assert got == [
+        {"key": "k", "value": {"a": [1, 2]}, "headers": {"h": "v"}},
+        {"key": None, "value_b64": "cGxhaW4=", "headers": {}},
+        {"key_b64": "bnVsbA==", "value": None, "headers": {}},
+        {"key": None, "value_b64": "eyJhIjogMX0=", "headers": {}},
+    ]
+
+
+def test_records_without_a_timestamp_get_the_append_time():
+    batch = build([(-1, None, b"x", [])])
+    assert decode_produced(batch, NOW_MS).records[0][0] == NOW_MS
+
+
+def test_the_idempotent_producer_state_is_kept():
+    produced = decode_produced(build([(1, None, b"x", [])], producer=(7, 2, 40)), NOW_MS)
+    assert (produced.producer_id, produced.producer_epoch, produced.base_sequence) == (7, 2, 40)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "code"),
+    [
+        (lambda b: b[:-1], CORRUPT_MESSAGE),  # cut short
+        (lambda b: b[:16] + b"\x01" + b[17:], UNSUPPORTED_FOR_MESSAGE_FORMAT),  # magic 1
+        (lambda b: b[:30], CORRUPT_MESSAGE),  # shorter than a header
+    ],
+)
+def test_malformed_batches_are_refused(mangle, code):
+    with pytest.raises(InvalidRecordBatch) as refused:
+        decode_produced(mangle(build([(1, None, b"x", [])])), NOW_MS)
+    assert refused.value.error_code == code
+
+
+def test_headers_without_an_http_form_are_refused():
+    for hdrs in ([("h", b"\xff")], [("h", None)], [("h", b"a"), ("h", b"b")]):
+        with pytest.raises(InvalidRecordBatch):
+            decode_produced(build([(1, None, b"x", hdrs)]), NOW_MS)
+
+
+def test_no_records_fetch_as_no_batch():
+    assert encode_fetched(b"") == b""

@@ -326,6 +326,30 @@ def commit(
     return replace(group, offsets=stored)
 
 
+# The member id of a commit its coordinator checked outside these records: a Kafka
+# protocol group's (its members and generations live in the coordinator's memory,
+# docs/kafka-protocol.md) or a commit without a group. Never a real member's id.
+EXTERNAL_MEMBER_ID = ""
+
+
+def commit_external(
+    group: GroupRecord | None, group_id: str, offsets: Iterable[tuple[str, int, int]]
+) -> GroupRecord:
+    """Store offsets of a group with no members here (creating its record): the two kinds
+    of groups share committed offsets, but one group id is used by one kind at a time."""
+    if group is None:
+        group = GroupRecord(group_id, DEFAULT_ASSIGNOR, 0, {}, {})
+    elif group.members:
+        raise GroupRuleError(
+            "STALE_GENERATION",
+            f"group {group_id} has HTTP members; its offsets are theirs to commit",
+        )
+    stored = dict(group.offsets)
+    for topic, partition, offset in offsets:
+        stored[(topic, partition)] = offset
+    return replace(group, offsets=stored)
+
+
 # --- what a coordinator needs --------------------------------------------------
 
 

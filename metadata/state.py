@@ -645,7 +645,8 @@ def _commit_offsets(state: MetadataState, cmd: CommitOffsets) -> Result:
         if stale is not None:
             results.append(f"{stale.code}: {stale.message}")
             continue
-        if group is None:
+        external = c.member_id == group_rules.EXTERNAL_MEMBER_ID
+        if group is None and not external:
             results.append(f"UNKNOWN_MEMBER: group {c.group} has no members")
             continue
         bad = [o for o in c.offsets if o[2] < 0]
@@ -653,6 +654,11 @@ def _commit_offsets(state: MetadataState, cmd: CommitOffsets) -> Result:
             results.append(f"INVALID_REQUEST: offsets must be >= 0, got {bad[0][2]}")
             continue
         try:
+            if external:
+                groups[c.group] = group_rules.commit_external(group, c.group, c.offsets)
+                results.append("")
+                continue
+            assert group is not None
             groups[c.group] = group_rules.commit(group, c.member_id, c.generation, c.offsets)
         except group_rules.GroupRuleError as e:
             results.append(f"{e.code}: {e.message}")

@@ -20,7 +20,13 @@ from raftka.metadata.commands import (
     encode_command,
 )
 from raftka.metadata.events import GroupChanged, OffsetsCommitted
-from raftka.metadata.groups import GroupRecord, GroupSessions, GroupState, coordinator_for
+from raftka.metadata.groups import (
+    EXTERNAL_MEMBER_ID,
+    GroupRecord,
+    GroupSessions,
+    GroupState,
+    coordinator_for,
+)
 from raftka.metadata.model import MetadataState, TopicConfig
 from raftka.metadata.state import Applied, Rejected, apply, group_coordinator
 
@@ -321,3 +327,24 @@ def test_sessions_forget_groups_no_longer_coordinated_here() -> None:
     sessions.expired([], now_ms=1)
     # Coordinating the group again later starts a fresh grace period.
     assert sessions.expired([group(state)], now_ms=50_000) == {}
+
+
+def test_an_external_commit_stores_offsets_of_a_group_without_members() -> None:
+    """The Kafka protocol's groups live in their coordinator's memory; their commits
+    share the metadata's offsets, creating the group record, and survive encoding."""
+    commit = batch((OffsetCommit("kg", EXTERNAL_MEMBER_ID, -1, (("t", 0, 7), ("t", 1, 3))),))
+    state = run(cluster(), decode_command(encode_command(commit)))
+    assert dict(group(state, "kg").offsets) == {("t", 0): 7, ("t", 1): 3}
+    assert not group(state, "kg").members
+
+
+def test_an_external_commit_to_a_group_with_members_is_refused() -> None:
+    state = run(cluster(), join("a"))
+    result = apply(state, batch((OffsetCommit("g", EXTERNAL_MEMBER_ID, -1, (("t", 0, 7),)),)))
+    assert isinstance(result, Applied)
+    assert result.events == (
+        OffsetsCommitted(
+            ("STALE_GENERATION: group g has HTTP members; its offsets are theirs to commit",)
+        ),
+    )  # noqa: E501
+    assert dict(group(result.state).offsets) == {}

@@ -48,6 +48,7 @@ from raftka.metadata.events import (
     GroupChanged,
 )
 from raftka.metadata.groups import (
+    EXTERNAL_MEMBER_ID,
     GroupRecord,
     GroupSessions,
     GroupState,
@@ -284,6 +285,14 @@ class GroupCoordinator:
     ) -> None:
         self._member(group_id, member_id)
         await self._batcher.commit(OffsetCommit(group_id, member_id, generation, offsets))
+
+    async def commit_external(
+        self, group_id: str, offsets: tuple[tuple[str, int, int], ...]
+    ) -> None:
+        """Offsets of a group whose members this broker checked itself (a Kafka protocol
+        group), through the same batched metadata entries as the HTTP members' commits."""
+        self._check_serving()
+        await self._batcher.commit(OffsetCommit(group_id, EXTERNAL_MEMBER_ID, -1, offsets))
 
     async def committed(self, group_id: str) -> list[dict[str, Any]]:
         """Committed offsets with lag = high watermark - committed offset (null when the

@@ -22,7 +22,7 @@ from raftka.api.connections import (
     RateLimitedWarning,
     connections_within_file_limit,
 )
-from raftka.api.context import CONNECTIONS_KEY
+from raftka.api.context import CONNECTIONS_KEY, COORDINATOR_KEY
 from raftka.api.kafka.server import KafkaServer
 from raftka.api.open_files import (
     default_max_open_files,
@@ -61,7 +61,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         backlog=ACCEPT_BACKLOG,
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
-    kafka = KafkaServer(broker)
+    kafka = KafkaServer(broker, app[COORDINATOR_KEY])
     if broker.address.kafka is not None:
         host, port = broker.address.kafka.rsplit(":", 1)
         await kafka.start(host, int(port))

@@ -21,11 +21,13 @@ from raftka.api.kafka.admin import (
     handle_init_producer_id,
 )
 from raftka.api.kafka.fetch import handle_fetch, handle_list_offsets
+from raftka.api.kafka.groups import KafkaGroupCoordinator
 from raftka.api.kafka.metadata import handle_metadata
 from raftka.api.kafka.produce import handle_produce
 
 if TYPE_CHECKING:
     from raftka.api.broker import Broker
+    from raftka.api.coordinator import GroupCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def _api_versions(broker: Broker, request: Any, version: int) -> Any:
     return protocol.api_versions_response()
 
 
-HANDLERS: dict[int, Handler] = {
+BROKER_HANDLERS: dict[int, Handler] = {
     0: handle_produce,
     1: handle_fetch,
     2: handle_list_offsets,
@@ -46,18 +48,34 @@ HANDLERS: dict[int, Handler] = {
     20: handle_delete_topics,
     22: handle_init_producer_id,
 }
-assert HANDLERS.keys() == protocol.APIS.keys()
+
+
+def _group_handlers(groups: KafkaGroupCoordinator) -> dict[int, Handler]:
+    return {
+        8: groups.offset_commit,
+        9: groups.offset_fetch,
+        10: groups.find_coordinator,
+        11: groups.join_group,
+        12: groups.heartbeat,
+        13: groups.leave_group,
+        14: groups.sync_group,
+    }
+
 
 _SIZE = struct.Struct(">i")
 
 
 class KafkaServer:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, coordinator: GroupCoordinator) -> None:
         self._broker = broker
+        self._groups = KafkaGroupCoordinator(broker, coordinator)
+        self._handlers = {**BROKER_HANDLERS, **_group_handlers(self._groups)}
+        assert self._handlers.keys() == protocol.APIS.keys()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> None:
+        self._groups.start()
         self._server = await asyncio.start_server(
             self._on_connection, host, port, reuse_address=True
         )
@@ -72,6 +90,7 @@ class KafkaServer:
                 await task
         if self._server is not None:
             await self._server.wait_closed()
+        await self._groups.stop()
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -116,7 +135,7 @@ class KafkaServer:
                 f"(v{api.min_accepted}-v{api.max_version})"
             )
         request = protocol.decode_body(api, header, frame)
-        response = HANDLERS[header.api_key](self._broker, request, header.api_version)
+        response = self._handlers[header.api_key](self._broker, request, header.api_version)
         if isinstance(response, Awaitable):
             response = await response
         if response is None:  # Produce with acks=0: Kafka sends no response

@@ -1,4 +1,4 @@
-"""One three-broker cluster with Kafka listeners, shared by the module's tests (each
+"""One three-broker cluster with Kafka listeners, shared by this folder's tests (each
 test uses its own topics), and helpers to talk to it as Kafka clients do."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 CLIENT_TIMEOUT_S = 60.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = make_cluster(tmp_path_factory.mktemp("kafka"), 3, kafka=True)
     cluster.start_all()

@@ -1,7 +1,8 @@
 """Fetch (v4-v11) and ListOffsets (v1-v5) at the partition's leader.
 
-A Fetch reads each partition's stored records below the high watermark and hands them
-to the client as one RecordBatch v2 per partition (records.encode_fetched). With nothing
+A Fetch reads each partition's stored batches (`read_raw`, as a follower does) and hands
+the records below the high watermark to the client as one RecordBatch v2 per partition
+(records.encode_fetched). With nothing
 to send yet it long-polls: it waits up to `max_wait_ms` (capped by the broker's
 max_fetch_wait_ms) until `min_bytes` are there, or any partition's high watermark moves.
 No fetch sessions (session id 0) and no transactions: the last stable offset is the
@@ -19,14 +20,12 @@ from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 from raftka.api.kafka import errors
 from raftka.api.kafka.records import encode_fetched
 from raftka.metadata.errors import RaftkaError
+from raftka.storage.errors import OffsetOutOfRangeError
 
 if TYPE_CHECKING:
     from raftka.api.broker import Broker
     from raftka.replication.partition import PartitionReplica
 
-# The stored JSON is close to the Kafka bytes, so its size bounds the read; the record
-# count is bounded by bytes anyway.
-MAX_RECORDS_PER_PARTITION = 1_000_000
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 NO_PREFERRED_READ_REPLICA = -1
@@ -64,15 +63,20 @@ def _read(broker: Broker, f: _PartitionFetch, budget_bytes: int) -> int:
     """Reads `f` into its records; returns the bytes taken."""
     try:
         f.replica = replica = _leader_replica(broker, f.topic, f.partition)
-        result = replica.read(
-            f.offset,
-            max_records=MAX_RECORDS_PER_PARTITION,
-            max_bytes=max(1, min(f.max_bytes, budget_bytes)),
-        )
+        high_watermark = replica.high_watermark
         f.error_code = errors.NONE
-        f.records = encode_fetched(result.records_json)
+        f.records = b""
+        if not replica.log_start_offset <= f.offset <= replica.log_end_offset:
+            f.error_code = errors.OFFSET_OUT_OF_RANGE
+        elif f.offset < high_watermark:
+            # Whole stored batches, as a follower reads them; the builder keeps the
+            # records in [offset, high watermark).
+            stored = replica.log.read_raw(f.offset, max(1, min(f.max_bytes, budget_bytes)))
+            f.records = encode_fetched(stored, f.offset, high_watermark)
     except _NotLeader:
         f.error_code = errors.NOT_LEADER_OR_FOLLOWER
+    except OffsetOutOfRangeError:  # retention removed the segment meanwhile
+        f.error_code = errors.OFFSET_OUT_OF_RANGE
     except RaftkaError as exc:
         f.error_code = errors.error_code(exc)
     return len(f.records)

@@ -15,6 +15,7 @@ bytes as `"value_b64"`; a null as `"value": null`. The four bytes `null` are the
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,13 @@ from typing import Any
 import orjson
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from orjson import dumps
+
+from raftka.storage.batch import (
+    BatchHeader,
+    decode_header,
+    payload_of,
+    record_ends,
+)
 
 MAGIC = 2
 # RecordBatch v2 layout: baseOffset int64 | batchLength int32 | partitionLeaderEpoch int32 |
@@ -148,28 +156,105 @@ def _bytes_of(record: dict[str, Any], name: str, name_b64: str) -> bytes | None:
     return None if value is None else dumps(value)
 
 
-def encode_fetched(records_json: bytes, leader_epoch: int = -1) -> bytes:
-    """One RecordBatch v2 holding the stored fragments `records_json` (as the log's
-    `read` joins them), offsets and timestamps as stored; b"" for no records.
+# The start of one stored fragment in its common shapes, as the log and the two produce
+# paths write it: the offset and timestamp, then a null, plain-string or base64 key, then
+# the value's name. With no headers the fragment ends in `,"headers":{}}`, so the value
+# is everything between: the position table gives each fragment's exact end, and no
+# scan of the value is needed. Other shapes (headers, keys of other JSON types) take
+# the orjson path.
+_FRAGMENT_START = re.compile(
+    rb'\{"offset":\d+,"timestamp":(\d+),'
+    rb'(?:"key":(null|"[^"\\]*")|"key_b64":"([A-Za-z0-9+/=]*)"),"value(_b64)?":'
+)
+_NO_HEADERS_END = b',"headers":{}}'
+_NO_HEADERS_BYTES = len(_NO_HEADERS_END)
+_a2b = binascii.a2b_base64
 
-    The hot path of a Kafka fetch: one orjson parse of the whole read, one orjson dump
-    per key and value, aiokafka's C builder for the varints and the CRC."""
-    if not records_json:
-        return b""
-    records = orjson.loads(b"[" + records_json + b"]")
-    base = records[0]["offset"]
-    builder = DefaultRecordBatchBuilder(MAGIC, 0, 0, NO_PRODUCER_ID, -1, -1, BUILDER_BATCH_BYTES)
-    append = builder.append
-    for r in records:
+
+class FetchedBatchBuilder:
+    """Builds one RecordBatch v2 from stored batches (as `PartitionLog.read_raw` returns
+    them), records in [start, end) only. The hot path of a Kafka fetch: per record, one
+    anchored regex match of the fragment's start and slices at the ends the position
+    table gives (no JSON parsed, no value scanned); aiokafka's C builder writes the
+    varints and the CRC. Records of other shapes go through orjson."""
+
+    def __init__(self) -> None:
+        self._builder = DefaultRecordBatchBuilder(
+            MAGIC, 0, 0, NO_PRODUCER_ID, -1, -1, BUILDER_BATCH_BYTES
+        )
+        self._base: int | None = None
+        self.record_count = 0
+
+    def add_stored(self, data: bytes, start: int, end: int) -> int:
+        """Adds the records in [start, end) of the stored batches in `data`; returns the
+        offset after the last one added (`start` when none)."""
+        pos = 0
+        next_offset = start
+        while pos < len(data):
+            header = decode_header(data, pos, verify_crc=False)
+            batch = memoryview(data)[pos : pos + header.size_bytes]
+            pos += header.size_bytes
+            if header.base_offset >= end:
+                break
+            i = max(0, start - header.base_offset)
+            j = min(header.record_count, end - header.base_offset)
+            if i >= j:
+                continue
+            self._add_records(batch, header, i, j)
+            next_offset = header.base_offset + j
+        return next_offset
+
+    def _add_records(self, batch: memoryview, header: BatchHeader, i: int, j: int) -> None:
+        base = header.base_offset
+        if self._base is None:
+            self._base = base + i
+        delta = base - self._base
+        ends = record_ends(batch, header)
+        payload = bytes(payload_of(batch, header))
+        append = self._builder.append
+        self.record_count += j - i
+        match = _FRAGMENT_START.match
+        start = 0 if i == 0 else ends[i - 1] + 1
+        for k in range(i, j):
+            end = ends[k]
+            m = match(payload, start)
+            if m is None or not payload.endswith(_NO_HEADERS_END, start, end):
+                self._append_parsed(k + delta, payload[start:end])
+            else:
+                ts, key, key_b64, b64 = m.groups()
+                value = payload[m.end() : end - _NO_HEADERS_BYTES]
+                append(
+                    k + delta,
+                    int(ts),
+                    (None if key == b"null" else key) if key_b64 is None else _a2b(key_b64),
+                    (None if value == b"null" else value) if b64 is None else _a2b(value[1:-1]),
+                    [],
+                )
+            start = end + 1
+
+    def _append_parsed(self, offset_delta: int, fragment: bytes) -> None:
+        r = orjson.loads(fragment)
         headers = r["headers"]
-        append(
-            r["offset"] - base,
+        self._builder.append(
+            offset_delta,
             r["timestamp"],
             _bytes_of(r, "key", "key_b64"),
             _bytes_of(r, "value", "value_b64"),
-            [(k, v.encode()) for k, v in headers.items()] if headers else [],
+            [(name, v.encode()) for name, v in headers.items()] if headers else [],
         )
-    batch = builder.build()
-    batch[0:8] = base.to_bytes(8, "big", signed=True)  # outside the CRC, as in Kafka
-    batch[LEADER_EPOCH_POSITION:MAGIC_POSITION] = leader_epoch.to_bytes(4, "big", signed=True)
-    return bytes(batch)
+
+    def build(self, leader_epoch: int = -1) -> bytes:
+        """The batch, or b"" when no record was added."""
+        if self._base is None:
+            return b""
+        batch = self._builder.build()
+        batch[0:8] = self._base.to_bytes(8, "big", signed=True)  # outside the CRC, as in Kafka
+        batch[LEADER_EPOCH_POSITION:MAGIC_POSITION] = leader_epoch.to_bytes(4, "big", signed=True)
+        return bytes(batch)
+
+
+def encode_fetched(data: bytes, start: int, end: int, leader_epoch: int = -1) -> bytes:
+    """One RecordBatch v2 of the records in [start, end) of the stored batches `data`."""
+    builder = FetchedBatchBuilder()
+    builder.add_stored(data, start, end)
+    return builder.build(leader_epoch)

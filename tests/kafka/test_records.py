@@ -16,7 +16,7 @@ from raftka.api.kafka.records import (
     decode_produced,
     encode_fetched,
 )
-from raftka.storage.batch import build_fragments
+from raftka.storage.batch import build_fragments, encode_batch
 
 CODECS = [0, 1, 2, 3, 4]  # none, gzip, snappy, lz4, zstd
 NOW_MS = 1_700_000_000_000
@@ -43,13 +43,22 @@ def build(recs: list, codec: int = 0, producer: tuple[int, int, int] = (-1, -1, 
 
 
 def stored(data: bytes, base_offset: int) -> bytes:
-    """What the log's read returns for the produced batch appended at base_offset."""
-    return b",".join(build_fragments(base_offset, decode_produced(data, NOW_MS).records))
+    """The stored batch the log writes for the produced batch appended at base_offset."""
+    bodies = decode_produced(data, NOW_MS).records
+    return encode_batch(
+        base_offset,
+        build_fragments(base_offset, bodies),
+        first_timestamp=bodies[0][0],
+        max_timestamp=max(ts for ts, _ in bodies),
+    )
 
 
 @given(records, st.sampled_from(CODECS), st.integers(0, 2**40))
 def test_any_batch_round_trips_through_the_stored_format(recs, codec, base_offset):
-    fetched = DefaultRecordBatch(encode_fetched(stored(build(recs, codec), base_offset)))
+    end = base_offset + len(recs)
+    fetched = DefaultRecordBatch(
+        encode_fetched(stored(build(recs, codec), base_offset), base_offset, end)
+    )
     assert fetched.validate_crc()
     assert fetched.base_offset == base_offset
     assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in fetched] == [
@@ -117,5 +126,30 @@ def test_headers_without_an_http_form_are_refused():
             decode_produced(build([(1, None, b"x", hdrs)]), NOW_MS)
 
 
+def test_a_fetch_keeps_only_the_records_from_its_offset_to_the_high_watermark():
+    first = stored(build([(1, None, b"a", []), (2, None, b"b", [])]), 10)
+    second = stored(build([(3, None, b"c", []), (4, None, b"d", [])]), 12)
+    fetched = DefaultRecordBatch(encode_fetched(first + second, 11, 13))
+    assert [(r.offset, r.value) for r in fetched] == [(11, b"b"), (12, b"c")]
+
+
+def test_http_records_of_every_shape_fetch_as_their_json_text():
+    bodies = [
+        (1, b'"key":{"id":7},"value":"s","headers":{}'),  # a key of another JSON type
+        # a value holding the no-headers ending, and headers: the orjson path
+        (2, b'"key":"k","value":[1,",\\"headers\\":{}}"],"headers":{"h":"v"}'),
+        (3, b'"key":"a\\"b","value":null,"headers":{}'),  # an escaped key
+        (4, b'"key_b64":"AA==","value_b64":"/w==","headers":{}'),
+    ]
+    batch = encode_batch(0, build_fragments(0, bodies), first_timestamp=1, max_timestamp=4)
+    fetched = DefaultRecordBatch(encode_fetched(batch, 0, 4))
+    assert [(r.timestamp, r.key, r.value, r.headers) for r in fetched] == [
+        (1, b'{"id":7}', b'"s"', []),
+        (2, b'"k"', b'[1,",\\"headers\\":{}}"]', [("h", b"v")]),
+        (3, b'"a\\"b"', None, []),
+        (4, b"\x00", b"\xff", []),
+    ]
+
+
 def test_no_records_fetch_as_no_batch():
-    assert encode_fetched(b"") == b""
+    assert encode_fetched(b"", 0, 0) == b""

@@ -53,8 +53,6 @@ from kafka.protocol.producer import (
 API_VERSIONS_KEY = 18
 PRODUCE_KEY = 0
 UNSUPPORTED_VERSION = 35
-# A request bigger than this closes the connection, as Kafka's socket.request.max.bytes.
-MAX_FRAME_BYTES = 100 * 1024 * 1024
 
 _HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
 

@@ -114,8 +114,11 @@ class KafkaServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             (size,) = _SIZE.unpack(await reader.readexactly(_SIZE.size))
-            if not 0 < size <= protocol.MAX_FRAME_BYTES:
-                raise protocol.MalformedRequest(f"a request of {size} bytes")
+            if not 0 < size <= self._broker.settings.max_request_bytes:
+                raise protocol.MalformedRequest(
+                    f"a request of {size} bytes (max_request_bytes is "
+                    f"{self._broker.settings.max_request_bytes})"
+                )
             frame = await reader.readexactly(size)
             answer = await self._answer(frame)
             if answer is not None:

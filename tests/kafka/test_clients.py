@@ -55,6 +55,15 @@ def test_kcat_lines_are_read_back_by_kcat_and_over_http(kafka_cluster: Cluster):
     assert base64.b64decode(by_key["k4"]["value_b64"]) == b"null"  # bytes, not a null
 
 
+def test_acks_0_gets_no_answer_and_still_writes(kafka_cluster: Cluster):
+    kafka_cluster.create_topic(1, "acks0", 1, 3)
+    kcat(kafka_cluster, "-P", "-t", "acks0", "-X", "request.required.acks=0", stdin="1\n2\n3\n")
+    wait_for(
+        lambda: [r.get("value") for r in http_records(kafka_cluster, "acks0", 1)] == [1, 2, 3],
+        "the acks=0 records",
+    )
+
+
 def test_http_records_read_with_kcat_as_their_json_text(kafka_cluster: Cluster):
     kafka_cluster.create_topic(1, "from-http", 1, 3)
     resp = kafka_cluster.request(

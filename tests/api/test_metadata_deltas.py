@@ -8,8 +8,8 @@ import time
 
 from aiohttp.test_utils import TestClient
 
-from raftka.api.app import BROKER_KEY
-from raftka.api.forward import FORWARDED_HEADER
+from raftka.api.http.app import BROKER_KEY
+from raftka.api.http.forward import FORWARDED_HEADER
 from tests.api.conftest import MakeClient
 from tests.api.support import create_topic, produce
 

@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, ProcessCollector, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from raftka.api.connections import ConnectionStats, Phase
+from raftka.api.http.connections import ConnectionStats, Phase
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 
 class _BrokerStateCollector(Collector):

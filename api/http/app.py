@@ -1,6 +1,6 @@
 """The aiohttp application: routes, the error middleware and the request size limit.
 
-Handlers (api/routes/) translate HTTP to calls on the broker and results to JSON; every
+Handlers (api/http/routes/) translate HTTP to calls on the broker and results to JSON; every
 failure is a `RaftkaError` rendered here in the contract's shape. No protocol rule lives
 in this module or in a handler.
 """
@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from raftka.api.broker import Broker
-from raftka.api.connections import ConnectionGuard, ConnectionLimits, guard_middleware
-from raftka.api.context import (
+from raftka.api.broker.broker import Broker
+from raftka.api.broker.coordinator import GroupCoordinator
+from raftka.api.http.connections import ConnectionGuard, ConnectionLimits, guard_middleware
+from raftka.api.http.context import (
     BROKER_KEY,
     CONNECTIONS_KEY,
     COORDINATOR_KEY,
@@ -23,11 +24,10 @@ from raftka.api.context import (
     METRICS_KEY,
     json_response,
 )
-from raftka.api.coordinator import GroupCoordinator
-from raftka.api.forward import Forwarder, is_forwarded
-from raftka.api.metrics import BrokerMetrics
-from raftka.api.partition_reader import PartitionReader
-from raftka.api.routes import cluster, fetch, groups, internal, produce, topics
+from raftka.api.http.forward import Forwarder, is_forwarded
+from raftka.api.http.metrics import BrokerMetrics
+from raftka.api.http.partition_reader import PartitionReader
+from raftka.api.http.routes import cluster, fetch, groups, internal, produce, topics
 from raftka.metadata.errors import (
     InsufficientStorage,
     InvalidRequest,

@@ -17,9 +17,9 @@ from typing import TypeAlias
 import orjson
 from aiohttp import web
 
-from raftka.api.background import BackgroundWrites
-from raftka.api.broker import Broker
-from raftka.api.context import (
+from raftka.api.broker.background import BackgroundWrites
+from raftka.api.broker.broker import Broker
+from raftka.api.http.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
@@ -27,9 +27,9 @@ from raftka.api.context import (
     read_body,
     topic_param,
 )
-from raftka.api.forward import Forwarder, is_forwarded
+from raftka.api.http.forward import Forwarder, is_forwarded
+from raftka.api.http.records import ParsedRecord, parse_acks, parse_produce
 from raftka.api.partitioner import RoundRobin, partition_for_key
-from raftka.api.records import ParsedRecord, parse_acks, parse_produce
 from raftka.metadata.errors import (
     InvalidRequest,
     LeaderNotAvailable,

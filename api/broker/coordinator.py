@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from raftka.api.commit_batcher import OffsetCommitBatcher
-from raftka.api.partition_reader import PartitionRead, PartitionReader
+from raftka.api.broker.commit_batcher import OffsetCommitBatcher
+from raftka.api.http.partition_reader import PartitionRead, PartitionReader
 from raftka.metadata.commands import (
     AcknowledgeGeneration,
     JoinGroup,
@@ -58,7 +58,7 @@ from raftka.metadata.model import MetadataState
 from raftka.metadata.state import group_coordinator
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 log = logging.getLogger(__name__)
 

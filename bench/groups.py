@@ -35,10 +35,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from raftka.api.bench_cpu import cpu_seconds, machine_cpu_seconds, own_cpu_seconds
-from raftka.api.bench_failover import default_settings
-from raftka.api.bench_http import BenchError
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
+from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.bench.cpu import cpu_seconds, machine_cpu_seconds, own_cpu_seconds
+from raftka.bench.failover import default_settings
+from raftka.bench.http import BenchError
 
 COMMIT_TOPIC = "bench-commits"
 COMMIT_GROUP = "bench-commits"

@@ -3,7 +3,7 @@
 Any broker answers: a request for a group another broker coordinates is forwarded to
 it once (a forwarded request that finds no coordinator here answers 503
 COORDINATOR_NOT_AVAILABLE, and the client retries). Handlers only parse and render;
-the coordinator (api/coordinator.py) and metadata/groups.py hold the rules.
+the coordinator (api/broker/coordinator.py) and metadata/groups.py hold the rules.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from raftka.api.context import (
+from raftka.api.broker.coordinator import JoinRequest
+from raftka.api.http.context import (
     BROKER_KEY,
     COORDINATOR_KEY,
     FORWARDER_KEY,
     json_response,
     read_body,
 )
-from raftka.api.coordinator import JoinRequest
-from raftka.api.forward import is_forwarded
-from raftka.api.records import int_param, is_int, json_object
+from raftka.api.http.forward import is_forwarded
+from raftka.api.http.records import int_param, is_int, json_object
 from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest, LeaderNotAvailable
 from raftka.metadata.groups import (
     ASSIGNORS,

@@ -35,10 +35,10 @@ from typing import Any
 
 import orjson
 
-from raftka.api.bench_cpu import set_process_affinity
-from raftka.api.bench_http import BenchError
+from raftka.api.launcher import Cluster, http_request, make_cluster, wait_for
 from raftka.api.settings import Settings
-from raftka.chaos.cluster import Cluster, http_request, make_cluster, wait_for
+from raftka.bench.cpu import set_process_affinity
+from raftka.bench.http import BenchError
 
 TOPIC = "failover"
 PARTITIONS = 6  # two per broker, so every broker leads some

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from raftka.api.forward import Forwarder
+from raftka.api.http.forward import Forwarder
 from raftka.client.errors import error_from_answer
 from raftka.metadata.errors import LeaderNotAvailable
 from raftka.replication.partition import PartitionReplica
 from raftka.storage.log import ReadResult
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 MAX_READ_BYTES = 1024 * 1024
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import aiohttp
 
-from raftka.api.open_files import default_max_open_files, open_files_limit
-from raftka.api.replica_transport import HttpFetchTransport
+from raftka.api.broker.open_files import default_max_open_files, open_files_limit
+from raftka.api.broker.replica_transport import HttpFetchTransport
+from raftka.api.broker.shutdown_marker import ShutdownMarker
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
-from raftka.api.shutdown_marker import ShutdownMarker
 from raftka.metadata.commands import (
     AllocateProducerIds,
     AlterPartition,

@@ -1,11 +1,11 @@
-"""`python -m raftka.api.bench_partitions`: what a broker holding many partition replicas
+"""`python -m raftka.bench.partitions`: what a broker holding many partition replicas
 costs to start, in time, memory and open files.
 
 One broker (its own metadata voter) gets topics of `TOPIC_PARTITIONS` partitions at
 replication factor 1 until it holds `--replicas` replicas, is stopped cleanly and
 started again; the restart is what is measured: seconds until every replica leads again,
 the broker's resident memory and its open descriptors then. Then one record is produced to
-and read back from a sample of partitions. The broker runs through chaos/cluster.py and is
+and read back from a sample of partitions. The broker runs through api/launcher.py and is
 stopped by PID, whatever happens. This module only measures: it never changes how a broker
 runs.
 """
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
 
 TOPIC_PARTITIONS = 10_000  # the API's largest topic
 SAMPLE_PARTITIONS = 200  # produced to and read back after the restart

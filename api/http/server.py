@@ -15,19 +15,19 @@ from typing import Any
 
 from aiohttp import web
 
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
-from raftka.api.connections import (
-    ACCEPT_BACKLOG,
-    RateLimitedWarning,
-    connections_within_file_limit,
-)
-from raftka.api.context import CONNECTIONS_KEY
-from raftka.api.open_files import (
+from raftka.api.broker.broker import Broker
+from raftka.api.broker.open_files import (
     default_max_open_files,
     open_files_limit,
     raise_open_files_limit,
 )
+from raftka.api.http.app import create_app
+from raftka.api.http.connections import (
+    ACCEPT_BACKLOG,
+    RateLimitedWarning,
+    connections_within_file_limit,
+)
+from raftka.api.http.context import CONNECTIONS_KEY
 from raftka.api.settings import ClusterConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     await runner.setup()
     assert runner.server is not None
     # Our own listener instead of a web.TCPSite: its protocol factory is the connection
-    # guard (api/connections.py), which caps and times every connection.
+    # guard (api/http/connections.py), which caps and times every connection.
     listener = await loop.create_server(
         app[CONNECTIONS_KEY].protocol_factory(runner.server),
         broker.address.http_host,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftka.api.bench_failover import default_settings
-from raftka.api.bench_http import BenchError
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
+from raftka.bench.failover import default_settings
+from raftka.bench.http import BenchError
 
 MAX_PARTITIONS_PER_REQUEST = 10_000  # the API's maximum per topic
 BIG_TOPIC = "existing-{index}"

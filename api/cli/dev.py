@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftka.api.launcher import BrokerProcess, Cluster
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
-from raftka.chaos.cluster import BrokerProcess, Cluster
 from raftka.client.aio import Admin, ClientError, RaftkaError
 
 READY_TIMEOUT_S = 60.0

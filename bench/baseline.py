@@ -4,7 +4,7 @@ It does the least a produce endpoint must: `orjson.loads` the body, append the v
 one file with a single `os.write`, answer the offsets with `orjson.dumps`. No validation,
 no log format, no replication, no fsync: the figure is the ceiling that aiohttp and orjson
 set on one core (shared/notes/hot-path.md). It must never grow features, or it stops
-being a baseline. Run it as `python -m raftka.api.bench_baseline --port P --data-dir D`.
+being a baseline. Run it as `python -m raftka.bench.baseline --port P --data-dir D`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Real broker processes: start, kill, restart, stop by PID (tests, bench, chaos).
+"""The one way to run real broker processes: start, kill, restart, stop by PID (`raftka
+dev`, tests, benchmarks, chaos).
 
-Brokers run on 127.0.0.1 (the default), or each in its own network namespace of a
-`NetworkLab` (chaos/netns.py) so the kernel can cut and slow their links; the harness
-stays in the root namespace and reaches them all. Talks to brokers only as a user would:
-a config file, `python -m raftka broker`, signals and HTTP. `close()` stops every process
-it started, whatever happened; it never builds or removes the network (the lab's owner
-does, after closing the cluster).
+Brokers run on 127.0.0.1 (the default), or each on a host of a `BrokerHosts` (the chaos
+harness's network namespaces, chaos/netns.py, so the kernel can cut and slow their links);
+the caller stays in the root namespace and reaches them all. Talks to brokers only as a
+user would: a config file, `python -m raftka broker`, signals and HTTP. `close()` stops
+every process it started, whatever happened; it never builds or removes the hosts (their
+owner does, after closing the cluster).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from raftka.api.ports import free_ports
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
-from raftka.chaos.netns import NetworkLab
-from raftka.chaos.ports import free_ports
 
 T = TypeVar("T")
 
@@ -39,9 +39,21 @@ TEST_SETTINGS = {
 }
 DEADLINE_S = 60.0
 POLL_S = 0.1
-# Each namespace has its own ports, so brokers in a lab all use the `raftka dev` ones.
+# Each namespace has its own ports, so brokers on such hosts all use the `raftka dev` ones.
 NETNS_HTTP_PORT = 9091
 NETNS_RAFT_PORT = 19091
+
+
+class BrokerHosts(Protocol):
+    """Where brokers run when not on 127.0.0.1: one host (e.g. a network namespace) per
+    node id, with its address and the command prefix that runs a process there."""
+
+    @property
+    def nodes(self) -> Iterable[int]: ...
+
+    def address(self, node_id: int) -> str: ...
+
+    def exec_prefix(self, node_id: int) -> list[str]: ...
 
 
 def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = DEADLINE_S) -> T:
@@ -104,7 +116,7 @@ class Cluster:
     root: Path
     config: ClusterConfig
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
-    network: NetworkLab | None = None  # brokers run in its namespaces when set
+    network: BrokerHosts | None = None  # brokers run in its namespaces when set
     open_files_limit: int | None = None  # RLIMIT_NOFILE of the brokers (soft and hard)
 
     @property
@@ -292,12 +304,12 @@ def make_cluster(
     voters: int,
     observers: int = 0,
     *,
-    network: NetworkLab | None = None,
+    network: BrokerHosts | None = None,
     open_files_limit: int | None = None,
     **settings: Any,
 ) -> Cluster:
     """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
-    i listens on the lab's address for node i (the lab must have nodes 1..count).
+    i listens on the address of its node i (the hosts must have nodes 1..count).
     `open_files_limit` starts the brokers with that RLIMIT_NOFILE."""
     count = voters + observers
     if network is None:
@@ -306,7 +318,7 @@ def make_cluster(
         raft = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(count)]
     else:
         missing = set(range(1, count + 1)) - set(network.nodes)
-        assert not missing, f"the network lab has no node for brokers {sorted(missing)}"
+        assert not missing, f"the hosts have no node for brokers {sorted(missing)}"
         http = [f"{network.address(i + 1)}:{NETNS_HTTP_PORT}" for i in range(count)]
         raft = [f"{network.address(i + 1)}:{NETNS_RAFT_PORT}" for i in range(count)]
     addresses = tuple(

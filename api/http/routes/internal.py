@@ -13,8 +13,8 @@ import contextlib
 
 from aiohttp import web
 
-from raftka.api.broker import SESSION_CLEAN_END
-from raftka.api.context import BROKER_KEY, int_path_param, json_response, topic_param
+from raftka.api.broker.broker import SESSION_CLEAN_END
+from raftka.api.http.context import BROKER_KEY, int_path_param, json_response, topic_param
 from raftka.metadata.errors import InvalidRequest, NoController
 from raftka.replication.protocol import decode_request, encode_answer
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
+from raftka.api.launcher import Cluster, make_cluster, wait_for
 
 POLL_S = 0.01
 

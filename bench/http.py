@@ -1,5 +1,5 @@
 """`raftka bench http`: produce and fetch throughput of one raftka broker over HTTP, next to
-a bare aiohttp server (api/bench_baseline.py) on the same machine.
+a bare aiohttp server (bench/baseline.py) on the same machine.
 
 Each round starts a fresh single broker and a fresh baseline server, one after the other
 in alternating order, each pinned to one CPU while the load client (this process) runs on
@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from raftka.api.launcher import http_request
+from raftka.api.ports import free_ports
 from raftka.api.settings import (
     FSYNC_POLICIES,
     BrokerAddress,
@@ -37,8 +39,6 @@ from raftka.api.settings import (
     Settings,
     render_config,
 )
-from raftka.chaos.cluster import http_request
-from raftka.chaos.ports import free_ports
 from raftka.metadata.errors import RaftkaError
 
 HOST = "127.0.0.1"
@@ -498,7 +498,7 @@ def baseline_server(directory: Path, cpu: int | None) -> Iterator[ServerProcess]
     command = [
         sys.executable,
         "-m",
-        "raftka.api.bench_baseline",
+        "raftka.bench.baseline",
         "--port",
         str(port),
         "--data-dir",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raftka.api.context import BROKER_KEY, METRICS_KEY, json_response
+from raftka.api.http.context import BROKER_KEY, METRICS_KEY, json_response
 
 
 async def get_cluster(request: web.Request) -> web.Response:

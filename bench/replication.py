@@ -5,7 +5,7 @@ Each round starts a fresh 3-broker cluster (the default settings, passed explici
 one topic per workload, and, unless told not to, a fresh 1-broker cluster. Every workload
 produces straight to partitions led by one broker, as a client that read
 `/v1/topics/{t}` would: closed-loop, one request in flight per keep-alive connection,
-bodies built once (api/bench_http.py's load client). The client times every request as it
+bodies built once (bench/http.py's load client). The client times every request as it
 sees it, and the CPU time of each process is read from /proc over the window, so the cost
 of replication shows per request even when the machine is CPU-bound. Workloads alternate
 their order between rounds; figures are medians over rounds. Every broker is stopped by
@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftka.api.bench_cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
-from raftka.api.bench_failover import default_settings
-from raftka.api.bench_http import (
+from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.api.settings import FSYNC_POLICIES
+from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
+from raftka.bench.failover import default_settings
+from raftka.bench.http import (
     BenchError,
     BenchOptions,
     client_pinned,
@@ -37,11 +39,9 @@ from raftka.api.bench_http import (
     run_for,
     stop_workers,
 )
-from raftka.api.bench_http import (
+from raftka.bench.http import (
     CpuPlan as ClientCpuPlan,
 )
-from raftka.api.settings import FSYNC_POLICIES
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
 
 HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads

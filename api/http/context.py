@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from raftka.api.broker import Broker
-from raftka.api.connections import ConnectionGuard
-from raftka.api.coordinator import GroupCoordinator
-from raftka.api.forward import Forwarder, is_forwarded
-from raftka.api.metrics import BrokerMetrics
+from raftka.api.broker.broker import Broker
+from raftka.api.broker.coordinator import GroupCoordinator
+from raftka.api.http.connections import ConnectionGuard
+from raftka.api.http.forward import Forwarder, is_forwarded
+from raftka.api.http.metrics import BrokerMetrics
 from raftka.metadata.errors import InvalidRequest, RequestTooLarge
 from raftka.metadata.model import validate_topic_name
 

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from raftka.api.broker import Broker
-from raftka.api.context import BROKER_KEY, FORWARDER_KEY, json_response, read_body, topic_param
-from raftka.api.forward import Forwarder
-from raftka.api.records import is_int, json_object
+from raftka.api.broker.broker import Broker
+from raftka.api.http.context import BROKER_KEY, FORWARDER_KEY, json_response, read_body, topic_param
+from raftka.api.http.forward import Forwarder
+from raftka.api.http.records import is_int, json_object
 from raftka.metadata.commands import CreateTopic
 from raftka.metadata.controller import plan_create_topic
 from raftka.metadata.errors import (

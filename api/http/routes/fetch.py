@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raftka.api.context import (
+from raftka.api.http.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
@@ -17,9 +17,9 @@ from raftka.api.context import (
     partition_param,
     topic_param,
 )
-from raftka.api.forward import is_forwarded
-from raftka.api.partition_reader import read_leading
-from raftka.api.records import int_param, parse_int
+from raftka.api.http.forward import is_forwarded
+from raftka.api.http.partition_reader import read_leading
+from raftka.api.http.records import int_param, parse_int
 from raftka.metadata.errors import InvalidRequest, LeaderNotAvailable
 from raftka.replication.partition import PartitionReplica
 

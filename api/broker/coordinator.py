@@ -128,7 +128,7 @@ class GroupCoordinator:
         self._changed: dict[str, asyncio.Event] = {}
         self._memo_brokers: object = None
         self._memo: dict[str, int | None] = {}
-        broker.metadata_listeners.append(self._on_metadata)
+        broker.metadata.listeners.append(self._on_metadata)
 
     def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
         """Follows each applied command (on the loop, in commit order). Read positions are

@@ -68,7 +68,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def allocate_producer(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
-    producer_id = await broker.allocate_producer_id()
+    producer_id = await broker.producer_ids.allocate()
     return json_response({"id": producer_id, "epoch": 0})
 
 

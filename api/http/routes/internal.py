@@ -13,7 +13,7 @@ import contextlib
 
 from aiohttp import web
 
-from raftka.api.broker.broker import SESSION_CLEAN_END
+from raftka.api.broker.controller_session import SESSION_CLEAN_END
 from raftka.api.http.context import BROKER_KEY, int_path_param, json_response, topic_param
 from raftka.metadata.errors import InvalidRequest, NoController
 from raftka.replication.protocol import decode_request, encode_answer
@@ -64,7 +64,7 @@ async def broker_session(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         return transport is not None and not transport.is_closing()
 
-    if await broker.hold_session(broker_id, is_open):
+    if await broker.controller.hold_session(broker_id, is_open):
         # We stepped down: a clean end tells the broker we did not die (so it will not
         # have us fenced if it becomes the next controller).
         with contextlib.suppress(ConnectionResetError):

@@ -88,7 +88,7 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
 async def create_topic(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
     command = create_topic_command(broker, json_object(await read_body(request)))
-    topic = await broker.create_topic(command)
+    topic = await broker.topics.create(command)
     return json_response(await describe(broker, request.app[FORWARDER_KEY], topic), 201)
 
 
@@ -110,7 +110,7 @@ async def delete_topic(request: web.Request) -> web.Response:
     name = topic_param(request)
     if name not in broker.state.topics:
         raise UnknownTopic(f"topic {name!r} does not exist")
-    await broker.delete_topic(name)
+    await broker.topics.delete(name)
     return web.Response(status=204)
 
 

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
 from kafka.protocol.producer import InitProducerIdResponse
 
+from raftka.api.http.routes.topics import create_topic_command
 from raftka.api.kafka import errors
-from raftka.api.routes.topics import create_topic_command
 from raftka.metadata.errors import RaftkaError, UnknownTopic
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 BROKER_DEFAULT = -1  # num_partitions / replication_factor: the broker's default
 DEFAULT_PARTITIONS = 1
@@ -61,7 +61,7 @@ async def _create(broker: Broker, topic: Any, validate_only: bool) -> Any:
     try:
         command = create_topic_command(broker, _topic_doc(topic))
         if not validate_only:
-            await broker.create_topic(command)
+            await broker.topics.create(command)
     except errors.KafkaRefusal as exc:
         code, message = exc.error_code, str(exc)
     except RaftkaError as exc:
@@ -81,7 +81,7 @@ async def _delete(broker: Broker, name: str) -> Any:
     try:
         if name not in broker.state.topics:
             raise UnknownTopic(f"topic {name!r} does not exist")
-        await broker.delete_topic(name)
+        await broker.topics.delete(name)
     except RaftkaError as exc:
         code = errors.error_code(exc)
     return Deleted_(name=name, error_code=code)
@@ -100,7 +100,7 @@ async def handle_init_producer_id(broker: Broker, request: Any, version: int) ->
             throttle_time_ms=0, error_code=errors.INVALID_REQUEST, producer_id=-1, producer_epoch=-1
         )
     try:
-        producer_id = await broker.allocate_producer_id()
+        producer_id = await broker.producer_ids.allocate()
     except RaftkaError as exc:
         return InitProducerIdResponse(
             throttle_time_ms=0,

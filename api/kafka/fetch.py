@@ -23,7 +23,7 @@ from raftka.metadata.errors import RaftkaError
 from raftka.storage.errors import OffsetOutOfRangeError
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
     from raftka.replication.partition import PartitionReplica
 
 EARLIEST_TIMESTAMP = -2

@@ -35,8 +35,8 @@ from raftka.metadata.errors import RaftkaError
 from raftka.metadata.groups import validate_group_id
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
-    from raftka.api.coordinator import GroupCoordinator
+    from raftka.api.broker.broker import Broker
+    from raftka.api.broker.coordinator import GroupCoordinator
 
 TICK_S = 0.1  # how often rebalances are checked for completion and sessions for expiry
 MIN_SESSION_TIMEOUT_MS = 1_000

@@ -10,7 +10,7 @@ from kafka.protocol.metadata import MetadataResponse
 from raftka.api.kafka import errors
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 NO_LEADER = -1
 # Kafka's leader epoch is optional (-1): librdkafka then skips OffsetForLeaderEpoch.

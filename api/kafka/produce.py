@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.producer import ProduceResponse
 
+from raftka.api.broker.partition_writer import append_at_leader
 from raftka.api.kafka import errors
 from raftka.api.kafka.records import InvalidRecordBatch, decode_produced
-from raftka.api.partition_writer import append_at_leader
 from raftka.replication.producer_state import ProducerRef
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
+    from raftka.api.broker.broker import Broker
 
 ACKS = {0: "0", 1: "1", -1: "all"}
 NO_OFFSET = -1

@@ -26,8 +26,8 @@ from raftka.api.kafka.metadata import handle_metadata
 from raftka.api.kafka.produce import handle_produce
 
 if TYPE_CHECKING:
-    from raftka.api.broker import Broker
-    from raftka.api.coordinator import GroupCoordinator
+    from raftka.api.broker.broker import Broker
+    from raftka.api.broker.coordinator import GroupCoordinator
 
 log = logging.getLogger(__name__)
 

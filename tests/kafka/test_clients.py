@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 from tests.kafka.conftest import CLIENT_TIMEOUT_S, bootstrap, http_records, kcat
 
 pytestmark = pytest.mark.integration

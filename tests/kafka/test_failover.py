@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from raftka.chaos.cluster import make_cluster, wait_for
+from raftka.api.launcher import make_cluster, wait_for
 from tests.kafka.conftest import CLIENT_TIMEOUT_S, bootstrap
 
 pytestmark = pytest.mark.integration

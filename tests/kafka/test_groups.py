@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from raftka.chaos.cluster import Cluster
+from raftka.api.launcher import Cluster
 from tests.kafka.conftest import CLIENT_TIMEOUT_S, bootstrap
 
 pytestmark = pytest.mark.integration

@@ -41,7 +41,8 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     broker = Broker(config, broker_id, data_dir)
     loop = asyncio.get_running_loop()
     _quiet_accept_failures(loop)
-    app = create_app(broker, max_connections=_max_connections(config.settings))
+    max_connections = _max_connections(config.settings)
+    app = create_app(broker, max_connections=max_connections)
     s = config.settings
     # aiohttp's own keep-alive timer runs from a response to the next request's complete
     # headers: past our idle and header timeouts, so ours always decide first.
@@ -61,7 +62,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         backlog=ACCEPT_BACKLOG,
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
-    kafka = KafkaServer(broker, app[COORDINATOR_KEY])
+    kafka = KafkaServer(broker, app[COORDINATOR_KEY], max_connections)
     if broker.address.kafka is not None:
         host, port = broker.address.kafka.rsplit(":", 1)
         await kafka.start(host, int(port))

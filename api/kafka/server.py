@@ -3,6 +3,9 @@
 Each connection reads size-prefixed request frames and answers them in order, one at a
 time (as a Kafka broker does per connection), so a long-polling Fetch holds back only
 its own connection's next request. The handlers call the broker as the HTTP routes do.
+Limits as over HTTP: at most max_connections open connections (of this listener), a
+frame of at most max_request_bytes, closed after connections_max_idle_ms without a
+request or request_body_timeout_ms to receive one.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ _SIZE = struct.Struct(">i")
 
 
 class KafkaServer:
-    def __init__(self, broker: Broker, coordinator: GroupCoordinator) -> None:
+    def __init__(self, broker: Broker, coordinator: GroupCoordinator, max_connections: int) -> None:
         self._broker = broker
+        self._max_connections = max_connections
         self._groups = KafkaGroupCoordinator(broker, coordinator)
         self._handlers = {**BROKER_HANDLERS, **_group_handlers(self._groups)}
         assert self._handlers.keys() == protocol.APIS.keys()
@@ -97,12 +101,16 @@ class KafkaServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        if len(self._connections) >= self._max_connections:
+            log.warning("Kafka connection from %s refused: %d open", peer, self._max_connections)
+            writer.close()
+            return
+        self._connections.add(task)
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away, or stayed idle past connections_max_idle_ms
         except protocol.MalformedRequest as exc:
             log.warning("Kafka connection from %s closed: %s", peer, exc)
         finally:
@@ -112,14 +120,19 @@ class KafkaServer:
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        s = self._broker.settings
         while True:
-            (size,) = _SIZE.unpack(await reader.readexactly(_SIZE.size))
-            if not 0 < size <= self._broker.settings.max_request_bytes:
+            head = await asyncio.wait_for(
+                reader.readexactly(_SIZE.size), s.connections_max_idle_ms / 1000
+            )
+            (size,) = _SIZE.unpack(head)
+            if not 0 < size <= s.max_request_bytes:
                 raise protocol.MalformedRequest(
-                    f"a request of {size} bytes (max_request_bytes is "
-                    f"{self._broker.settings.max_request_bytes})"
+                    f"a request of {size} bytes (max_request_bytes is {s.max_request_bytes})"
                 )
-            frame = await reader.readexactly(size)
+            frame = await asyncio.wait_for(
+                reader.readexactly(size), s.request_body_timeout_ms / 1000
+            )
             answer = await self._answer(frame)
             if answer is not None:
                 writer.write(answer)

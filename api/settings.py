@@ -63,6 +63,10 @@ class Settings:
     # files limit, after it raised the soft limit to the hard one (api/broker/open_files.py).
     max_open_files: int | None = None
     max_partitions_per_broker: int = DEFAULT_MAX_PARTITIONS_PER_BROKER
+    # Kafka's auto.create.topics.enable: a Kafka client's Metadata request for a topic
+    # that does not exist creates it (1 partition, replication factor 1), as Kafka does
+    # by default. The HTTP API never creates topics implicitly (404 UNKNOWN_TOPIC).
+    auto_create_topics_enable: bool = True
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -79,6 +83,8 @@ class Settings:
             raise ConfigError(
                 f"settings.max_open_files must be a positive integer, got {self.max_open_files!r}"
             )
+        if not isinstance(self.auto_create_topics_enable, bool):
+            raise ConfigError("settings.auto_create_topics_enable must be true or false")
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"settings.fsync must be one of {', '.join(FSYNC_POLICIES)}")
         if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms:
@@ -222,5 +228,8 @@ def render_config(config: ClusterConfig) -> str:
     if changed:
         lines.append("[settings]")
         for k, v in changed.items():
-            lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
+            if isinstance(v, bool):
+                lines.append(f"{k} = {'true' if v else 'false'}")
+            else:
+                lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
     return "\n".join(lines) + "\n"

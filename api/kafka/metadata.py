@@ -1,16 +1,22 @@
 """Metadata: the brokers' Kafka listeners and every partition's real leader, so a Kafka
-client sends each request straight to the broker that can serve it."""
+client sends each request straight to the broker that can serve it; and, as Kafka does by
+default, the creation of a topic a client asks for that does not exist yet."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.metadata import MetadataResponse
 
+from raftka.api.http.routes.topics import create_topic_command
 from raftka.api.kafka import errors
+from raftka.metadata.errors import RaftkaError
 
 if TYPE_CHECKING:
     from raftka.api.broker.broker import Broker
+
+log = logging.getLogger(__name__)
 
 NO_LEADER = -1
 # Kafka's leader epoch is optional (-1): librdkafka then skips OffsetForLeaderEpoch.
@@ -32,13 +38,30 @@ def kafka_listeners(broker: Broker) -> dict[int, tuple[str, int]]:
     return out
 
 
-def handle_metadata(broker: Broker, request: Any, version: int) -> Any:
-    state = broker.state
-    listeners = kafka_listeners(broker)
+async def _auto_create(broker: Broker, names: list[str]) -> None:
+    """Creates the named topics that do not exist (Kafka's auto.create.topics.enable):
+    1 partition, replication factor 1, as Kafka's num.partitions and
+    default.replication.factor. A name the HTTP API would refuse is left unknown."""
+    for name in names:
+        if name in broker.state.topics:
+            continue
+        try:
+            await broker.topics.create(create_topic_command(broker, {"name": name}))
+        except RaftkaError as exc:  # a bad name, a race with another creation, ...
+            log.info("Metadata did not create topic %r: %s", name, exc.message)
+
+
+async def handle_metadata(broker: Broker, request: Any, version: int) -> Any:
     if request.topics is None or (version == 0 and not request.topics):
-        names = sorted(state.topics)  # v0 asks for every topic with an empty list
+        names = sorted(broker.state.topics)  # v0 asks for every topic with an empty list
     else:
         names = [t.name for t in request.topics]
+        # v0-3 have no flag: those clients expect Kafka's default, creation.
+        wanted = version < 4 or request.allow_auto_topic_creation
+        if wanted and broker.settings.auto_create_topics_enable:
+            await _auto_create(broker, names)
+    state = broker.state
+    listeners = kafka_listeners(broker)
     topics = []
     for name in names:
         record = state.topics.get(name)

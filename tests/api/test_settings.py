@@ -48,6 +48,8 @@ def test_brokers_without_raft_are_observers() -> None:
         ({**ONE_BROKER, "settings": {"fsync_interval_ms": 0}}, "positive integer"),
         ({**ONE_BROKER, "settings": {"fsync_interval_ms": True}}, "positive integer"),
         ({**ONE_BROKER, "settings": {"typo_ms": 1}}, "unknown settings: typo_ms"),
+        ({**ONE_BROKER, "settings": {"auto_create_topics_enable": 1}}, "true or false"),
+        ({"brokers": [{"id": 1, "http": "h:1", "raft": "h:2", "kafka": "h"}]}, "brokers[0].kafka"),
         (
             {**ONE_BROKER, "settings": {"broker_heartbeat_interval_ms": 9000}},
             "below broker_session_timeout_ms",
@@ -67,8 +69,15 @@ def test_render_then_parse_gives_the_same_config(tmp_path: Path) -> None:
     doc = {
         "cluster_id": "c",
         "data_dir": str(tmp_path / "d"),
-        "brokers": [*ONE_BROKER["brokers"], {"id": 7, "http": "127.0.0.1:9097"}],
-        "settings": {"fsync": "always", "broker_session_timeout_ms": 3000},
+        "brokers": [
+            *ONE_BROKER["brokers"],
+            {"id": 7, "http": "127.0.0.1:9097", "kafka": "127.0.0.1:9197"},
+        ],
+        "settings": {
+            "fsync": "always",
+            "broker_session_timeout_ms": 3000,
+            "auto_create_topics_enable": False,
+        },
     }
     config = parse_config(doc, tmp_path)
     assert parse_config(tomllib.loads(render_config(config)), tmp_path) == config

@@ -55,6 +55,13 @@ def test_kcat_lines_are_read_back_by_kcat_and_over_http(kafka_cluster: Cluster):
     assert base64.b64decode(by_key["k4"]["value_b64"]) == b"null"  # bytes, not a null
 
 
+def test_kcat_produces_to_a_topic_its_metadata_request_creates(kafka_cluster: Cluster):
+    kcat(kafka_cluster, "-P", "-t", "auto-created", stdin="1\n")
+    described = kafka_cluster.get(1, "/v1/topics/auto-created")
+    assert [(p["partition"], len(p["replicas"])) for p in described["partitions"]] == [(0, 1)]
+    assert [r["value"] for r in http_records(kafka_cluster, "auto-created", 1)] == [1]
+
+
 def test_acks_0_gets_no_answer_and_still_writes(kafka_cluster: Cluster):
     kafka_cluster.create_topic(1, "acks0", 1, 3)
     kcat(kafka_cluster, "-P", "-t", "acks0", "-X", "request.required.acks=0", stdin="1\n2\n3\n")

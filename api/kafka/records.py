@@ -24,6 +24,7 @@ import orjson
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from orjson import dumps
 
+from raftka.api.kafka.errors import CORRUPT_MESSAGE, INVALID_RECORD, UNSUPPORTED_FOR_MESSAGE_FORMAT
 from raftka.storage.batch import (
     BatchHeader,
     decode_header,
@@ -51,12 +52,6 @@ class InvalidRecordBatch(ValueError):
     def __init__(self, message: str, error_code: int) -> None:
         super().__init__(message)
         self.error_code = error_code
-
-
-# Kafka's codes for what a produced batch can be refused with.
-CORRUPT_MESSAGE = 2
-UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
-INVALID_RECORD = 87
 
 
 @dataclass(frozen=True, slots=True)

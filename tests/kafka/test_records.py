@@ -9,9 +9,8 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 from hypothesis import given
 from hypothesis import strategies as st
 
+from raftka.api.kafka.errors import CORRUPT_MESSAGE, UNSUPPORTED_FOR_MESSAGE_FORMAT
 from raftka.api.kafka.records import (
-    CORRUPT_MESSAGE,
-    UNSUPPORTED_FOR_MESSAGE_FORMAT,
     InvalidRecordBatch,
     decode_produced,
     encode_fetched,

@@ -34,6 +34,7 @@ from raftka.metadata.commands import (
 )
 from raftka.metadata.errors import (
     CoordinatorNotAvailable,
+    InvalidRequest,
     OffsetOutOfRange,
     RaftkaError,
     StaleGeneration,
@@ -129,6 +130,9 @@ class GroupCoordinator:
         self._changed: dict[str, asyncio.Event] = {}
         self._memo_brokers: object = None
         self._memo: dict[str, int | None] = {}
+        # Whether a group id has members of the Kafka protocol's own groups (set by the
+        # Kafka listener): one group id serves one protocol at a time.
+        self._kafka_members: Callable[[str], bool] = lambda group_id: False
         broker.metadata.listeners.append(self._on_metadata)
 
     def _on_metadata(self, state: MetadataState, events: tuple[Any, ...], reset: bool) -> None:
@@ -209,8 +213,16 @@ class GroupCoordinator:
 
     # -- membership ----------------------------------------------------------------
 
+    def set_kafka_members(self, has_members: Callable[[str], bool]) -> None:
+        self._kafka_members = has_members
+
     async def join(self, group_id: str, request: JoinRequest) -> dict[str, Any]:
         self._check_serving()
+        if self._kafka_members(group_id):
+            raise InvalidRequest(
+                f"group {group_id} has Kafka protocol members; a group id serves one "
+                "protocol at a time (docs/kafka-protocol.md)"
+            )
         member_id = uuid.uuid4().hex
         applied = await self._broker.submit(
             JoinGroup(

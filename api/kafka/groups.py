@@ -66,7 +66,12 @@ class KafkaGroupCoordinator:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._coordinator.set_kafka_members(self.has_members)
         self._task = asyncio.ensure_future(self._tick_loop())
+
+    def has_members(self, group_id: str) -> bool:
+        group = self._groups.get(group_id)
+        return group is not None and bool(group.members)
 
     async def stop(self) -> None:
         if self._task is not None:

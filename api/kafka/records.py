@@ -164,6 +164,7 @@ _FRAGMENT_START = re.compile(
 _NO_HEADERS_END = b',"headers":{}}'
 _NO_HEADERS_BYTES = len(_NO_HEADERS_END)
 _a2b = binascii.a2b_base64
+_NO_HEADERS: list[tuple[str, bytes | None]] = []  # shared: the builder only reads it
 
 
 class FetchedBatchBuilder:
@@ -223,7 +224,7 @@ class FetchedBatchBuilder:
                     int(ts),
                     (None if key == b"null" else key) if key_b64 is None else _a2b(key_b64),
                     (None if value == b"null" else value) if b64 is None else _a2b(value[1:-1]),
-                    [],
+                    _NO_HEADERS,
                 )
             start = end + 1
 

@@ -55,6 +55,9 @@ def test_two_librdkafka_consumers_split_six_partitions_and_commit(kafka_cluster:
         assert seen == {
             f'"p{p}-{i}"'.encode() for p in range(PARTITIONS) for i in range(PER_PARTITION)
         }
+        # One group id serves one protocol at a time: an HTTP member may not join.
+        joined = kafka_cluster.request(1, "POST", "/v1/groups/kg/members", {"topics": ["grp"]})
+        assert joined.status == 400, joined.body
         committed = kafka_cluster.get(1, "/v1/groups/kg/offsets")["offsets"]
         assert {(o["partition"], o["offset"]) for o in committed} == {
             (p, PER_PARTITION) for p in range(PARTITIONS)

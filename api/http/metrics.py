@@ -174,6 +174,13 @@ class BrokerMetrics:
         self.errors = Counter(
             "raftka_errors", "error answers by contract code", ["code"], registry=self.registry
         )
+        # The Kafka protocol listener's requests, by API name (api/kafka/server.py).
+        self.kafka_requests = Counter(
+            "raftka_kafka_requests",
+            "Kafka protocol requests answered",
+            ["api"],
+            registry=self.registry,
+        )
         self.registry.register(_BrokerStateCollector(broker))
         self.registry.register(_ConnectionCollector(connections or ConnectionStats()))
         # process_open_fds, process_max_fds, process_resident_memory_bytes, ...

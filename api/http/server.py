@@ -27,7 +27,7 @@ from raftka.api.http.connections import (
     RateLimitedWarning,
     connections_within_file_limit,
 )
-from raftka.api.http.context import CONNECTIONS_KEY, COORDINATOR_KEY
+from raftka.api.http.context import CONNECTIONS_KEY, COORDINATOR_KEY, METRICS_KEY
 from raftka.api.kafka.server import KafkaServer
 from raftka.api.settings import ClusterConfig, Settings
 
@@ -62,7 +62,9 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         backlog=ACCEPT_BACKLOG,
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
-    kafka = KafkaServer(broker, app[COORDINATOR_KEY], max_connections)
+    kafka = KafkaServer(
+        broker, app[COORDINATOR_KEY], max_connections, app[METRICS_KEY].kafka_requests
+    )
     if broker.address.kafka is not None:
         host, port = broker.address.kafka.rsplit(":", 1)
         await kafka.start(host, int(port))

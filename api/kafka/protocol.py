@@ -69,6 +69,11 @@ class Api:
     max_version: int
     min_accepted: int
 
+    @property
+    def name(self) -> str:
+        """Kafka's name for the API ("Produce", "Metadata", ...)."""
+        return str(self.request.name).removesuffix("Request")
+
     def accepts(self, version: int) -> bool:
         return self.min_accepted <= version <= self.max_version
 

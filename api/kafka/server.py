@@ -29,6 +29,8 @@ from raftka.api.kafka.metadata import handle_metadata
 from raftka.api.kafka.produce import handle_produce
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from raftka.api.broker.broker import Broker
     from raftka.api.broker.coordinator import GroupCoordinator
 
@@ -69,8 +71,15 @@ _SIZE = struct.Struct(">i")
 
 
 class KafkaServer:
-    def __init__(self, broker: Broker, coordinator: GroupCoordinator, max_connections: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        coordinator: GroupCoordinator,
+        max_connections: int,
+        requests: Counter | None = None,
+    ) -> None:
         self._broker = broker
+        self._requests = requests  # counted per API name, when given
         self._max_connections = max_connections
         self._groups = KafkaGroupCoordinator(broker, coordinator)
         self._handlers = {**BROKER_HANDLERS, **_group_handlers(self._groups)}
@@ -151,6 +160,8 @@ class KafkaServer:
                 f"(v{api.min_accepted}-v{api.max_version})"
             )
         request = protocol.decode_body(api, header, frame)
+        if self._requests is not None:
+            self._requests.labels(api.name).inc()
         response = self._handlers[header.api_key](self._broker, request, header.api_version)
         if isinstance(response, Awaitable):
             response = await response

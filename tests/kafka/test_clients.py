@@ -7,6 +7,7 @@ import asyncio
 import base64
 import socket
 import struct
+import urllib.request
 
 import pytest
 from confluent_kafka import Producer
@@ -27,6 +28,11 @@ def test_kcat_metadata_names_the_kafka_listeners_and_the_real_leaders(kafka_clus
     described = kafka_cluster.get(1, "/v1/topics/meta")
     for p in described["partitions"]:
         assert f"partition {p['partition']}, leader {p['leader']}," in listing
+    metrics = [
+        urllib.request.urlopen(f"{b.url}/metrics", timeout=10).read().decode()
+        for b in kafka_cluster.config.brokers
+    ]
+    assert any('raftka_kafka_requests_total{api="Metadata"}' in m for m in metrics)
 
 
 def test_kcat_lines_are_read_back_by_kcat_and_over_http(kafka_cluster: Cluster):

@@ -122,6 +122,8 @@ class KafkaServer:
             pass  # the client went away, or stayed idle past connections_max_idle_ms
         except protocol.MalformedRequest as exc:
             log.warning("Kafka connection from %s closed: %s", peer, exc)
+        except Exception:  # a bug: this connection ends, the broker goes on
+            log.exception("Kafka connection from %s failed", peer)
         finally:
             self._connections.discard(task)
             writer.close()

@@ -199,15 +199,42 @@ def test_aiokafka_produces_and_consumes(kafka_cluster: Cluster):
     assert asyncio.run(asyncio.wait_for(run(), CLIENT_TIMEOUT_S)) == [b"m%d" % i for i in range(10)]
 
 
-def test_api_versions_at_an_unknown_version_answers_error_35(kafka_cluster: Cluster):
-    host, port = str(kafka_cluster.config.brokers[0].kafka).rsplit(":", 1)
+def api_versions(cluster: Cluster, version: int) -> bytes:
+    """One raw ApiVersions exchange on a new connection; the response body."""
+    host, port = str(cluster.config.brokers[0].kafka).rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        body = struct.pack(">hhih", 18, 99, 7, 1) + b"t"
+        body = struct.pack(">hhih", 18, version, 7, 1) + b"t"
         s.sendall(struct.pack(">i", len(body)) + body)
         size = struct.unpack(">i", s.recv(4))[0]
         data = b""
         while len(data) < size:
             data += s.recv(size - len(data))
+    return data
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x00\x00\x00\x02\x00\x03",  # shorter than a header
+        b"\x7f\xff\xff\xff",  # a frame larger than max_request_bytes
+        b"\xff\xff\xff\xf0",  # a negative size
+        struct.pack(">ihhih", 12, 3, 8, 1, 2) + b"ab",  # Metadata v8 with no body
+        struct.pack(">ihhih", 10, 999, 0, 1, 0),  # an API key nobody knows
+        struct.pack(">ihhihi", 14, 1, 11, 1, 0, -5) + b"\x00\x00",  # Fetch v11 of garbage
+    ],
+)
+def test_garbage_closes_its_connection_and_the_broker_serves_on(
+    kafka_cluster: Cluster, garbage: bytes
+):
+    host, port = str(kafka_cluster.config.brokers[0].kafka).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(garbage)
+        assert s.recv(100) == b""  # closed, with nothing answered
+    assert struct.unpack_from(">ih", api_versions(kafka_cluster, 0)) == (7, 0)
+
+
+def test_api_versions_at_an_unknown_version_answers_error_35(kafka_cluster: Cluster):
+    data = api_versions(kafka_cluster, 99)
     correlation_id, error_code, count = struct.unpack_from(">ihi", data)
     assert (correlation_id, error_code) == (7, 35)
     keys = {struct.unpack_from(">hhh", data, 10 + 6 * i)[0] for i in range(count)}

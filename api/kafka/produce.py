@@ -20,14 +20,17 @@ if TYPE_CHECKING:
 ACKS = {0: "0", 1: "1", -1: "all"}
 NO_OFFSET = -1
 
+# (error code, base offset, error message) of one partition's produce
+_Outcome = tuple[int, int, str | None]
+
 Topic_ = ProduceResponse.TopicProduceResponse
 Partition_ = Topic_.PartitionProduceResponse
 
 
 async def _produce_partition(
     broker: Broker, topic: str, partition: int, records: bytes | None, acks: str, timeout_s: float
-) -> tuple[int, int, str | None]:
-    """(error code, base offset, error message) for one partition's records."""
+) -> _Outcome:
+    """The outcome of one partition's records."""
     try:
         replica = await broker.local_leader_soon(topic, partition)  # raises UnknownTopic/...
         if replica is None:
@@ -46,18 +49,29 @@ async def _produce_partition(
         return errors.error_code(exc), NO_OFFSET, str(exc)
 
 
+def _refuse_all(request: Any, code: int, why: str) -> dict[tuple[str, int], _Outcome]:
+    return {
+        (t.name, p.index): (code, NO_OFFSET, why)
+        for t in request.topic_data
+        for p in t.partition_data
+    }
+
+
+def refuse_old_produce(broker: Broker, request: Any, version: int) -> Any | None:
+    """Produce v0-2 (message format v0/v1): advertised, as Kafka 4.0 does so librdkafka
+    keeps talking, and refused per partition with UNSUPPORTED_VERSION."""
+    results = _refuse_all(request, errors.UNSUPPORTED_VERSION, "Produce v3 or later is needed")
+    return None if request.acks == 0 else _response(broker, results, version)
+
+
 async def handle_produce(broker: Broker, request: Any, version: int) -> Any | None:
     """The response, or None for acks=0 (Kafka sends none)."""
     acks = ACKS.get(request.acks)
-    results: dict[tuple[str, int], tuple[int, int, str | None]]
-    if request.transactional_id is not None or acks is None:
-        code = errors.INVALID_REQUIRED_ACKS if acks is None else errors.INVALID_REQUEST
-        why = "acks must be 0, 1 or -1" if acks is None else "transactions are not supported"
-        results = {
-            (t.name, p.index): (code, NO_OFFSET, why)
-            for t in request.topic_data
-            for p in t.partition_data
-        }
+    results: dict[tuple[str, int], _Outcome]
+    if acks is None:
+        results = _refuse_all(request, errors.INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1")
+    elif request.transactional_id is not None:
+        results = _refuse_all(request, errors.INVALID_REQUEST, "transactions are not supported")
     else:
         timeout_s = min(max(request.timeout_ms, 0), broker.settings.request_timeout_ms) / 1000
         keys = [(t.name, p.index) for t in request.topic_data for p in t.partition_data]
@@ -69,8 +83,10 @@ async def handle_produce(broker: Broker, request: Any, version: int) -> Any | No
             )
         )
         results = dict(zip(keys, outcomes, strict=True))
-    if acks == "0":
-        return None
+    return None if acks == "0" else _response(broker, results, version)
+
+
+def _response(broker: Broker, results: dict[tuple[str, int], _Outcome], version: int) -> Any:
     by_topic: dict[str, list[Any]] = {}
     for (topic, partition), (code, base, message) in results.items():
         replica = broker.local_leader(topic, partition) if code == errors.NONE else None

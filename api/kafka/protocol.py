@@ -50,9 +50,11 @@ from kafka.protocol.producer import (
     ProduceResponse,
 )
 
+from raftka.api.kafka import errors
+
 API_VERSIONS_KEY = 18
 PRODUCE_KEY = 0
-UNSUPPORTED_VERSION = 35
+UNSUPPORTED_VERSION = errors.UNSUPPORTED_VERSION
 
 _HEADER_FIXED = struct.Struct(">hhih")  # api_key, api_version, correlation_id, client_id length
 

@@ -26,7 +26,7 @@ from raftka.api.kafka.admin import (
 from raftka.api.kafka.fetch import handle_fetch, handle_list_offsets
 from raftka.api.kafka.groups import KafkaGroupCoordinator
 from raftka.api.kafka.metadata import handle_metadata
-from raftka.api.kafka.produce import handle_produce
+from raftka.api.kafka.produce import handle_produce, refuse_old_produce
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -157,6 +157,11 @@ class KafkaServer:
         if not api.accepts(header.api_version):
             if header.api_key == protocol.API_VERSIONS_KEY:
                 return protocol.unsupported_api_versions(header)
+            if header.api_key == protocol.PRODUCE_KEY and header.api_version >= api.min_version:
+                old = refuse_old_produce(
+                    self._broker, protocol.decode_body(api, header, frame), header.api_version
+                )
+                return None if old is None else protocol.encode_response(api, header, old)
             raise protocol.MalformedRequest(
                 f"{api.request.__name__} v{header.api_version} is not supported "
                 f"(v{api.min_accepted}-v{api.max_version})"

@@ -233,6 +233,32 @@ def test_garbage_closes_its_connection_and_the_broker_serves_on(
     assert struct.unpack_from(">ih", api_versions(kafka_cluster, 0)) == (7, 0)
 
 
+def test_produce_v2_is_advertised_but_refused_per_partition_with_error_35(
+    kafka_cluster: Cluster,
+):
+    from kafka.protocol.producer import ProduceRequest, ProduceResponse
+
+    topic = ProduceRequest.TopicProduceData
+    request = ProduceRequest(
+        acks=1,
+        timeout_ms=1000,
+        topic_data=[
+            topic(name="v2", partition_data=[topic.PartitionProduceData(index=0, records=b"x")])
+        ],
+    )
+    request.with_header(correlation_id=5, client_id="old")
+    host, port = str(kafka_cluster.config.brokers[0].kafka).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(bytes(request.encode(version=2, header=True, framed=True)))
+        size = struct.unpack(">i", s.recv(4))[0]
+        data = b""
+        while len(data) < size:
+            data += s.recv(size - len(data))
+    assert struct.unpack_from(">i", data)[0] == 5
+    response = ProduceResponse.decode(data[4:], version=2)
+    assert response.responses[0].partition_responses[0].error_code == 35
+
+
 def test_api_versions_at_an_unknown_version_answers_error_35(kafka_cluster: Cluster):
     data = api_versions(kafka_cluster, 99)
     correlation_id, error_code, count = struct.unpack_from(">ihi", data)

@@ -65,15 +65,28 @@ class ProducedBatch:
     base_sequence: int
 
 
+# The first byte of any JSON text orjson writes, besides true and false (and null, which
+# stays base64). Bytes starting otherwise skip the parse: a failed parse raises, and an
+# exception costs more than the parse itself (~14 us on the shared box).
+_JSON_START = frozenset(b'{["-0123456789')
+_JSON_WORDS = (b"true", b"false")
+
+
+def _is_canonical_json(data: bytes) -> bool:
+    """Whether `data` is JSON exactly as orjson writes it (so it comes back byte for byte)."""
+    if not data or data[0] not in _JSON_START:
+        return data in _JSON_WORDS
+    try:
+        return bool(orjson.dumps(orjson.loads(data)) == data)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _field(name: bytes, data: bytes | None) -> bytes:
     if data is None:
         return b'"%b":null' % name
-    if data != b"null":
-        try:
-            if orjson.dumps(orjson.loads(data)) == data:
-                return b'"%b":%b' % (name, data)
-        except orjson.JSONDecodeError:
-            pass
+    if _is_canonical_json(data):
+        return b'"%b":%b' % (name, data)
     return b'"%b_b64":"%b"' % (name, binascii.b2a_base64(data, newline=False))
 
 

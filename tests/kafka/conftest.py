@@ -11,8 +11,6 @@ import pytest
 
 from raftka.api.launcher import Cluster, make_cluster
 
-pytestmark = pytest.mark.integration
-
 CLIENT_TIMEOUT_S = 60.0
 
 

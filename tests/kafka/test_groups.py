@@ -65,3 +65,10 @@ def test_two_librdkafka_consumers_split_six_partitions_and_commit(kafka_cluster:
     finally:
         for c in members:
             c.close()
+    # Once the Kafka members left, an HTTP member takes the group over from their commits.
+    joined = kafka_cluster.request(1, "POST", "/v1/groups/kg/members", {"topics": ["grp"]})
+    assert joined.status == 200, joined.body
+    assert joined.body["assignment"] == {"grp": list(range(PARTITIONS))}
+    member = joined.body["member_id"]
+    records = kafka_cluster.get(1, f"/v1/groups/kg/members/{member}/records?max_wait_ms=0")
+    assert records["records"] == []  # everything was committed over the Kafka protocol

@@ -614,6 +614,16 @@ def bench_groups(
         console.print(renderable)
 
 
+def _add_perf_commands() -> None:
+    from raftka.bench.commands import COMMANDS
+
+    for command in COMMANDS:
+        bench.add_command(command)
+
+
+_add_perf_commands()
+
+
 @cli.group()
 def chaos() -> None:
     """The chaos harness: faults against a cluster, and the verdict on what happened."""

@@ -33,6 +33,7 @@ RESPONSE_TIMEOUT_S = 45.0  # above a broker's request_timeout_ms: acks=all answe
 ERROR_BACKOFF_S = 0.02
 MAX_ERRORS_IN_A_ROW = 250  # ~5 s of errors on one connection: the run cannot give figures
 PROGRESS_INTERVAL_S = 0.25
+FIRST_ANSWER_POLL_S = 0.01
 DEFAULT_FETCH_MAX_BYTES = 1024 * 1024
 # The broker's ceiling on records per fetch: max_bytes is what bounds each fetch.
 FETCH_MAX_RECORDS = 100_000
@@ -197,6 +198,11 @@ async def produce(
             state.counting = True
             started = time.perf_counter()
             await run_for(tasks, spec.window_s)
+            # A window shorter than one answer (acks=all on a busy machine) is held open
+            # until the first answer, so that a figure exists.
+            deadline = time.monotonic() + RESPONSE_TIMEOUT_S
+            while state.requests == 0 and time.monotonic() < deadline:
+                await run_for(tasks, FIRST_ANSWER_POLL_S)
             state.counting = False
         else:
             started = time.perf_counter()
@@ -210,7 +216,8 @@ async def produce(
     if progress is not None:
         progress(state.records)
     if state.requests == 0:
-        raise BenchError("no produce request was acknowledged")
+        where = ", ".join(sorted({f"{t.topic}-{t.partition}" for t in targets}))
+        raise BenchError(f"no produce request to {where} was acknowledged")
     return ProduceResult(
         records=state.records,
         requests=state.requests,

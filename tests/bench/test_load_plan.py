@@ -34,7 +34,7 @@ def test_a_timed_run_claims_full_batches_until_stopped() -> None:
 )
 def test_bad_specs_are_refused(spec: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        ProduceSpec(**spec)  # type: ignore[arg-type]
+        ProduceSpec(**spec)
 
 
 def test_a_produce_body_holds_count_keyless_records_of_the_size() -> None:

@@ -194,11 +194,12 @@ def e2e(
     if as_json:
         echo_json({"topic": topic, **dataclasses.asdict(spec), **dataclasses.asdict(result)})
         return
-    lat = result.latency
+    lat, ack = result.latency, result.ack_latency
     click.echo(
         f"{result.received:,} of {result.sent:,} records read back, sent at "
         f"{result.sent_per_s:,.0f} records/s; latency p50 {lat.p50_ms:.1f} ms, "
-        f"p99 {lat.p99_ms:.1f} ms, p999 {lat.p999_ms:.1f} ms, max {lat.max_ms:.1f} ms"
+        f"p99 {lat.p99_ms:.1f} ms, p999 {lat.p999_ms:.1f} ms, max {lat.max_ms:.1f} ms "
+        f"(acknowledged: p50 {ack.p50_ms:.1f} ms, p99 {ack.p99_ms:.1f} ms)"
     )
 
 

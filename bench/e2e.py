@@ -7,7 +7,8 @@ silently lowering the rate (no coordinated omission). A consumer assigned to eve
 partition from its log end offset reads them back; latency is the time from a record's
 due time to the moment `poll` hands it over. The producer batches for `linger_ms`, as
 Kafka's does, so that is part of the figure. Only records of this run (their value
-carries the run's id) are counted.
+carries the run's id) are counted. The time to the producer's acknowledgement is given
+too, which tells the write path's share from the read path's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +60,8 @@ class E2EResult:
     received: int
     send_s: float  # from the first due time to the last send
     sent_per_s: float  # the rate achieved
-    latency: Latency
+    latency: Latency  # due time -> read by the consumer
+    ack_latency: Latency  # due time -> acknowledged to the producer
 
 
 async def end_to_end(
@@ -78,6 +81,10 @@ async def end_to_end(
     pad = "x" * max(0, spec.record_size - VALUE_OVERHEAD_BYTES)
     total = spec.records
     latencies_s: list[float] = []
+    acks_s: list[float] = []
+
+    def acknowledged(due: float) -> Callable[[asyncio.Future[Any]], None]:
+        return lambda future: acks_s.append(time.perf_counter() - due)
 
     async def receive(consumer: Consumer) -> None:
         while len(latencies_s) < total:
@@ -114,8 +121,10 @@ async def end_to_end(
             while sent < total:
                 due = min(total, int((time.perf_counter() - start) * spec.rate) + 1)
                 for i in range(sent, due):
-                    value = {"run": run, "t": start + i / spec.rate, "pad": pad}
-                    futures.append(await producer.send(topic, value))
+                    due_at = start + i / spec.rate
+                    future = await producer.send(topic, {"run": run, "t": due_at, "pad": pad})
+                    future.add_done_callback(acknowledged(due_at))
+                    futures.append(future)
                 sent = due
                 await asyncio.sleep(TICK_S)
             send_s = time.perf_counter() - start
@@ -143,4 +152,5 @@ async def end_to_end(
         send_s=send_s,
         sent_per_s=rate(sent, send_s),
         latency=latency(latencies_s),
+        ack_latency=latency(acks_s),
     )

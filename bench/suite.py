@@ -114,6 +114,7 @@ class Measurements:
 
     values: dict[str, float] = field(default_factory=dict)
     e2e: Latency | None = None
+    e2e_ack: Latency | None = None
     e2e_sent_per_s: float = 0.0
     consumed: int = 0
     errors: int = 0
@@ -267,6 +268,7 @@ class Round:
             e2e_spec = E2ESpec(o.e2e_rate, o.e2e_duration_s, o.record_size, "all")
             result = asyncio.run(end_to_end(url(cluster, controller), "e2e", e2e_spec))
             self.m.e2e = result.latency
+            self.m.e2e_ack = result.ack_latency
             self.m.e2e_sent_per_s = result.sent_per_s
 
     def run(self, progress: SuiteProgress) -> RoundFigures:
@@ -281,7 +283,7 @@ class Round:
             progress.stage(f"round {self.index + 1}: {name}")
             steps[name]()
         v, m = self.m.values, self.m
-        assert m.e2e is not None
+        assert m.e2e is not None and m.e2e_ack is not None
         return RoundFigures(
             round=self.index + 1,
             order=order,
@@ -295,6 +297,7 @@ class Round:
             direct=v["direct"],
             forwarded=v["forwarded"],
             e2e=m.e2e,
+            e2e_ack=m.e2e_ack,
             e2e_sent_per_s=m.e2e_sent_per_s,
             errors=m.errors,
         )

@@ -30,6 +30,7 @@ def figures(round: int, *, rf1: float, baseline: float, p99_ms: float = 20.0) ->
         direct=100.0,
         forwarded=40.0,
         e2e=Latency(100, 5.0, p99_ms, 60.0, 70.0),
+        e2e_ack=Latency(100, 4.0, 10.0, 11.0, 12.0),
         e2e_sent_per_s=10_000.0,
         errors=0,
     )

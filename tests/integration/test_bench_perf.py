@@ -91,6 +91,7 @@ def test_produce_consume_and_e2e_count_exactly_what_they_sent(
     assert e2e["sent"] == e2e["received"] == 200
     assert e2e["sent_per_s"] > 0
     assert_latency(e2e["latency"], samples=200)
+    assert_latency(e2e["ack_latency"], samples=200)
 
     again = bench("consume", "--topic", "perf", env={"RAFTKA_BOOTSTRAP": url})
     assert again["records"] == again["expected"] == 2001 + 200

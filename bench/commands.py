@@ -260,8 +260,8 @@ def suite(
     from raftka.bench.progress import progress_bar
     from raftka.bench.report import format_table, replace_section
     from raftka.bench.suite import (
+        CLUSTERS,
         QUICK,
-        SERVERS,
         SuiteOptions,
         SuiteProgress,
         format_section,
@@ -287,8 +287,8 @@ def suite(
     if docs_path is not None and not docs_path.parent.is_dir():
         raise ValueError(f"{docs_path.parent} is not a directory (run from the repository root)")
 
-    steps = iter(range(options.rounds * len(SERVERS) + 1))
-    with progress_bar("suite", options.rounds * len(SERVERS)) as bar:
+    steps = iter(range(options.rounds * len(CLUSTERS) + 1))
+    with progress_bar("suite", options.rounds * len(CLUSTERS)) as bar:
         report = run_suite(
             options,
             SuiteProgress(stage=lambda text: bar.stage(text, next(steps)), line=bar.log),

@@ -24,12 +24,15 @@ class RoundFigures:
     """One round's measurements, records/s unless named otherwise."""
 
     round: int
-    order: tuple[str, ...]  # the servers, in the order they ran
-    baseline: float  # the bare aiohttp server, `connections` connections
-    baseline_many: float  # the same with `fsync_connections` connections
+    order: tuple[str, ...]  # the clusters, in the order they ran
+    # Each produce figure with the bare aiohttp server's, measured right before or after
+    # it with the same load (`connections`, or `fsync_connections` for fsync always).
     produce_rf1: float
+    baseline_rf1: float
     produce_rf3: float
+    baseline_rf3: float
     produce_fsync_always: float
+    baseline_fsync_always: float
     consume_rf1: float
     consumed: int  # records the consume pass read
     direct: float  # produce RF=1 straight to the leader, on the 3-broker cluster
@@ -66,21 +69,21 @@ def goals(connections: int, fsync_connections: int) -> tuple[Goal, ...]:
         Goal(
             f"produce RF=1 acks=1, {connections} connections",
             "produce_rf1",
-            "baseline",
+            "baseline_rf1",
             base,
             0.6,
         ),
         Goal(
             f"produce RF=3 acks=all, {connections} connections, 3 brokers",
             "produce_rf3",
-            "baseline",
+            "baseline_rf3",
             base,
             0.3,
         ),
         Goal(
             f'produce RF=1 acks=1, fsync = "always", {fsync_connections} connections',
             "produce_fsync_always",
-            "baseline_many",
+            "baseline_fsync_always",
             f"baseline, {fsync_connections} connections",
             0.3,
         ),
@@ -164,15 +167,15 @@ def format_table(rows: Sequence[Row]) -> str:
 def format_rounds(rounds: Sequence[RoundFigures]) -> str:
     """Every round's own ratios, to show the spread behind the medians."""
     lines = [
-        "| round | servers in order | RF=1 / base | RF=3 / base | fsync / base | "
+        "| round | clusters in order | RF=1 / base | RF=3 / base | fsync / base | "
         "consume / RF=1 | forwarded / direct | e2e p99 ms | errors |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rounds:
         lines.append(
-            f"| {r.round} | {' / '.join(r.order)} | {r.produce_rf1 / r.baseline:.2f} | "
-            f"{r.produce_rf3 / r.baseline:.2f} | "
-            f"{r.produce_fsync_always / r.baseline_many:.2f} | "
+            f"| {r.round} | {' / '.join(r.order)} | {r.produce_rf1 / r.baseline_rf1:.2f} | "
+            f"{r.produce_rf3 / r.baseline_rf3:.2f} | "
+            f"{r.produce_fsync_always / r.baseline_fsync_always:.2f} | "
             f"{r.consume_rf1 / r.produce_rf1:.1f} | {r.forwarded / r.direct:.2f} | "
             f"{r.e2e.p99_ms:.1f} | {r.errors} |"
         )
@@ -180,13 +183,15 @@ def format_rounds(rounds: Sequence[RoundFigures]) -> str:
 
 
 def replace_section(document: str, section: str) -> str:
-    """`document` with the text between the suite's markers replaced by `section`; without
-    markers, a new section with them is appended."""
-    block = f"{SECTION_START}\n{section.strip()}\n{SECTION_END}"
-    start = document.find(SECTION_START)
-    end = document.find(SECTION_END)
-    if start >= 0 and end > start:
-        return document[:start] + block + document[end + len(SECTION_END) :]
-    if start >= 0 or end >= 0:
-        raise ValueError(f"only one of the markers {SECTION_START} {SECTION_END} is present")
-    return document.rstrip("\n") + f"\n\n{SECTION_HEADING}\n\n{block}\n"
+    """`document` with the lines between the suite's marker lines replaced by `section`;
+    without them, a new section with them is appended. A marker counts only as a line of
+    its own, so prose may quote it."""
+    lines = document.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == SECTION_START]
+    ends = [i for i, line in enumerate(lines) if line.strip() == SECTION_END]
+    block = f"{SECTION_START}\n{section.strip()}\n{SECTION_END}\n"
+    if not starts and not ends:
+        return document.rstrip("\n") + f"\n\n{SECTION_HEADING}\n\n{block}"
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"expected one {SECTION_START} line, then one {SECTION_END} line")
+    return "".join(lines[: starts[0]]) + block + "".join(lines[ends[0] + 1 :])

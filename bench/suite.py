@@ -1,16 +1,18 @@
 """`raftka bench suite`: the standard workloads of issue 15 against the bare aiohttp
 baseline, in the same run, on clusters the suite starts itself.
 
-A round runs four servers one after the other, each started fresh in a temporary
-directory and stopped by PID when its workloads are done (also on errors and Ctrl-C):
-- the baseline (api/bench_baseline.py): produce with `connections`, then with
-  `fsync_connections` connections;
-- one broker (fsync at the broker's default): produce RF=1 acks=1, then, after topping the
-  log up to `consume_records`, one consume pass with 1 MiB fetches;
+A round starts the baseline (api/bench_baseline.py) and keeps it running, idle but for
+the moments it is measured; then three clusters one after the other, each fresh in a
+temporary directory and stopped by PID when its workloads are done (also on errors and
+Ctrl-C):
+- one broker (the broker's default settings): produce RF=1 acks=1, then, after topping
+  the log up to `consume_records`, one consume pass with 1 MiB fetches;
 - one broker with `fsync = "always"`: produce RF=1 acks=1 with `fsync_connections`;
 - three brokers: produce RF=3 acks=all; produce RF=1 straight to the leader and through a
   broker that is not the leader (in alternating order); e2e latency at a fixed rate.
-The servers' order alternates between rounds (forwards, then backwards). With 2 or more
+Each produce workload that has a baseline goal is measured right next to the same load on
+the baseline, so that both figures of a ratio see the same minute of a shared machine.
+The clusters' order alternates between rounds (forwards, then backwards). With 2 or more
 CPUs every server runs pinned to one CPU and the load client to another, as in `raftka
 bench http`. The load client is load.py's (produce, consume) and the Python client (e2e).
 A round is not started when the rounds so far say it would end past the time budget.
@@ -44,7 +46,7 @@ HOST = "127.0.0.1"
 BASELINE_TOPIC = "t"  # the baseline serves any topic; its readiness probe writes to t-0
 RF3_PARTITIONS = 3  # with 3 brokers, each leads one
 MIN_INSYNC_REPLICAS = 2
-SERVERS = ("baseline", "1 broker", "1 broker fsync=always", "3 brokers")
+CLUSTERS = ("1 broker", "1 broker fsync=always", "3 brokers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,7 @@ class Round:
         self.cpu = cpu.server_cpu
         self.options = options
         self.m = Measurements()
+        self.baseline: list[Target] = []  # set while the round's baseline server runs
 
     def window(self, concurrency: int, acks: str = "1") -> ProduceSpec:
         o = self.options
@@ -205,22 +208,19 @@ class Round:
             warmup_s=o.warmup_s,
         )
 
-    def baseline(self) -> None:
-        with baseline_server(self.root / "baseline", self.cpu) as server:
-            targets = [Target(Endpoint(HOST, server.port), BASELINE_TOPIC, 0)]
-            o = self.options
-            for name, connections in (
-                ("baseline", o.connections),
-                ("baseline_many", o.fsync_connections),
-            ):
-                self.m.produced(name, asyncio.run(produce(targets, self.window(connections))))
+    def side_by_side(self, name: str, targets: list[Target], spec: ProduceSpec) -> None:
+        """The workload and the same load on the baseline, one right after the other (the
+        baseline first in odd rounds)."""
+        runs = [(name, targets), (f"baseline_{name}", self.baseline)]
+        for key, to in runs if self.index % 2 == 0 else runs[::-1]:
+            self.m.produced(key, asyncio.run(produce(to, spec)))
 
     def one_broker(self) -> None:
         with running_cluster(self.root / "one", 1, self.cpu) as (cluster, controller):
             create_topic(cluster, controller, "rf1", 1, 1)
             targets = targets_of(cluster, controller, "rf1")
             spec = self.window(self.options.connections)
-            self.m.produced("produce_rf1", asyncio.run(produce(targets, spec)))
+            self.side_by_side("rf1", targets, spec)
             (view,) = asyncio.run(describe(url(cluster, controller), "rf1"))
             missing = self.options.consume_records - view.high_watermark
             if missing > 0:
@@ -242,7 +242,7 @@ class Round:
             create_topic(cluster, controller, "fsync", 1, 1)
             targets = targets_of(cluster, controller, "fsync")
             spec = self.window(self.options.fsync_connections)
-            self.m.produced("produce_fsync_always", asyncio.run(produce(targets, spec)))
+            self.side_by_side("fsync_always", targets, spec)
 
     def three_brokers(self) -> None:
         o = self.options
@@ -251,8 +251,7 @@ class Round:
             create_topic(cluster, controller, "forwarded", 1, 1)
             create_topic(cluster, controller, "e2e", RF3_PARTITIONS, 3)
             rf3 = targets_of(cluster, controller, "rf3")
-            spec = self.window(o.connections, acks="all")
-            self.m.produced("produce_rf3", asyncio.run(produce(rf3, spec)))
+            self.side_by_side("rf3", rf3, self.window(o.connections, acks="all"))
 
             leader = cluster.get(controller, "/v1/topics/forwarded")["partitions"][0]["leader"]
             other = next(b for b in sorted(cluster.brokers) if b != leader)
@@ -272,26 +271,35 @@ class Round:
             self.m.e2e_sent_per_s = result.sent_per_s
 
     def run(self, progress: SuiteProgress) -> RoundFigures:
+        with baseline_server(self.root / "baseline", self.cpu) as server:
+            self.baseline = [Target(Endpoint(HOST, server.port), BASELINE_TOPIC, 0)]
+            order = self.run_clusters(progress)
+        return self.figures(order)
+
+    def run_clusters(self, progress: SuiteProgress) -> tuple[str, ...]:
         steps = {
-            "baseline": self.baseline,
             "1 broker": self.one_broker,
             "1 broker fsync=always": self.fsync_always,
             "3 brokers": self.three_brokers,
         }
-        order = SERVERS if self.index % 2 == 0 else SERVERS[::-1]
+        order = CLUSTERS if self.index % 2 == 0 else CLUSTERS[::-1]
         for name in order:
             progress.stage(f"round {self.index + 1}: {name}")
             steps[name]()
+        return order
+
+    def figures(self, order: tuple[str, ...]) -> RoundFigures:
         v, m = self.m.values, self.m
         assert m.e2e is not None and m.e2e_ack is not None
         return RoundFigures(
             round=self.index + 1,
             order=order,
-            baseline=v["baseline"],
-            baseline_many=v["baseline_many"],
-            produce_rf1=v["produce_rf1"],
-            produce_rf3=v["produce_rf3"],
-            produce_fsync_always=v["produce_fsync_always"],
+            produce_rf1=v["rf1"],
+            baseline_rf1=v["baseline_rf1"],
+            produce_rf3=v["rf3"],
+            baseline_rf3=v["baseline_rf3"],
+            produce_fsync_always=v["fsync_always"],
+            baseline_fsync_always=v["baseline_fsync_always"],
             consume_rf1=v["consume_rf1"],
             consumed=m.consumed,
             direct=v["direct"],
@@ -305,9 +313,10 @@ class Round:
 
 def describe_round(r: RoundFigures) -> str:
     return (
-        f"round {r.round}: RF=1 {r.produce_rf1:,.0f} / baseline {r.baseline:,.0f} records/s "
-        f"({r.produce_rf1 / r.baseline:.2f}x); RF=3 acks=all {r.produce_rf3 / r.baseline:.2f}x; "
-        f"fsync always {r.produce_fsync_always / r.baseline_many:.2f}x; "
+        f"round {r.round}: RF=1 {r.produce_rf1:,.0f} / baseline {r.baseline_rf1:,.0f} records/s "
+        f"({r.produce_rf1 / r.baseline_rf1:.2f}x); "
+        f"RF=3 acks=all {r.produce_rf3 / r.baseline_rf3:.2f}x; "
+        f"fsync always {r.produce_fsync_always / r.baseline_fsync_always:.2f}x; "
         f"consume {r.consume_rf1 / r.produce_rf1:.1f}x RF=1; "
         f"forwarded {r.forwarded / r.direct:.2f}x direct; e2e p99 {r.e2e.p99_ms:.1f} ms"
     )

@@ -20,11 +20,12 @@ def figures(round: int, *, rf1: float, baseline: float, p99_ms: float = 20.0) ->
     return RoundFigures(
         round=round,
         order=("baseline", "1 broker"),
-        baseline=baseline,
-        baseline_many=2 * baseline,
         produce_rf1=rf1,
+        baseline_rf1=baseline,
         produce_rf3=0.25 * baseline,
+        baseline_rf3=baseline,
         produce_fsync_always=0.8 * baseline,
+        baseline_fsync_always=2 * baseline,
         consume_rf1=10 * rf1,
         consumed=1000,
         direct=100.0,
@@ -92,6 +93,14 @@ def test_replace_section_appends_a_marked_section_when_there_is_none() -> None:
 def test_replace_section_refuses_a_lone_marker() -> None:
     with pytest.raises(ValueError):
         replace_section(f"x\n{SECTION_START}\n", "table")
+    with pytest.raises(ValueError):
+        replace_section(f"x\n{SECTION_END}\n{SECTION_START}\n", "table")
+
+
+def test_a_marker_quoted_in_prose_is_not_a_marker() -> None:
+    document = f"the `{SECTION_START}` markers\n{SECTION_START}\nold\n{SECTION_END}\n"
+    replaced = replace_section(document, "new")
+    assert replaced == f"the `{SECTION_START}` markers\n{SECTION_START}\nnew\n{SECTION_END}\n"
 
 
 def test_round_figures_are_plain_data() -> None:

@@ -108,7 +108,7 @@ def test_suite_reports_every_workload_writes_the_docs_section_and_leaves_nothing
     report = bench_process("suite", *TINY_SUITE, "--docs", str(docs), env={"TMPDIR": str(work)})
 
     (only_round,) = report["rounds"]
-    for figure in ("baseline", "produce_rf1", "produce_rf3", "produce_fsync_always"):
+    for figure in ("baseline_rf1", "produce_rf1", "produce_rf3", "produce_fsync_always"):
         assert only_round[figure] > 0, figure
     assert only_round["consumed"] >= 5000
     assert only_round["e2e"]["samples"] == 250  # 500 records/s for 0.5 s

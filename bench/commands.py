@@ -210,7 +210,7 @@ def e2e(
 @click.option(
     "--quick",
     is_flag=True,
-    help="One short round (1 s windows, 100,000 records to consume, 2 s of e2e); does not "
+    help="One short round (one window pair, 100,000 records to consume, 2 s of e2e); does not "
     "write the docs unless --docs is given.",
 )
 @click.option(
@@ -222,6 +222,11 @@ def e2e(
     help="Seconds: no round is started that would end past it (the first always runs).",
 )
 @click.option("--window", "window_s", type=click.FloatRange(0.05, 600), help="Produce window, s.")
+@click.option(
+    "--slices",
+    type=click.IntRange(1, 100),
+    help="Alternating window pairs per compared workload and round [default: 3].",
+)
 @click.option("--warmup", "warmup_s", type=click.FloatRange(0, 600), help="Warm-up, s.")
 @click.option(
     "--consume-records", type=click.IntRange(1), help="Records in the log the consume pass reads."
@@ -244,6 +249,7 @@ def suite(
     quick: bool,
     time_budget_s: float,
     window_s: float | None,
+    slices: int | None,
     warmup_s: float | None,
     consume_records: int | None,
     e2e_rate: int | None,
@@ -273,6 +279,7 @@ def suite(
         chosen["rounds"] = rounds
     given = {
         "window_s": window_s,
+        "slices": slices,
         "warmup_s": warmup_s,
         "consume_records": consume_records,
         "e2e_rate": e2e_rate,

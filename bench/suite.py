@@ -36,7 +36,7 @@ from raftka.api.bench_failover import default_settings
 from raftka.api.bench_http import BenchError, CpuPlan, baseline_server, client_pinned, plan_cpus
 from raftka.bench.e2e import E2ESpec, end_to_end
 from raftka.bench.figures import Latency
-from raftka.bench.load import ProduceResult, ProduceSpec, consume, produce
+from raftka.bench.load import ProduceSpec, consume, produce
 from raftka.bench.machine import Machine, this_machine
 from raftka.bench.report import RoundFigures, Row, format_rounds, format_table, verdict
 from raftka.bench.targets import Endpoint, Target, describe, leader_targets
@@ -52,8 +52,9 @@ CLUSTERS = ("1 broker", "1 broker fsync=always", "3 brokers")
 @dataclass(frozen=True, slots=True)
 class SuiteOptions:
     rounds: int = 5
-    window_s: float = 3.0
-    warmup_s: float = 0.5
+    window_s: float = 1.0
+    warmup_s: float = 0.3
+    slices: int = 3  # alternating window pairs per ratio workload and round
     connections: int = 8
     fsync_connections: int = 32
     records_per_request: int = 200
@@ -66,6 +67,7 @@ class SuiteOptions:
     def __post_init__(self) -> None:
         for name in (
             "rounds",
+            "slices",
             "connections",
             "fsync_connections",
             "records_per_request",
@@ -83,6 +85,7 @@ class SuiteOptions:
 
 QUICK = {
     "rounds": 1,
+    "slices": 1,
     "window_s": 1.0,
     "warmup_s": 0.3,
     "consume_records": 100_000,
@@ -120,10 +123,6 @@ class Measurements:
     e2e_sent_per_s: float = 0.0
     consumed: int = 0
     errors: int = 0
-
-    def produced(self, name: str, result: ProduceResult) -> None:
-        self.values[name] = result.records_per_s
-        self.errors += result.errors
 
 
 # -- servers ---------------------------------------------------------------------------
@@ -209,11 +208,23 @@ class Round:
         )
 
     def side_by_side(self, name: str, targets: list[Target], spec: ProduceSpec) -> None:
-        """The workload and the same load on the baseline, one right after the other (the
-        baseline first in odd rounds)."""
-        runs = [(name, targets), (f"baseline_{name}", self.baseline)]
-        for key, to in runs if self.index % 2 == 0 else runs[::-1]:
-            self.m.produced(key, asyncio.run(produce(to, spec)))
+        """The workload next to the same load on the baseline."""
+        self.alternate({name: targets, f"baseline_{name}": self.baseline}, spec)
+
+    def alternate(self, sides: dict[str, list[Target]], spec: ProduceSpec) -> None:
+        """Two loads in `slices` alternating pairs of windows (A, B, B, A, ...; B first in
+        odd rounds), so that a burst of another job's load hits both alike. Each side's
+        figure is its records over its windows' time."""
+        totals = {key: [0.0, 0.0] for key in sides}  # records, seconds
+        order = list(sides) if self.index % 2 == 0 else list(sides)[::-1]
+        for i in range(self.options.slices):
+            for key in order if i % 2 == 0 else order[::-1]:
+                result = asyncio.run(produce(sides[key], spec))
+                totals[key][0] += result.records
+                totals[key][1] += result.elapsed_s
+                self.m.errors += result.errors
+        for key, (records, seconds) in totals.items():
+            self.m.values[key] = records / seconds
 
     def one_broker(self) -> None:
         with running_cluster(self.root / "one", 1, self.cpu) as (cluster, controller):
@@ -259,10 +270,7 @@ class Round:
                 "direct": targets_of(cluster, controller, "forwarded"),
                 "forwarded": targets_of(cluster, controller, "forwarded", via=url(cluster, other)),
             }
-            order = ("direct", "forwarded") if self.index % 2 == 0 else ("forwarded", "direct")
-            for name in order:
-                spec = self.window(o.connections)
-                self.m.produced(name, asyncio.run(produce(paths[name], spec)))
+            self.alternate(paths, self.window(o.connections))
 
             e2e_spec = E2ESpec(o.e2e_rate, o.e2e_duration_s, o.record_size, "all")
             result = asyncio.run(end_to_end(url(cluster, controller), "e2e", e2e_spec))
@@ -373,7 +381,8 @@ def format_section(report: SuiteReport, command: str) -> str:
             f"Written by `{command}` on {report.started_utc}, commit {m.commit}, "
             f"in {report.elapsed_s:.0f} s.",
             f"Machine: {m.describe()}; {report.cpu_note}.",
-            f"Medians of {rounds} round{'s' if rounds != 1 else ''}{budget}: produce windows "
+            f"Medians of {rounds} round{'s' if rounds != 1 else ''}{budget}; in each, every "
+            f"compared pair ran as {o.slices} alternating pairs of produce windows "
             f"of {o.window_s:g} s after {o.warmup_s:g} s of warm-up, {o.records_per_request} "
             f"records of {o.record_size} B per request; the log topped up to "
             f"{o.consume_records:,} records before the consume pass; e2e for "

@@ -1,6 +1,6 @@
 """The load client of `raftka bench produce` and `raftka bench consume`: raw keep-alive
 connections, requests built before timing starts, one request in flight per connection
-(api/bench_http.py's cheap client), so that the brokers saturate before this process does.
+(bench/http.py's cheap client), so that the brokers saturate before this process does.
 
 Produce runs until a number of records is acknowledged, or for a time window after a
 warm-up (the suite's mode). Every request is timed as the client sees it; a request
@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from raftka.api.bench_http import (
+from raftka.bench.figures import BYTES_PER_MB, Latency, latency, rate
+from raftka.bench.http import (
     STREAM_LIMIT_BYTES,
     BenchError,
     next_offset_of,
     read_response,
     stop_workers,
 )
-from raftka.bench.figures import BYTES_PER_MB, Latency, latency, rate
 from raftka.bench.targets import ACKS, Target, fetch_request, produce_request
 
 RESPONSE_TIMEOUT_S = 45.0  # above a broker's request_timeout_ms: acks=all answers 504 first

@@ -1,7 +1,7 @@
 """`raftka bench suite`: the standard workloads of issue 15 against the bare aiohttp
 baseline, in the same run, on clusters the suite starts itself.
 
-A round starts the baseline (api/bench_baseline.py) and keeps it running, idle but for
+A round starts the baseline (bench/baseline.py) and keeps it running, idle but for
 the moments it is measured; then three clusters one after the other, each fresh in a
 temporary directory and stopped by PID when its workloads are done (also on errors and
 Ctrl-C):
@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raftka.api.bench_cpu import set_process_affinity
-from raftka.api.bench_failover import default_settings
-from raftka.api.bench_http import BenchError, CpuPlan, baseline_server, client_pinned, plan_cpus
+from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.bench.cpu import set_process_affinity
 from raftka.bench.e2e import E2ESpec, end_to_end
+from raftka.bench.failover import default_settings
 from raftka.bench.figures import Latency
+from raftka.bench.http import BenchError, CpuPlan, baseline_server, client_pinned, plan_cpus
 from raftka.bench.load import ProduceSpec, consume, produce
 from raftka.bench.machine import Machine, this_machine
 from raftka.bench.report import RoundFigures, Row, format_rounds, format_table, verdict
 from raftka.bench.targets import Endpoint, Target, describe, leader_targets
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
 
 HOST = "127.0.0.1"
 BASELINE_TOPIC = "t"  # the baseline serves any topic; its readiness probe writes to t-0

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from click.testing import CliRunner
 
-from raftka.api.cli import cli
+from raftka.api.cli.main import cli
+from raftka.api.launcher import Cluster
 from raftka.bench.report import SECTION_END, SECTION_START
-from raftka.chaos.cluster import Cluster
 from tests.integration.test_bench_http import processes_mentioning
 
 RAFTKA = [sys.executable, "-m", "raftka"]

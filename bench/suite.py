@@ -330,6 +330,12 @@ def describe_round(r: RoundFigures) -> str:
     )
 
 
+def another_round_fits(elapsed_s: float, round_s: list[float], budget_s: float) -> bool:
+    """The first round always runs; another only if a round as long as the mean so far
+    would end within the budget."""
+    return not round_s or elapsed_s + statistics.mean(round_s) <= budget_s
+
+
 def run_suite(options: SuiteOptions, progress: SuiteProgress | None = None) -> SuiteReport:
     progress = progress or SuiteProgress()
     cpu = plan_cpus()
@@ -342,8 +348,7 @@ def run_suite(options: SuiteOptions, progress: SuiteProgress | None = None) -> S
         client_pinned(cpu),
     ):
         for index in range(options.rounds):
-            elapsed = time.monotonic() - started
-            if round_s and elapsed + statistics.mean(round_s) > options.time_budget_s:
+            if not another_round_fits(time.monotonic() - started, round_s, options.time_budget_s):
                 progress.line(
                     f"stopping after {len(rounds)} rounds: another would end past the "
                     f"{options.time_budget_s:.0f} s time budget"

@@ -131,10 +131,14 @@ def e2e_row(rounds: Sequence[RoundFigures], rate: int) -> Row:
     p99 = median([r.e2e.p99_ms for r in rounds])
     p999 = median([r.e2e.p999_ms for r in rounds])
     ack_p99 = median([r.e2e_ack.p99_ms for r in rounds])
+    sent = median([r.e2e_sent_per_s for r in rounds])
     return Row(
         workload=f"e2e latency RF=3 acks=all, {rate:,} records/s",
         value=p99,
-        detail=f"p99 {p99:.1f} ms (p50 {p50:.1f}, p999 {p999:.1f}; acknowledged p99 {ack_p99:.1f})",
+        detail=(
+            f"p99 {p99:.1f} ms (p50 {p50:.1f}, p999 {p999:.1f}; acknowledged p99 "
+            f"{ack_p99:.1f}; sent at {sent:,.0f} records/s)"
+        ),
         reference="-",
         ratio=None,
         goal=f"p99 <= {E2E_P99_GOAL_MS:g} ms",

@@ -1,1 +1,4 @@
-"""raftka.bench: benchmarks, run as out-of-process tools against real brokers (`raftka bench ...`)."""
+"""`raftka.bench`: the benchmarks, out-of-process tools that talk to brokers only as a user
+would (HTTP, config files, signals), like the chaos harness (`raftka bench ...`). Nothing in
+the broker imports this package.
+"""

@@ -11,6 +11,7 @@ import orjson
 
 from raftka.api.cli.main import handles_errors
 from raftka.api.settings import FSYNC_POLICIES
+from raftka.bench.perf_cli import COMMANDS as PERF_COMMANDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 TABLE_WIDTH_CHARS = 140  # the benchmark tables' width when stdout is not a terminal
@@ -375,3 +376,8 @@ def bench_groups(
     console = Console(width=max(Console().width, TABLE_WIDTH_CHARS))
     for renderable in report_tables(report):
         console.print(renderable)
+
+
+# The load tools and the standard suite of issue 15 (bench/perf_cli.py).
+for command in PERF_COMMANDS:
+    bench.add_command(command)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from raftka.api.auth import auth_middleware
 from raftka.api.broker import Broker
 from raftka.api.connections import ConnectionGuard, ConnectionLimits, guard_middleware
 from raftka.api.context import (
@@ -20,13 +21,18 @@ from raftka.api.context import (
     COORDINATOR_KEY,
     FORWARDED_BODY_ALLOWANCE,
     FORWARDER_KEY,
+    IN_FLIGHT_KEY,
+    LONG_POLLS_KEY,
     METRICS_KEY,
+    RESERVED_BYTES,
+    is_from_broker,
     json_response,
 )
 from raftka.api.coordinator import GroupCoordinator
-from raftka.api.forward import Forwarder, is_forwarded
+from raftka.api.forward import Forwarder
 from raftka.api.metrics import BrokerMetrics
 from raftka.api.partition_reader import PartitionReader
+from raftka.api.request_budget import InFlightBytes, LongPolls
 from raftka.api.routes import cluster, fetch, groups, internal, produce, topics
 from raftka.metadata.errors import (
     InsufficientStorage,
@@ -45,6 +51,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def error_json_response(code: str, message: str, status: int) -> web.Response:
+    """The contract's error shape, for errors that are not a RaftkaError."""
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
 def error_response(error: RaftkaError) -> web.Response:
     response = json_response(error.to_json(), error.status)
     if isinstance(error, RetriableError):
@@ -61,7 +72,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[BROKER_KEY].settings.max_request_bytes
-        if not is_forwarded(request):
+        if not is_from_broker(request):
             return error_response(RequestTooLarge(f"the request body exceeds {limit} bytes"))
         return error_response(
             RequestTooLarge(f"the forwarded body exceeds {limit * FORWARDED_BODY_ALLOWANCE} bytes")
@@ -87,10 +98,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             request.app[METRICS_KEY].errors.labels(error.code).inc()
             return error_response(error)
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_response(
-            {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the broker log"}},
-            500,
-        )
+        return error_json_response("INTERNAL_ERROR", "internal error; see the broker log", 500)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Gives back the body bytes a request reserved (api/context.py read_body) once it is
+    answered, whatever happened."""
+    try:
+        return await handler(request)
+    finally:
+        reserved = request.get(RESERVED_BYTES, 0)
+        if reserved:
+            request.app[IN_FLIGHT_KEY].release(reserved)
 
 
 # Answered while the metadata is still loading; everything else waits for it.
@@ -124,14 +144,24 @@ def create_app(broker: Broker, *, max_connections: int | None = None) -> web.App
         )
     )
     app = web.Application(
-        middlewares=[guard_middleware(guard), errors_middleware, readiness_middleware],
+        middlewares=[
+            guard_middleware(guard),
+            errors_middleware,
+            auth_middleware,
+            in_flight_middleware,
+            readiness_middleware,
+        ],
         client_max_size=s.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
     app[CONNECTIONS_KEY] = guard
-    forwarder = Forwarder(broker.settings.request_timeout_ms / 1000)
+    forwarder = Forwarder(
+        broker.settings.request_timeout_ms / 1000, broker.broker_auth, broker.client_ssl
+    )
     app[FORWARDER_KEY] = forwarder
-    app[METRICS_KEY] = BrokerMetrics(broker, guard.stats)
+    in_flight = app[IN_FLIGHT_KEY] = InFlightBytes(s.max_in_flight_request_bytes)
+    long_polls = app[LONG_POLLS_KEY] = LongPolls(s.max_long_polls_per_client)
+    app[METRICS_KEY] = BrokerMetrics(broker, guard.stats, (in_flight, long_polls))
     app[COORDINATOR_KEY] = GroupCoordinator(broker, PartitionReader(broker, forwarder))
     for module in (cluster, topics, produce, fetch, groups, internal):
         module.add_routes(app)

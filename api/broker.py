@@ -22,10 +22,12 @@ from typing import Any
 
 import aiohttp
 
+from raftka.api.broker_auth import BrokerAuth, raft_password
 from raftka.api.open_files import default_max_open_files, open_files_limit
 from raftka.api.replica_transport import HttpFetchTransport
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
 from raftka.api.shutdown_marker import ShutdownMarker
+from raftka.api.tls import client_ssl_context
 from raftka.metadata.commands import (
     AllocateProducerIds,
     AlterPartition,
@@ -103,7 +105,9 @@ class Broker:
         self.data_dir = config.broker_data_dir(broker_id, data_dir)
         self.incarnation_id = uuid.uuid4().hex
         self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
-        self._transport = HttpFetchTransport(self.broker_url)
+        self.broker_auth = BrokerAuth(config.security.cluster_secret)
+        self.client_ssl = client_ssl_context(config.security)
+        self._transport = HttpFetchTransport(self.broker_url, self.broker_auth, self.client_ssl)
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.disk = DiskSpace(self.data_dir, s.disk_reserve_bytes)
@@ -175,6 +179,7 @@ class Broker:
             ),
             listener=self._on_metadata_thread,
             make_room=self.disk.release_reserve,
+            password=raft_password(self.config.security.cluster_secret),
         )
         while not await self._loop.run_in_executor(None, self.quorum.wait_ready, 0.5):
             pass
@@ -401,7 +406,8 @@ class Broker:
         A session that breaks without the controller's clean end means the controller
         died: should we become the next one, that is how we know to fence it quickly."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=self.client_ssl if self.client_ssl else True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while True:
                 controller = self.controller_id
                 url = None if controller is None else self.broker_url(controller)
@@ -421,7 +427,9 @@ class Broker:
         established = False
         try:
             async with session.post(
-                url + path, json={"incarnation_id": self.incarnation_id}
+                url + path,
+                json={"incarnation_id": self.incarnation_id},
+                headers=self.broker_auth.headers("POST", path),
             ) as resp:
                 if resp.status != 200:
                     return True

@@ -10,12 +10,14 @@ import asyncio
 import logging
 import resource
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from raftka.api.app import create_app
+from raftka.api.app import create_app, error_json_response
 from raftka.api.broker import Broker
 from raftka.api.connections import (
     ACCEPT_BACKLOG,
@@ -53,7 +55,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     # Our own listener instead of a web.TCPSite: its protocol factory is the connection
     # guard (api/connections.py), which caps and times every connection.
     listener = await loop.create_server(
-        app[CONNECTIONS_KEY].protocol_factory(runner.server),
+        app[CONNECTIONS_KEY].protocol_factory(json_error_handlers(runner.server)),
         broker.address.http_host,
         broker.address.http_port,
         reuse_address=True,
@@ -79,6 +81,52 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         await broker.stop()
         await runner.cleanup()  # closes the open connections
         log.info("broker %d stopped", broker_id)
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp answers what fails before a handler runs (a malformed request line, invalid
+    UTF-8 in the path, a URL or header over 8,190 bytes, too many headers, an unknown
+    method) in plain text and logs a traceback for each: answer in the contract's shape
+    instead, and log one debug line (a scanner must not be able to flood the log)."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer has begun: nothing more can be said
+            raise ConnectionError("the response had already started")
+        if status >= 500:
+            log.error("error before a handler ran: %s", message or exc, exc_info=exc)
+            code, text = "INTERNAL_ERROR", "internal error; see the broker log"
+        else:
+            log.debug("refused a malformed request: %s", message or exc)
+            code = "REQUEST_TOO_LARGE" if status == 413 else "INVALID_REQUEST"
+            text = _protocol_error_text(exc, message, status)
+        response = error_json_response(code, text, status)
+        response.force_close()
+        return response
+
+
+def json_error_handlers(server: web.Server) -> Callable[[], RequestHandler]:
+    """What web.Server.__call__ does (it reads the same private kwargs), with our class."""
+    loop = asyncio.get_running_loop()
+
+    def make() -> RequestHandler:
+        return JsonErrorRequestHandler(server, loop=loop, **server._kwargs)
+
+    return make
+
+
+def _protocol_error_text(exc: BaseException | None, message: str | None, status: int) -> str:
+    text = message or (str(exc) if exc is not None else "") or f"HTTP {status}"
+    # aiohttp's messages quote the offending bytes, which may be anything: keep it short.
+    text = text.splitlines()[0] if text.strip() else f"HTTP {status}"
+    return f"malformed HTTP request: {text[:200]}"
 
 
 def _max_connections(settings: Settings) -> int:

@@ -16,11 +16,12 @@ from raftka.api.context import (
     BROKER_KEY,
     COORDINATOR_KEY,
     FORWARDER_KEY,
+    is_forwarded,
     json_response,
+    long_poll,
     read_body,
 )
 from raftka.api.coordinator import JoinRequest
-from raftka.api.forward import is_forwarded
 from raftka.api.records import int_param, is_int, json_object
 from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest, LeaderNotAvailable
 from raftka.metadata.groups import (
@@ -165,12 +166,13 @@ async def consume(request: web.Request) -> web.Response:
         q, "max_records", DEFAULT_MAX_RECORDS, minimum=1, maximum=MAX_CONSUME_RECORDS
     )
     max_wait_ms = int_param(q, "max_wait_ms", 0)
-    forwarded = await _at_coordinator(request, max_wait_ms)
-    if forwarded is not None:
-        return forwarded
-    records = await request.app[COORDINATOR_KEY].consume(
-        _group_param(request), request.match_info["member"], max_records, max_wait_ms
-    )
+    async with long_poll(request, max_wait_ms):
+        forwarded = await _at_coordinator(request, max_wait_ms)
+        if forwarded is not None:
+            return forwarded
+        records = await request.app[COORDINATOR_KEY].consume(
+            _group_param(request), request.match_info["member"], max_records, max_wait_ms
+        )
     return json_response({"records": records})
 
 

@@ -23,11 +23,12 @@ from raftka.api.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
+    is_forwarded,
     partition_param,
     read_body,
     topic_param,
 )
-from raftka.api.forward import Forwarder, is_forwarded
+from raftka.api.forward import Forwarder
 from raftka.api.partitioner import RoundRobin, partition_for_key
 from raftka.api.records import ParsedRecord, parse_acks, parse_produce
 from raftka.metadata.errors import (

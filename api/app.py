@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from raftka.api.auth import auth_middleware
+from raftka.api.auth import USERS_KEY, Authenticator, auth_middleware
 from raftka.api.broker import Broker
 from raftka.api.connections import ConnectionGuard, ConnectionLimits, guard_middleware
 from raftka.api.context import (
@@ -43,6 +43,7 @@ from raftka.metadata.errors import (
     RaftkaError,
     RequestTooLarge,
     RetriableError,
+    Unauthenticated,
 )
 from raftka.storage.disk import is_disk_full
 
@@ -60,6 +61,8 @@ def error_response(error: RaftkaError) -> web.Response:
     response = json_response(error.to_json(), error.status)
     if isinstance(error, RetriableError):
         response.headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
@@ -154,6 +157,7 @@ def create_app(broker: Broker, *, max_connections: int | None = None) -> web.App
         client_max_size=s.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
+    app[USERS_KEY] = Authenticator(broker.config.security.users)
     app[CONNECTIONS_KEY] = guard
     forwarder = Forwarder(
         broker.settings.request_timeout_ms / 1000, broker.broker_auth, broker.client_ssl

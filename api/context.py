@@ -61,6 +61,8 @@ async def read_body(request: web.Request) -> bytes:
     """The request body, refused with 413 past `max_request_bytes` unless it comes from a
     broker (the server-wide cap, `client_max_size`, is larger only to admit forwarded
     bodies), and with 429 when the broker's budget of bytes in flight is spent."""
+    if RESERVED_BYTES in request:  # read before (e.g. checked, then forwarded): same bytes
+        return await request.read()
     limit = request.app[BROKER_KEY].settings.max_request_bytes
     from_broker = is_from_broker(request)
     declared = request.content_length or 0
@@ -68,7 +70,7 @@ async def read_body(request: web.Request) -> bytes:
         raise RequestTooLarge(f"the request body exceeds {limit} bytes")
     budget = request.app[IN_FLIGHT_KEY]
     budget.reserve(declared)
-    request[RESERVED_BYTES] = request.get(RESERVED_BYTES, 0) + declared
+    request[RESERVED_BYTES] = declared
     raw = await request.read()
     if not from_broker and len(raw) > limit:
         raise RequestTooLarge(f"the request body exceeds {limit} bytes")

@@ -31,6 +31,7 @@ from raftka.api.open_files import (
     raise_open_files_limit,
 )
 from raftka.api.settings import ClusterConfig, Settings
+from raftka.api.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,25 @@ log = logging.getLogger(__name__)
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
 
 
+def _log_security(config: ClusterConfig) -> None:
+    sec = config.security
+    if not sec.users:
+        log.warning(
+            "no [[users]] configured: the cluster is open, anyone who reaches it may "
+            "produce, read and delete (docs/security.md)"
+        )
+    else:
+        log.info("%d users configured: every request needs a token", len(sec.users))
+    if sec.cluster_secret is None:
+        log.warning(
+            "no cluster_secret: brokers cannot prove themselves to each other and the Raft "
+            "port takes any frame; fine on loopback for one user only (docs/security.md)"
+        )
+    log.info("serving %s", "HTTPS" if sec.tls else "plain HTTP")
+
+
 async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:
+    _log_security(config)
     broker = Broker(config, broker_id, data_dir)
     loop = asyncio.get_running_loop()
     _quiet_accept_failures(loop)
@@ -60,6 +79,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         broker.address.http_port,
         reuse_address=True,
         backlog=ACCEPT_BACKLOG,
+        ssl=server_ssl_context(config.security),
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
     stop = asyncio.Event()

@@ -224,6 +224,9 @@ def parse_security(doc: dict[str, Any], base_dir: Path, brokers: list[BrokerAddr
     if "tls_client_ca" in tls and "tls_cert" not in tls:
         raise ConfigError("tls_client_ca needs tls_cert and tls_key")
     users = parse_users(doc.get("users", []))
+    if users and secret is None:
+        # Tokens would guard nothing while the Raft port takes any pickled frame.
+        raise ConfigError("[[users]] need a cluster_secret (or cluster_secret_file) too")
     return Security(
         cluster_secret=secret,
         cluster_secret_file=secret_path if "cluster_secret_file" in doc else None,

@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from raftka.api.acl import Operation
+from raftka.api.auth import authorize_topic, visible
 from raftka.api.context import (
     BROKER_KEY,
     COORDINATOR_KEY,
@@ -131,12 +133,14 @@ def _parse_offsets(raw: Any) -> tuple[tuple[str, int, int], ...]:
 
 
 async def join(request: web.Request) -> web.Response:
-    forwarded = await _at_coordinator(request)
-    if forwarded is not None:
-        return forwarded
     broker = request.app[BROKER_KEY]
     doc = json_object(await read_body(request))
     join_request = _parse_join(doc, broker.settings.group_session_timeout_ms)
+    for topic in join_request.topics:  # checked here: the coordinator trusts a forward
+        authorize_topic(request, Operation.CONSUME, topic)
+    forwarded = await _at_coordinator(request)
+    if forwarded is not None:
+        return forwarded
     answer = await request.app[COORDINATOR_KEY].join(_group_param(request), join_request)
     return json_response(answer)
 
@@ -209,7 +213,7 @@ async def list_groups(request: web.Request) -> web.Response:
     """Every group the metadata knows (with members or committed offsets), as Kafka's
     ListGroups: from this broker's metadata, so possibly a moment behind."""
     broker = request.app[BROKER_KEY]
-    return json_response({"groups": sorted(broker.state.groups)})
+    return json_response({"groups": visible(request, broker.state.groups, groups=True)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -82,10 +82,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route for {request.method} {request.path}"))
-    except web.HTTPMethodNotAllowed:
-        return error_response(
+    except web.HTTPMethodNotAllowed as exc:
+        response = error_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
         )
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(InvalidRequest(exc.reason))
@@ -118,7 +120,7 @@ async def in_flight_middleware(request: web.Request, handler: Handler) -> web.St
 
 # Answered while the metadata is still loading; everything else waits for it.
 PATHS_SERVED_WHILE_STARTING = frozenset(
-    {"/healthz", "/metrics", "/v1/cluster", "/internal/metadata"}
+    {"/healthz", "/metrics", "/openapi.json", "/v1/cluster", "/internal/metadata"}
 )
 
 

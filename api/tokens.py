@@ -15,7 +15,7 @@ import hmac
 import os
 
 # ~0.1-0.2 s and 16 MiB per hash on this project's machines: slow for a guesser, and a
-# broker verifies each token once (api/auth.py keeps what it has verified).
+# broker verifies each token once (api/http/auth.py keeps what it has verified).
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1

@@ -11,8 +11,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from raftka.api.acl import Acl, Operation, User
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
+from raftka.api.broker.broker import Broker
+from raftka.api.http.app import create_app
 from raftka.api.settings import Security
 from raftka.api.tokens import hash_token
 from tests.api.conftest import single_broker_config, start_ready

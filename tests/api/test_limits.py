@@ -5,7 +5,7 @@ the cluster secret may send one (a client's own X-Raftka-Forwarded buys nothing)
 import orjson
 
 from raftka.api.broker_auth import BrokerAuth
-from raftka.api.forward import FORWARDED_HEADER
+from raftka.api.http.forward import FORWARDED_HEADER
 from raftka.api.settings import Security
 from tests.api.conftest import MakeClient
 from tests.api.support import assert_error, create_topic, high_watermark

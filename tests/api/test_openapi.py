@@ -7,8 +7,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
+from raftka.api.broker.broker import Broker
+from raftka.api.http.app import create_app
 from tests.api.conftest import single_broker_config
 
 METHODS = {"get", "post", "put", "delete", "patch"}

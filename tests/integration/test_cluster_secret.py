@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from raftka.api.acl import Acl, Operation, User
+from raftka.api.launcher import Cluster, http_request, make_cluster, wait_for
 from raftka.api.settings import Security
 from raftka.api.tokens import hash_token
-from raftka.chaos.cluster import Cluster, http_request, make_cluster, wait_for
 from raftka.client import Admin, Producer, Unauthenticated
 from raftka.client import NotAuthorized as ClientNotAuthorized  # noqa: I001
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
 
 CHECKS = ",".join(
     (

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
 
 MALFORMED = {
     "invalid UTF-8 in the path": b"GET /v1/topics/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",

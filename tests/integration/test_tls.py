@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from raftka.api.launcher import Cluster, http_request, make_cluster
 from raftka.api.settings import Security
-from raftka.chaos.cluster import Cluster, http_request, make_cluster
 from raftka.client import Consumer, Producer
 from tests.integration.tls_certs import Certificates, make_certificates
 

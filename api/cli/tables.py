@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raftka.api.console import ClusterAccess
+from raftka.api.cli.console import ClusterAccess
 from raftka.client.aio import Admin
 
 

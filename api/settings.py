@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raftka.api.acl import User, parse_users
+from raftka.api.acl import AclConfigError, User, parse_users
 from raftka.metadata.errors import InvalidRequest
 
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -223,7 +223,10 @@ def parse_security(doc: dict[str, Any], base_dir: Path, brokers: list[BrokerAddr
         raise ConfigError("tls_cert and tls_key go together")
     if "tls_client_ca" in tls and "tls_cert" not in tls:
         raise ConfigError("tls_client_ca needs tls_cert and tls_key")
-    users = parse_users(doc.get("users", []))
+    try:
+        users = parse_users(doc.get("users", []))
+    except AclConfigError as exc:
+        raise ConfigError(exc.message) from None
     if users and secret is None:
         # Tokens would guard nothing while the Raft port takes any pickled frame.
         raise ConfigError("[[users]] need a cluster_secret (or cluster_secret_file) too")

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from raftka.api.acl import Operation
 from raftka.api.broker_auth import MAX_CLOCK_SKEW_S, BrokerAuth
 from raftka.api.settings import ConfigError, parse_config, render_config
+from raftka.api.tokens import hash_token
 
 SECRET = "0123456789abcdef-secret"
 
@@ -87,3 +89,58 @@ def test_without_a_secret_nothing_is_proven() -> None:
     auth = BrokerAuth(None)
     assert auth.headers("GET", "/internal/metadata") == {}
     assert not auth.verify("GET", "/internal/metadata", "1:abc")
+
+
+def test_users_and_their_acls_survive_a_render(tmp_path: Path) -> None:
+    token_hash = hash_token("a-token-of-16-chars")
+    doc = _doc(
+        cluster_secret=SECRET,
+        users=[
+            {
+                "name": "app",
+                "token_hash": token_hash,
+                "acls": [{"operations": ["produce"], "topics": ["orders.*"], "groups": ["g"]}],
+            }
+        ],
+    )
+    config = parse_config(doc, tmp_path)
+    again = parse_config(tomllib.loads(render_config(config)), tmp_path)
+    assert again.security.users == config.security.users
+    user = again.security.users[0]
+    assert user.may(Operation.PRODUCE, "orders.eu") and not user.may(Operation.PRODUCE, "ordersx")
+    assert not user.may(Operation.CONSUME, "orders.eu") and not user.may_use_group("g")
+
+
+@pytest.mark.parametrize(
+    ("users", "problem"),
+    [
+        ([{"name": "a", "token_hash": "plain"}], "token_hash"),
+        ([{"name": "a", "token_hash": "x", "extra": 1}], "unknown keys"),
+        ([{"name": "", "token_hash": "x"}], "name"),
+        ("nope", "array of tables"),
+    ],
+)
+def test_bad_users_are_refused(tmp_path: Path, users: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(_doc(cluster_secret=SECRET, users=users), tmp_path)
+
+
+def test_users_need_a_cluster_secret(tmp_path: Path) -> None:
+    users = [{"name": "a", "token_hash": hash_token("a-token-of-16-chars")}]
+    with pytest.raises(ConfigError, match="need a cluster_secret"):
+        parse_config(_doc(users=users), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "acl",
+    [
+        {"operations": ["write"], "topics": ["t"]},
+        {"operations": [], "topics": ["t"]},
+        {"operations": ["produce"], "topics": ["a*b"]},
+        {"operations": ["produce"], "topics": "t"},
+    ],
+)
+def test_bad_acls_are_refused(tmp_path: Path, acl: dict) -> None:
+    users = [{"name": "a", "token_hash": hash_token("a-token-of-16-chars"), "acls": [acl]}]
+    with pytest.raises(ConfigError):
+        parse_config(_doc(cluster_secret=SECRET, users=users), tmp_path)

@@ -15,6 +15,7 @@ may touch.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,10 @@ class Operation(enum.Enum):
 
 
 ACL_KEYS = frozenset({"operations", "topics", "groups"})
+# A user's name shows in refusals, logs and the rendered config: plain characters only.
+USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+# A topic or group name (their characters), or a prefix of one ending in '*'.
+PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}|[A-Za-z0-9._-]{0,248}\*")
 USER_KEYS = frozenset({"name", "token_hash", "acls"})
 
 
@@ -91,6 +96,10 @@ def _patterns(value: Any, where: str) -> tuple[str, ...]:
     for p in value:
         if "*" in p[:-1]:
             raise AclConfigError(f"{where}: '*' may only end a pattern, got {p!r}")
+        if not PATTERN.fullmatch(p):
+            raise AclConfigError(
+                f"{where}: {p!r} is not a name of [A-Za-z0-9._-], or a prefix with *"
+            )
     return tuple(value)
 
 
@@ -125,8 +134,8 @@ def parse_users(raw: Any) -> tuple[User, ...]:
         if unknown:
             raise AclConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
         name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise AclConfigError(f"{where}.name must be a non-empty string")
+        if not isinstance(name, str) or not USER_NAME_PATTERN.fullmatch(name):
+            raise AclConfigError(f"{where}.name must be 1-64 characters of A-Z a-z 0-9 . _ @ -")
         token_hash = entry.get("token_hash")
         try:
             check_token_hash(token_hash)

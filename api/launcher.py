@@ -12,10 +12,13 @@ owner does, after closing the cluster).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import os
 import resource
+import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -26,8 +29,9 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from raftka.api.broker_auth import BrokerAuth
 from raftka.api.ports import free_ports
-from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from raftka.api.settings import BrokerAddress, ClusterConfig, Security, Settings, render_config
 
 T = TypeVar("T")
 
@@ -78,16 +82,29 @@ class Response:
 
 
 def http_request(
-    host: str, port: int, method: str, path: str, body: Any = None, *, timeout_s: float = 10.0
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout_s: float = 10.0,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Response:
-    """One plain JSON request on a fresh connection (set-up and probes, not load)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    """One plain JSON request on a fresh connection (set-up and probes, not load); HTTPS
+    with `ssl_context`."""
+    conn: http.client.HTTPConnection = (
+        http.client.HTTPConnection(host, port, timeout=timeout_s)
+        if ssl_context is None
+        else http.client.HTTPSConnection(host, port, timeout=timeout_s, context=ssl_context)
+    )
     try:
         conn.request(
             method,
             path,
             body=None if body is None else orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         resp = conn.getresponse()
         data = resp.read()
@@ -118,6 +135,9 @@ class Cluster:
     brokers: dict[int, BrokerProcess] = field(default_factory=dict)
     network: BrokerHosts | None = None  # brokers run in its namespaces when set
     open_files_limit: int | None = None  # RLIMIT_NOFILE of the brokers (soft and hard)
+    # Sent with every request (e.g. a user's Authorization header).
+    headers: dict[str, str] = field(default_factory=dict)
+    ssl_context: ssl.SSLContext | None = None  # for a TLS cluster: trusts its CA
 
     @property
     def config_path(self) -> Path:
@@ -225,8 +245,20 @@ class Cluster:
         self, broker_id: int, method: str, path: str, body: Any = None, *, timeout_s: float = 10.0
     ) -> Response:
         address = self.brokers[broker_id].address
+        headers = dict(self.headers)
+        if path.startswith("/internal/"):
+            # The operator holds the config, so it may prove itself as the brokers do.
+            auth = BrokerAuth(self.config.security.cluster_secret)
+            headers.update(auth.headers(method, path.split("?", 1)[0]))
         return http_request(
-            address.http_host, address.http_port, method, path, body, timeout_s=timeout_s
+            address.http_host,
+            address.http_port,
+            method,
+            path,
+            body,
+            timeout_s=timeout_s,
+            headers=headers,
+            ssl_context=self.ssl_context,
         )
 
     def get(self, broker_id: int, path: str) -> Any:
@@ -307,12 +339,14 @@ def make_cluster(
     network: BrokerHosts | None = None,
     open_files_limit: int | None = None,
     kafka: bool = False,
+    security: Security | None = None,
     **settings: Any,
 ) -> Cluster:
     """Brokers 1..voters vote in Raft, the next `observers` do not. With `network`, broker
     i listens on the address of its node i (the hosts must have nodes 1..count).
     `open_files_limit` starts the brokers with that RLIMIT_NOFILE. `kafka` gives every
-    broker a Kafka protocol listener too (loopback only)."""
+    broker a Kafka protocol listener too (loopback only). `security` (a secret, TLS,
+    users) goes into the config as is."""
     count = voters + observers
     if network is None:
         ports = free_ports(2 * count)
@@ -324,12 +358,17 @@ def make_cluster(
         http = [f"{network.address(i + 1)}:{NETNS_HTTP_PORT}" for i in range(count)]
         raft = [f"{network.address(i + 1)}:{NETNS_RAFT_PORT}" for i in range(count)]
     kafka_ports = free_ports(count) if kafka else []
+    security = security or Security()
+    if network is not None and security.cluster_secret is None:
+        # Brokers off loopback need a secret (api/settings.py).
+        security = dataclasses.replace(security, cluster_secret=secrets.token_urlsafe(32))
     addresses = tuple(
         BrokerAddress(
             broker_id=i + 1,
             http=http[i],
             raft=raft[i] if i < voters else None,
             kafka=f"127.0.0.1:{kafka_ports[i]}" if kafka else None,
+            scheme="https" if security.tls else "http",
         )
         for i in range(count)
     )
@@ -338,6 +377,7 @@ def make_cluster(
         data_dir=root / "data",
         brokers=addresses,
         settings=Settings(**{**TEST_SETTINGS, **settings}),
+        security=security,
     )
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(root, config, network=network, open_files_limit=open_files_limit)

@@ -7,12 +7,14 @@ environment for settings.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raftka.api.acl import AclConfigError, User, parse_users
 from raftka.metadata.errors import InvalidRequest
 
 FSYNC_POLICIES = ("always", "batch", "never")
@@ -21,6 +23,11 @@ FSYNC_POLICIES = ("always", "batch", "never")
 # pool does), memory and start-up time do: docs/benchmarks.md, "Many partitions: file
 # handles", measured them. Generous on purpose: the issue's 100,000 replicas per broker.
 DEFAULT_MAX_PARTITIONS_PER_BROKER = 100_000
+# A cluster secret shorter than this is refused (`raftka dev` makes 43 characters).
+MIN_CLUSTER_SECRET_CHARS = 16
+SECURITY_KEYS = frozenset(
+    {"cluster_secret", "cluster_secret_file", "tls_cert", "tls_key", "tls_client_ca", "users"}
+)
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9.\-\[\]:]+):(?P<port>\d{1,5})$")
 
 
@@ -67,6 +74,11 @@ class Settings:
     # that does not exist creates it (1 partition, replication factor 1), as Kafka does
     # by default. The HTTP API never creates topics implicitly (404 UNKNOWN_TOPIC).
     auto_create_topics_enable: bool = True
+    # Requests in flight (api/http/request_budget.py): the bytes of their bodies, and the
+    # long-polls one client (a user, or an address without users) may hold. A consumer
+    # reading N partitions without a group long-polls N at once.
+    max_in_flight_request_bytes: int = 256 * 1024 * 1024
+    max_long_polls_per_client: int = 1000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -85,6 +97,8 @@ class Settings:
             )
         if not isinstance(self.auto_create_topics_enable, bool):
             raise ConfigError("settings.auto_create_topics_enable must be true or false")
+        if self.max_in_flight_request_bytes < self.max_request_bytes:
+            raise ConfigError("max_in_flight_request_bytes must be at least max_request_bytes")
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"settings.fsync must be one of {', '.join(FSYNC_POLICIES)}")
         if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms:
@@ -103,15 +117,32 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class Security:
+    """docs/security.md: the cluster secret (brokers among themselves), TLS, and users."""
+
+    cluster_secret: str | None = None
+    cluster_secret_file: Path | None = None  # where the secret was read from, if a file
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    users: tuple[User, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerAddress:
     broker_id: int
     http: str
     raft: str | None
     kafka: str | None = None  # the Kafka protocol listener (docs/kafka-protocol.md)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.http}"
+        return f"{self.scheme}://{self.http}"
 
     @property
     def http_host(self) -> str:
@@ -128,6 +159,7 @@ class ClusterConfig:
     data_dir: Path
     brokers: tuple[BrokerAddress, ...]
     settings: Settings = field(default_factory=Settings)
+    security: Security = field(default_factory=Security)
 
     def broker(self, broker_id: int) -> BrokerAddress:
         for b in self.brokers:
@@ -151,9 +183,73 @@ def _check_address(value: Any, where: str) -> str:
     return value
 
 
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _path(value: Any, where: str, base_dir: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a file path")
+    path = Path(value)
+    path = path if path.is_absolute() else (base_dir / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file: {path}")
+    return path
+
+
+def parse_security(doc: dict[str, Any], base_dir: Path, brokers: list[BrokerAddress]) -> Security:
+    secret = doc.get("cluster_secret")
+    if "cluster_secret_file" in doc:
+        if secret is not None:
+            raise ConfigError("give cluster_secret or cluster_secret_file, not both")
+        secret_path = _path(doc["cluster_secret_file"], "cluster_secret_file", base_dir)
+        try:
+            secret = secret_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cluster_secret_file {secret_path}: {exc}") from None
+    if secret is not None and (
+        not isinstance(secret, str) or len(secret) < MIN_CLUSTER_SECRET_CHARS
+    ):
+        raise ConfigError(f"cluster_secret must be at least {MIN_CLUSTER_SECRET_CHARS} characters")
+    exposed = [a for b in brokers for a in (b.http, b.raft) if a is not None and not is_loopback(a)]
+    if exposed and secret is None:
+        raise ConfigError(
+            f"a broker listens off loopback ({exposed[0]}): the config needs a cluster_secret "
+            "(or cluster_secret_file); docs/security.md says how to make one"
+        )
+    tls = {
+        k: _path(doc[k], k, base_dir) for k in ("tls_cert", "tls_key", "tls_client_ca") if k in doc
+    }
+    if ("tls_cert" in tls) != ("tls_key" in tls):
+        raise ConfigError("tls_cert and tls_key go together")
+    if "tls_client_ca" in tls and "tls_cert" not in tls:
+        raise ConfigError("tls_client_ca needs tls_cert and tls_key")
+    try:
+        users = parse_users(doc.get("users", []))
+    except AclConfigError as exc:
+        raise ConfigError(exc.message) from None
+    if users and secret is None:
+        # Tokens would guard nothing while the Raft port takes any pickled frame.
+        raise ConfigError("[[users]] need a cluster_secret (or cluster_secret_file) too")
+    return Security(
+        cluster_secret=secret,
+        cluster_secret_file=secret_path if "cluster_secret_file" in doc else None,
+        tls_cert=tls.get("tls_cert"),
+        tls_key=tls.get("tls_key"),
+        tls_client_ca=tls.get("tls_client_ca"),
+        users=users,
+    )
+
+
 def parse_config(doc: dict[str, Any], base_dir: Path) -> ClusterConfig:
     """Validates a parsed TOML document; relative paths are relative to the file's folder."""
-    unknown = set(doc) - {"cluster_id", "data_dir", "brokers", "settings"}
+    unknown = set(doc) - {"cluster_id", "data_dir", "brokers", "settings"} - SECURITY_KEYS
     if unknown:
         raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     cluster_id = doc.get("cluster_id", "local")
@@ -196,7 +292,10 @@ def parse_config(doc: dict[str, Any], base_dir: Path) -> ClusterConfig:
     unknown = set(raw_settings) - known
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return ClusterConfig(cluster_id, data_dir, tuple(brokers), Settings(**raw_settings))
+    security = parse_security(doc, base_dir, brokers)
+    if security.tls:
+        brokers = [dataclasses.replace(b, scheme="https") for b in brokers]
+    return ClusterConfig(cluster_id, data_dir, tuple(brokers), Settings(**raw_settings), security)
 
 
 def load_config(path: Path) -> ClusterConfig:
@@ -211,7 +310,17 @@ def load_config(path: Path) -> ClusterConfig:
 
 def render_config(config: ClusterConfig) -> str:
     """The TOML text of a config (what `raftka dev` writes)."""
-    lines = [f'cluster_id = "{config.cluster_id}"', f'data_dir = "{config.data_dir}"', ""]
+    lines = [f'cluster_id = "{config.cluster_id}"', f'data_dir = "{config.data_dir}"']
+    sec = config.security
+    if sec.cluster_secret_file is not None:
+        lines.append(f'cluster_secret_file = "{sec.cluster_secret_file}"')
+    elif sec.cluster_secret is not None:
+        lines.append(f'cluster_secret = "{sec.cluster_secret}"')
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        value = getattr(sec, key)
+        if value is not None:
+            lines.append(f'{key} = "{value}"')
+    lines.append("")
     for b in config.brokers:
         lines += ["[[brokers]]", f"id = {b.broker_id}", f'http = "{b.http}"']
         if b.raft:
@@ -232,4 +341,16 @@ def render_config(config: ClusterConfig) -> str:
                 lines.append(f"{k} = {'true' if v else 'false'}")
             else:
                 lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
+        lines.append("")
+    for user in sec.users:
+        lines += ["[[users]]", f'name = "{user.name}"', f'token_hash = "{user.token_hash}"']
+        acls = ", ".join(_acl_toml(a.to_json()) for a in user.acls)
+        lines += [f"acls = [{acls}]", ""]
     return "\n".join(lines) + "\n"
+
+
+def _acl_toml(acl: dict[str, list[str]]) -> str:
+    fields = ", ".join(
+        f"{k} = [{', '.join(chr(34) + v + chr(34) for v in values)}]" for k, values in acl.items()
+    )
+    return "{ " + fields + " }"

@@ -250,17 +250,31 @@ def bench_replication(
     help="Of the existing partitions (each replica holds one open file).",
 )
 @click.option("--rounds", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--cluster-secret/--no-cluster-secret",
+    default=False,
+    show_default=True,
+    help="Run the cluster with a secret (Raft password, signed broker calls).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @handles_errors
 def bench_metadata(
-    partitions: int, replication_factor: int, rounds: int, as_json: bool, debug: bool
+    partitions: int,
+    replication_factor: int,
+    rounds: int,
+    cluster_secret: bool,
+    as_json: bool,
+    debug: bool,
 ) -> None:
     """Create, write to and delete a small topic, again and again, next to many partitions."""
     from raftka.bench.metadata import MetadataOptions, format_report, run_metadata_bench
 
     options = MetadataOptions(
-        partitions=partitions, replication_factor=replication_factor, rounds=rounds
+        partitions=partitions,
+        replication_factor=replication_factor,
+        rounds=rounds,
+        cluster_secret=cluster_secret,
     )
     report = run_metadata_bench(options, progress=lambda line: click.echo(line, err=True))
     click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))

@@ -13,6 +13,7 @@ stopped by PID (Cluster.close()) and every directory removed, whatever happens.
 
 from __future__ import annotations
 
+import secrets
 import statistics
 import tempfile
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster
+from raftka.api.settings import Security
 from raftka.bench.failover import default_settings
 from raftka.bench.http import BenchError
 
@@ -42,6 +44,9 @@ class MetadataOptions:
     partitions: int = 10_000  # existing partitions next to which the rounds run
     replication_factor: int = 1  # of the existing partitions (file handles: one per log)
     rounds: int = 200
+    # With a cluster secret: pysyncobj's password seals every Raft frame (Fernet), and
+    # brokers sign their HTTP calls to each other (docs/security.md measures the cost).
+    cluster_secret: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,10 @@ def run_metadata_bench(
     options: MetadataOptions, progress: Callable[[str], None] = lambda _: None
 ) -> MetadataReport:
     with tempfile.TemporaryDirectory(prefix="raftka-bench-") as tmp:
-        cluster = make_cluster(Path(tmp), voters=3, **default_settings())
+        security = Security(
+            cluster_secret=secrets.token_urlsafe(32) if options.cluster_secret else None
+        )
+        cluster = make_cluster(Path(tmp), voters=3, security=security, **default_settings())
         try:
             cluster.start_all()
             broker_id = cluster.wait_ready()

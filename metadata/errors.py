@@ -117,6 +117,13 @@ class CoordinatorNotAvailable(RetriableError):
     code = "COORDINATOR_NOT_AVAILABLE"
 
 
+class TooManyRequests(RetriableError):
+    """A 429: this client holds too many long-polls, or the broker too many request bytes,
+    right now; retriable after `Retry-After` seconds."""
+
+    code, status = "TOO_MANY_REQUESTS", 429
+
+
 class RequestTimedOut(RaftkaError):
     code, status = "REQUEST_TIMED_OUT", 504
     retriable = True
@@ -152,6 +159,7 @@ ERRORS_BY_CODE: dict[str, type[RaftkaError]] = {
         CoordinatorNotAvailable,
         RequestTimedOut,
         InsufficientStorage,
+        TooManyRequests,
     )
 }
 

@@ -379,9 +379,12 @@ class MetadataQuorum:
         timing: RaftTiming,
         listener: ChangeListener,
         make_room: MakeRoom | None = None,
+        password: str | None = None,
     ) -> None:
         """`make_room` frees room on a full disk (the broker's reserve) when the journal
-        or the term/vote file cannot be written; called on pysyncobj's thread."""
+        or the term/vote file cannot be written; called on pysyncobj's thread. With
+        `password` every Raft frame is encrypted and authenticated (Fernet): a frame from
+        anything without it is dropped before it is unpickled."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self._store = _MetadataStore(listener)
         self._ready = threading.Event()
@@ -407,6 +410,7 @@ class MetadataQuorum:
             logCompactionMinTime=LOG_COMPACTION_MIN_TIME_S,
             bindAddress=self_address,
             onReady=self._ready.set,
+            password=password,
         )
         partners = [a for a in voter_addresses if a != self_address]
         self._syncobj = SyncObj(self_address, partners, conf=conf, consumers=[self._store])

@@ -27,7 +27,9 @@ from raftka.api.broker.producer_ids import ProducerIdAllocator
 from raftka.api.broker.replica_transport import HttpFetchTransport
 from raftka.api.broker.shutdown_marker import ShutdownMarker
 from raftka.api.broker.topic_admin import TopicAdmin
+from raftka.api.broker_auth import BrokerAuth, raft_password
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
+from raftka.api.tls import client_ssl_context
 from raftka.metadata.commands import AlterPartition, Command
 from raftka.metadata.digest import StateDigester
 from raftka.metadata.errors import LeaderNotAvailable, UnknownPartition, UnknownTopic
@@ -69,7 +71,9 @@ class Broker:
         self.data_dir = config.broker_data_dir(broker_id, data_dir)
         self.incarnation_id = uuid.uuid4().hex
         self.flusher = LogFlusher(FsyncPolicy(self.settings.fsync), self.settings.fsync_interval_ms)
-        self._transport = HttpFetchTransport(self.broker_url)
+        self.broker_auth = BrokerAuth(config.security.cluster_secret)
+        self.client_ssl = client_ssl_context(config.security)
+        self._transport = HttpFetchTransport(self.broker_url, self.broker_auth, self.client_ssl)
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.disk = DiskSpace(self.data_dir, s.disk_reserve_bytes)
@@ -110,6 +114,8 @@ class Broker:
             lambda: self.controller_id,
             self.broker_url,
             self.controller.controller_died,
+            self.broker_auth,
+            self.client_ssl,
         )
         self._housekeeping = Housekeeping(s, self.replicas, self.disk)
         self.producer_ids = ProducerIdAllocator(broker_id, self.submit)
@@ -140,6 +146,7 @@ class Broker:
             ),
             listener=self.metadata.applied_on_raft_thread,
             make_room=self.disk.release_reserve,
+            password=raft_password(self.config.security.cluster_secret),
         )
         while not await loop.run_in_executor(None, self.quorum.wait_ready, 0.5):
             pass

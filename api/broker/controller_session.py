@@ -8,10 +8,13 @@ it quickly."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 
 import aiohttp
+
+from raftka.api.broker_auth import BrokerAuth
 
 SESSION_RETRY_S = 0.1
 SESSION_PATH = "/internal/brokers/{broker_id}/session"
@@ -27,7 +30,11 @@ class ControllerSession:
         controller_id: Callable[[], int | None],
         broker_url: Callable[[int], str | None],
         on_controller_died: Callable[[int, int], None],
+        auth: BrokerAuth | None = None,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        self._auth = auth or BrokerAuth(None)
+        self._ssl = client_ssl
         self._broker_id = broker_id
         self._incarnation_id = incarnation_id
         self._controller_id = controller_id
@@ -36,7 +43,8 @@ class ControllerSession:
 
     async def loop(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while True:
                 controller = self._controller_id()
                 url = None if controller is None else self._broker_url(controller)
@@ -54,7 +62,9 @@ class ControllerSession:
         established = False
         try:
             async with session.post(
-                url + path, json={"incarnation_id": self._incarnation_id}
+                url + path,
+                json={"incarnation_id": self._incarnation_id},
+                headers=self._auth.headers("POST", path),
             ) as resp:
                 if resp.status != 200:
                     return True

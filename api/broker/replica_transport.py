@@ -7,11 +7,13 @@ the contract's error. The fetch protocol itself is in replication/.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import aiohttp
 import orjson
 
+from raftka.api.broker_auth import BrokerAuth
 from raftka.metadata.errors import error_for_code
 from raftka.replication.protocol import (
     FetchRequest,
@@ -24,8 +26,15 @@ REPLICA_FETCH_PATH = "/internal/replica/fetch"
 
 
 class HttpFetchTransport:
-    def __init__(self, broker_url: Callable[[int], str | None]) -> None:
+    def __init__(
+        self,
+        broker_url: Callable[[int], str | None],
+        auth: BrokerAuth | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self._broker_url = broker_url
+        self._auth = auth or BrokerAuth(None)
+        self._ssl = client_ssl
         self._session: aiohttp.ClientSession | None = None
 
     async def __call__(
@@ -35,12 +44,17 @@ class HttpFetchTransport:
         if url is None:
             raise ConnectionError(f"broker {leader_id} has no known URL")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+            )
         try:
             async with self._session.post(
                 url + REPLICA_FETCH_PATH,
                 data=encode_request(request),
-                headers={"Content-Type": "application/json"},
+                headers={
+                    "Content-Type": "application/json",
+                    **self._auth.headers("POST", REPLICA_FETCH_PATH),
+                },
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 body = await resp.read()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
@@ -20,13 +21,28 @@ from rich.table import Table
 from raftka.client.aio import Admin, Consumer, Producer
 from raftka.client.records import record_json
 
+
+@dataclass(frozen=True, slots=True)
+class ClusterAccess:
+    """How a client command reaches the cluster: --bootstrap, --token, --cacert."""
+
+    bootstrap: str
+    token: str | None = None
+    cacert: str | None = None
+
+    @property
+    def credentials(self) -> dict[str, str | None]:
+        """The keyword arguments every client constructor takes."""
+        return {"token": self.token, "cacert": self.cacert}
+
+
 # Lines read ahead of the producer; `send` pushes back past its own buffer too.
 READ_AHEAD_LINES = 2000
 POLL_TIMEOUT_S = 1.0
 
 
 async def produce_lines(
-    bootstrap: str, topic: str, acks: str, key_separator: str | None, stream: TextIO
+    access: ClusterAccess, topic: str, acks: str, key_separator: str | None, stream: TextIO
 ) -> None:
     """Sends the stream's lines as records: a pipe's lines go in large batches, a line a
     person types goes at once (the producer lingers only milliseconds). Raises the first
@@ -46,7 +62,9 @@ async def produce_lines(
         if not future.cancelled() and future.exception() is not None and not failures:
             failures.append(future.exception())  # type: ignore[arg-type]
 
-    async with Producer(bootstrap, acks=acks, idempotent=acks == "all") as producer:
+    async with Producer(
+        access.bootstrap, acks=acks, idempotent=acks == "all", **access.credentials
+    ) as producer:
         while (line := await queue.get()) is not None and not failures:
             key: str | None = None
             value = line
@@ -67,7 +85,7 @@ def _print(records: list[Any]) -> None:
 
 
 async def consume_records(
-    bootstrap: str,
+    access: ClusterAccess,
     topic: str,
     from_beginning: bool,
     max_records: int | None,
@@ -83,14 +101,16 @@ async def consume_records(
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     consumer: Consumer
     if group is None:
-        async with Admin(bootstrap) as admin:
+        async with Admin(access.bootstrap, **access.credentials) as admin:
             described = await admin.describe_topic(topic)
         start = "earliest" if from_beginning else "latest"
         consumer = Consumer(
-            bootstrap, assign=[(topic, p["partition"], start) for p in described["partitions"]]
+            access.bootstrap,
+            assign=[(topic, p["partition"], start) for p in described["partitions"]],
+            **access.credentials,
         )
     else:
-        consumer = Consumer(bootstrap, group=group, topics=[topic])
+        consumer = Consumer(access.bootstrap, group=group, topics=[topic], **access.credentials)
     printed = 0
     try:
         await consumer.start()
@@ -117,8 +137,8 @@ async def consume_records(
         await consumer.close()
 
 
-async def fetch_group(bootstrap: str, group: str) -> dict[str, Any]:
-    async with Admin(bootstrap) as admin:
+async def fetch_group(access: ClusterAccess, group: str) -> dict[str, Any]:
+    async with Admin(access.bootstrap, **access.credentials) as admin:
         described, offsets = await asyncio.gather(
             admin.describe_group(group), admin.group_offsets(group)
         )

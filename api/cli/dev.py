@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from raftka.api.launcher import BrokerProcess, Cluster
-from raftka.api.settings import BrokerAddress, ClusterConfig, Settings, render_config
+from raftka.api.settings import BrokerAddress, ClusterConfig, Security, Settings, render_config
 from raftka.client.aio import Admin, ClientError, RaftkaError
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
 RAFT_PORT_OFFSET = 10_000
 KAFKA_PORT_OFFSET = 100
+SECRET_FILE = "cluster.secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +34,21 @@ class DevCluster:
     config_path: Path
 
 
+def dev_secret(data_dir: Path) -> Path:
+    """The cluster secret's file (readable by its owner only), made on the first run and
+    kept after, so the brokers of every run share it."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
 def write_dev_config(brokers: int, base_port: int, data_dir: Path) -> DevCluster:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = dev_secret(data_dir)
     config = ClusterConfig(
         cluster_id="local",
         data_dir=data_dir,
@@ -47,6 +62,10 @@ def write_dev_config(brokers: int, base_port: int, data_dir: Path) -> DevCluster
             for i in range(1, brokers + 1)
         ),
         settings=Settings(),
+        security=Security(
+            cluster_secret=secret_file.read_text(encoding="utf-8").strip(),
+            cluster_secret_file=secret_file,
+        ),
     )
     path = data_dir / "cluster.toml"
     path.write_text(render_config(config), encoding="utf-8")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from raftka.api.cli.console import ClusterAccess
 from raftka.client.aio import Admin, RaftkaError
 from raftka.client.http import DEFAULT_BOOTSTRAP
 
@@ -51,25 +52,43 @@ def handles_errors(func: F) -> F:
 
 
 def client_options(func: F) -> F:
-    func = click.option(
+    """--bootstrap, --token and --cacert, handed to the command as one `access`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["access"] = ClusterAccess(
+            kwargs.pop("bootstrap"), kwargs.pop("token"), kwargs.pop("cacert")
+        )
+        return func(*args, **kwargs)
+
+    command = click.option(
         "--bootstrap",
         envvar="RAFTKA_BOOTSTRAP",
         default=DEFAULT_BOOTSTRAP,
         show_default=True,
         help="URL of any broker (env RAFTKA_BOOTSTRAP).",
-    )(func)
-    return click.option("--debug", is_flag=True, help="Show tracebacks.")(func)
+    )(wrapper)
+    command = click.option(
+        "--token", envvar="RAFTKA_TOKEN", default=None, help="Bearer token (env RAFTKA_TOKEN)."
+    )(command)
+    command = click.option(
+        "--cacert",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA file to verify the brokers' TLS certificates with.",
+    )(command)
+    return click.option("--debug", is_flag=True, help="Show tracebacks.")(command)  # type: ignore[return-value]
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
 
 
-def call(bootstrap: str, method: Callable[[Admin], Awaitable[T]]) -> T:
+def call(access: ClusterAccess, method: Callable[[Admin], Awaitable[T]]) -> T:
     """One request through an admin client that lives for this call only."""
 
     async def go() -> T:
-        async with Admin(bootstrap) as admin:
+        async with Admin(access.bootstrap, **access.credentials) as admin:
             return await method(admin)
 
     result: T = asyncio.run(go())
@@ -161,7 +180,7 @@ def topic_create(
     replication_factor: int,
     min_insync_replicas: int | None,
     pairs: tuple[str, ...],
-    bootstrap: str,
+    access: ClusterAccess,
     debug: bool,
 ) -> None:
     """Create a topic."""
@@ -169,19 +188,17 @@ def topic_create(
     if min_insync_replicas is not None:
         config["min_insync_replicas"] = min_insync_replicas
 
-    created = call(
-        bootstrap, lambda c: c.create_topic(name, partitions, replication_factor, config)
-    )
+    created = call(access, lambda c: c.create_topic(name, partitions, replication_factor, config))
     click.echo(f"created topic {created['name']} with {len(created['partitions'])} partitions")
 
 
 @topic.command("list")
 @client_options
 @handles_errors
-def topic_list(bootstrap: str, debug: bool) -> None:
+def topic_list(access: ClusterAccess, debug: bool) -> None:
     """List topic names."""
 
-    for name in call(bootstrap, lambda c: c.list_topics()):
+    for name in call(access, lambda c: c.list_topics()):
         click.echo(name)
 
 
@@ -189,21 +206,21 @@ def topic_list(bootstrap: str, debug: bool) -> None:
 @click.argument("name")
 @client_options
 @handles_errors
-def topic_describe(name: str, bootstrap: str, debug: bool) -> None:
+def topic_describe(name: str, access: ClusterAccess, debug: bool) -> None:
     """Show a topic's partitions, leaders, ISR and offsets."""
     from raftka.api.cli.tables import print_topic
 
-    print_topic(call(bootstrap, lambda c: c.describe_topic(name)))
+    print_topic(call(access, lambda c: c.describe_topic(name)))
 
 
 @topic.command("delete")
 @click.argument("name")
 @client_options
 @handles_errors
-def topic_delete(name: str, bootstrap: str, debug: bool) -> None:
+def topic_delete(name: str, access: ClusterAccess, debug: bool) -> None:
     """Delete a topic and all its records."""
 
-    call(bootstrap, lambda c: c.delete_topic(name))
+    call(access, lambda c: c.delete_topic(name))
     click.echo(f"deleted topic {name}")
 
 
@@ -214,12 +231,12 @@ def topic_delete(name: str, bootstrap: str, debug: bool) -> None:
 @client_options
 @handles_errors
 def produce(
-    topic_name: str, acks: str, key_separator: str | None, bootstrap: str, debug: bool
+    topic_name: str, acks: str, key_separator: str | None, access: ClusterAccess, debug: bool
 ) -> None:
     """Produce one record per line of stdin."""
     from raftka.api.cli.console import produce_lines
 
-    run(produce_lines(bootstrap, topic_name, acks, key_separator, sys.stdin))
+    run(produce_lines(access, topic_name, acks, key_separator, sys.stdin))
 
 
 @cli.command()
@@ -234,13 +251,13 @@ def consume(
     group: str | None,
     from_beginning: bool,
     max_records: int | None,
-    bootstrap: str,
+    access: ClusterAccess,
     debug: bool,
 ) -> None:
     """Print records as JSON lines."""
     from raftka.api.cli.console import consume_records
 
-    run(consume_records(bootstrap, topic_name, from_beginning, max_records, group))
+    run(consume_records(access, topic_name, from_beginning, max_records, group))
 
 
 @cli.group()
@@ -251,11 +268,11 @@ def cluster() -> None:
 @cluster.command("status")
 @client_options
 @handles_errors
-def cluster_status(bootstrap: str, debug: bool) -> None:
+def cluster_status(access: ClusterAccess, debug: bool) -> None:
     """Brokers, controller, Raft term and every partition's leader and ISR."""
     from raftka.api.cli.tables import fetch_status, print_status
 
-    print_status(run(fetch_status(bootstrap)))
+    print_status(run(fetch_status(access)))
 
 
 @cli.group()
@@ -267,11 +284,60 @@ def group() -> None:
 @click.argument("name")
 @client_options
 @handles_errors
-def group_describe(name: str, bootstrap: str, debug: bool) -> None:
+def group_describe(name: str, access: ClusterAccess, debug: bool) -> None:
     """A group's state, generation, members with their assignment, and lag per partition."""
     from raftka.api.cli.console import fetch_group, print_group
 
-    print_group(run(fetch_group(bootstrap, name)))
+    print_group(run(fetch_group(access, name)))
+
+
+@cli.group()
+def acl() -> None:
+    """Users and their ACLs (managed in the cluster config)."""
+
+
+@acl.command("list")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="RAFTKA_CONFIG",
+    default="./data/cluster.toml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The cluster config (env RAFTKA_CONFIG); raftka dev writes data/cluster.toml.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def acl_list(config_path: Path, as_json: bool, debug: bool) -> None:
+    """Users and what each may do; none: the cluster is open to anyone who reaches it."""
+    from raftka.api.acl import acl_table
+    from raftka.api.cli.tables import print_acls
+    from raftka.api.settings import load_config
+
+    table = acl_table(load_config(config_path).security.users)
+    if as_json:
+        click.echo(orjson.dumps({"users": table}).decode())
+    else:
+        print_acls(table)
+
+
+@cli.group()
+def token() -> None:
+    """Client tokens."""
+
+
+@token.command("hash")
+@click.argument("token_text", metavar="[TOKEN]", required=False)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handles_errors
+def token_hash(token_text: str | None, debug: bool) -> None:
+    """Print the token_hash for a [[users]] entry (the token from stdin without TOKEN).
+    Make a token with e.g. `openssl rand -base64 32`."""
+    from raftka.api.tokens import hash_token
+
+    text = token_text if token_text is not None else sys.stdin.readline().strip()
+    click.echo(hash_token(text))
 
 
 def main() -> None:

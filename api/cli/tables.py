@@ -8,11 +8,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from raftka.api.cli.console import ClusterAccess
 from raftka.client.aio import Admin
 
 
-async def fetch_status(bootstrap: str) -> dict[str, Any]:
-    async with Admin(bootstrap) as admin:
+async def fetch_status(access: ClusterAccess) -> dict[str, Any]:
+    async with Admin(access.bootstrap, **access.credentials) as admin:
         cluster = await admin.cluster()
         names = await admin.list_topics()
         topics = await asyncio.gather(*(admin.describe_topic(n) for n in names))
@@ -110,4 +111,26 @@ def print_topic(topic: dict[str, Any]) -> None:
     console.print(f"topic [bold]{topic['name']}[/bold]   {config}")
     table = _partition_table("partitions", with_name=False)
     _partition_rows(table, topic, with_name=False)
+    console.print(table)
+
+
+def print_acls(users: list[dict[str, Any]]) -> None:
+    """`raftka acl list`: one row per ACL entry of each user."""
+    console = Console()
+    if not users:
+        console.print(
+            "no [[users]] configured: the cluster is open (anyone who reaches it may do anything)"
+        )
+        return
+    table = Table("user", "operations", "topics", "groups")
+    for user in users:
+        if not user["acls"]:
+            table.add_row(user["name"], "(none)", "", "")
+        for entry in user["acls"]:
+            table.add_row(
+                user["name"],
+                ", ".join(entry["operations"]),
+                ", ".join(entry["topics"]),
+                ", ".join(entry["groups"]),
+            )
     console.print(table)

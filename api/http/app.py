@@ -14,6 +14,7 @@ from aiohttp import web
 
 from raftka.api.broker.broker import Broker
 from raftka.api.broker.coordinator import GroupCoordinator
+from raftka.api.http.auth import USERS_KEY, Authenticator, auth_middleware
 from raftka.api.http.connections import ConnectionGuard, ConnectionLimits, guard_middleware
 from raftka.api.http.context import (
     BROKER_KEY,
@@ -21,12 +22,17 @@ from raftka.api.http.context import (
     COORDINATOR_KEY,
     FORWARDED_BODY_ALLOWANCE,
     FORWARDER_KEY,
+    IN_FLIGHT_KEY,
+    LONG_POLLS_KEY,
     METRICS_KEY,
+    RESERVED_BYTES,
+    is_from_broker,
     json_response,
 )
-from raftka.api.http.forward import Forwarder, is_forwarded
+from raftka.api.http.forward import Forwarder
 from raftka.api.http.metrics import BrokerMetrics
 from raftka.api.http.partition_reader import PartitionReader
+from raftka.api.http.request_budget import InFlightBytes, LongPolls
 from raftka.api.http.routes import cluster, fetch, groups, internal, produce, topics
 from raftka.metadata.errors import (
     InsufficientStorage,
@@ -37,6 +43,7 @@ from raftka.metadata.errors import (
     RaftkaError,
     RequestTooLarge,
     RetriableError,
+    Unauthenticated,
 )
 from raftka.storage.disk import is_disk_full
 
@@ -45,10 +52,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def error_json_response(code: str, message: str, status: int) -> web.Response:
+    """The contract's error shape, for errors that are not a RaftkaError."""
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
 def error_response(error: RaftkaError) -> web.Response:
     response = json_response(error.to_json(), error.status)
     if isinstance(error, RetriableError):
         response.headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
@@ -61,17 +75,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[BROKER_KEY].settings.max_request_bytes
-        if not is_forwarded(request):
+        if not is_from_broker(request):
             return error_response(RequestTooLarge(f"the request body exceeds {limit} bytes"))
         return error_response(
             RequestTooLarge(f"the forwarded body exceeds {limit * FORWARDED_BODY_ALLOWANCE} bytes")
         )
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route for {request.method} {request.path}"))
-    except web.HTTPMethodNotAllowed:
-        return error_response(
+    except web.HTTPMethodNotAllowed as exc:
+        response = error_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
         )
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(InvalidRequest(exc.reason))
@@ -87,15 +103,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             request.app[METRICS_KEY].errors.labels(error.code).inc()
             return error_response(error)
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_response(
-            {"error": {"code": "INTERNAL_ERROR", "message": "internal error; see the broker log"}},
-            500,
-        )
+        return error_json_response("INTERNAL_ERROR", "internal error; see the broker log", 500)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Gives back the body bytes a request reserved (api/http/context.py read_body) once it is
+    answered, whatever happened."""
+    try:
+        return await handler(request)
+    finally:
+        reserved = request.get(RESERVED_BYTES, 0)
+        if reserved:
+            request.app[IN_FLIGHT_KEY].release(reserved)
 
 
 # Answered while the metadata is still loading; everything else waits for it.
 PATHS_SERVED_WHILE_STARTING = frozenset(
-    {"/healthz", "/metrics", "/v1/cluster", "/internal/metadata"}
+    {"/healthz", "/metrics", "/openapi.json", "/v1/cluster", "/internal/metadata"}
 )
 
 
@@ -124,14 +149,25 @@ def create_app(broker: Broker, *, max_connections: int | None = None) -> web.App
         )
     )
     app = web.Application(
-        middlewares=[guard_middleware(guard), errors_middleware, readiness_middleware],
+        middlewares=[
+            guard_middleware(guard),
+            errors_middleware,
+            auth_middleware,
+            in_flight_middleware,
+            readiness_middleware,
+        ],
         client_max_size=s.max_request_bytes * FORWARDED_BODY_ALLOWANCE,
     )
     app[BROKER_KEY] = broker
+    app[USERS_KEY] = Authenticator(broker.config.security.users)
     app[CONNECTIONS_KEY] = guard
-    forwarder = Forwarder(broker.settings.request_timeout_ms / 1000)
+    forwarder = Forwarder(
+        broker.settings.request_timeout_ms / 1000, broker.broker_auth, broker.client_ssl
+    )
     app[FORWARDER_KEY] = forwarder
-    app[METRICS_KEY] = BrokerMetrics(broker, guard.stats)
+    in_flight = app[IN_FLIGHT_KEY] = InFlightBytes(s.max_in_flight_request_bytes)
+    long_polls = app[LONG_POLLS_KEY] = LongPolls(s.max_long_polls_per_client)
+    app[METRICS_KEY] = BrokerMetrics(broker, guard.stats, (in_flight, long_polls))
     app[COORDINATOR_KEY] = GroupCoordinator(broker, PartitionReader(broker, forwarder))
     for module in (cluster, topics, produce, fetch, groups, internal):
         module.add_routes(app)

@@ -2,7 +2,8 @@
 
 Any broker answers any request: produce, fetch and offset look-ups for a partition led
 elsewhere go to its leader with `X-Raftka-Forwarded` set, so a request is forwarded once
-and never loops. The leader waits briefly for metadata it has not applied yet. A read
+and never loops, and with the proof that a broker sent it (api/broker_auth.py): only a
+proven forward may carry a body past max_request_bytes (re-encoding grows it a little). The leader waits briefly for metadata it has not applied yet. A read
 answered 503 LEADER_NOT_AVAILABLE is retried briefly here; a write never is: the leader may
 have appended it before losing leadership, and a second try would write it twice.
 """
@@ -10,10 +11,13 @@ have appended it before losing leadership, and a second try would write it twice
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
+from raftka.api.broker_auth import BrokerAuth
 from raftka.metadata.errors import LeaderNotAvailable
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
@@ -22,15 +26,25 @@ FORWARD_RETRY_BACKOFF_S = 0.05
 
 
 class Forwarder:
-    def __init__(self, request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        request_timeout_s: float,
+        auth: BrokerAuth | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self._request_timeout_s = request_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._auth = auth or BrokerAuth(None)
+        self._ssl = client_ssl
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
+            )
         return self._session
 
     async def send(
@@ -41,14 +55,13 @@ class Forwarder:
         timeout = aiohttp.ClientTimeout(total=self._request_timeout_s + extra_wait_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FORWARD_RETRY_WINDOW_S
+        path = URL(url).path
         while True:
+            headers = {FORWARDED_HEADER: "1", "Content-Type": "application/json"}
+            headers.update(self._auth.headers(method, path))
             try:
                 async with self.session.request(
-                    method,
-                    url,
-                    data=body,
-                    timeout=timeout,
-                    headers={FORWARDED_HEADER: "1", "Content-Type": "application/json"},
+                    method, url, data=body, timeout=timeout, headers=headers
                 ) as resp:
                     payload = await resp.read()
                     status = resp.status
@@ -85,7 +98,3 @@ class Forwarder:
 
 def _leader_not_available(status: int, payload: bytes) -> bool:
     return status == 503 and b'"LEADER_NOT_AVAILABLE"' in payload
-
-
-def is_forwarded(request: web.Request) -> bool:
-    return FORWARDED_HEADER in request.headers

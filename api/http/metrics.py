@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from raftka.api.http.connections import ConnectionStats, Phase
+from raftka.api.http.request_budget import InFlightBytes, LongPolls
 
 if TYPE_CHECKING:
     from raftka.api.broker.broker import Broker
@@ -123,6 +124,32 @@ class _ConnectionCollector(Collector):
         yield timed_out
 
 
+class _RequestBudgetCollector(Collector):
+    def __init__(self, in_flight: InFlightBytes, long_polls: LongPolls) -> None:
+        self._in_flight = in_flight
+        self._long_polls = long_polls
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "raftka_in_flight_request_bytes",
+            "bytes of request bodies held by requests not yet answered",
+            value=self._in_flight.held,
+        )
+        yield CounterMetricFamily(
+            "raftka_in_flight_bytes_refusals",
+            "requests refused (429) because max_in_flight_request_bytes was reached",
+            value=self._in_flight.refused,
+        )
+        yield GaugeMetricFamily(
+            "raftka_long_polls", "long-polls waiting now", value=self._long_polls.in_flight
+        )
+        yield CounterMetricFamily(
+            "raftka_long_poll_refusals",
+            "long-polls refused (429) because their client had max_long_polls_per_client",
+            value=self._long_polls.refused,
+        )
+
+
 def _budget_metrics(b: Broker) -> Iterator[Metric]:
     """Partition replicas and open segment files, next to their limits."""
     pool = b.replicas.file_pool
@@ -157,7 +184,12 @@ def _budget_metrics(b: Broker) -> Iterator[Metric]:
 
 
 class BrokerMetrics:
-    def __init__(self, broker: Broker, connections: ConnectionStats | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        connections: ConnectionStats | None = None,
+        budgets: tuple[InFlightBytes, LongPolls] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.produced_records = Counter(
             "raftka_produced_records", "records appended as leader", registry=self.registry
@@ -183,6 +215,8 @@ class BrokerMetrics:
         )
         self.registry.register(_BrokerStateCollector(broker))
         self.registry.register(_ConnectionCollector(connections or ConnectionStats()))
+        if budgets is not None:
+            self.registry.register(_RequestBudgetCollector(*budgets))
         # process_open_fds, process_max_fds, process_resident_memory_bytes, ...
         ProcessCollector(registry=self.registry)
 

@@ -9,6 +9,7 @@ stores it as is, so a fetch never re-encodes a record.
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,20 @@ RECORD_FIELDS = frozenset(
 )
 PLAIN_RECORD_FIELDS = frozenset({"key", "value"})
 MAX_TIMESTAMP_MS = 2**62
-# int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
-INTEGER_PATTERN = re.compile(r"-?[0-9]+")
+# int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣". At most
+# 19 digits: every integer of the API fits in a signed 64-bit field, and a longer one
+# would cost int() time (Python refuses past 4,300 digits with a ValueError).
+INTEGER_PATTERN = re.compile(r"-?[0-9]{1,19}")
+MAX_INT64 = 2**63 - 1
+# JSON integers are kept exact within 64 bits (orjson reads [-2**63, 2**64-1] as int and
+# turns anything wider into a float); a wider one is refused rather than rounded.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**64 - 1
+# Only an integer of 19+ digits can fall outside that range: bodies are scanned for a run
+# of digits this long (0.8 ms for 600 KB, against 8 ms for orjson's parse), and only then
+# parsed again exactly.
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 ParsedRecord = tuple[int | None, bytes | None, int | None, bytes]
 # The batch header's widths: producer_id int64, producer_epoch int16, base_sequence int32.
@@ -40,9 +53,31 @@ class ProduceRequest:
 
 def load_json(raw: bytes) -> Any:
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    if _LONG_DIGIT_RUN in raw.translate(_DIGITS_TO_ZERO):
+        _refuse_wide_integers(raw)
+    return doc
+
+
+def _check_json_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise InvalidRequest(f"the integer {text[:24]}... does not fit in 64 bits")
+    value = int(text)
+    if not MIN_JSON_INT <= value <= MAX_JSON_INT:
+        raise InvalidRequest(f"the integer {text} does not fit in 64 bits")
+    return value
+
+
+def _refuse_wide_integers(raw: bytes) -> None:
+    """Raises InvalidRequest if the body holds an integer outside [-2**63, 2**64-1], which
+    orjson would have read as a rounded float (the digit run may also be inside a string:
+    then this finds nothing)."""
+    try:
+        json.loads(raw, parse_int=_check_json_int)
+    except RecursionError:  # orjson allows 1,024 levels, the json module a few less
+        raise InvalidRequest("the body is nested too deeply") from None
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -154,8 +189,11 @@ def parse_acks(value: str | None) -> str:
 
 
 def parse_int(raw: str) -> int | None:
-    """A decimal integer as a query string spells it, or None."""
-    return int(raw) if INTEGER_PATTERN.fullmatch(raw) else None
+    """A decimal integer as a query string spells it (within 64 bits), or None."""
+    if not INTEGER_PATTERN.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if -MAX_INT64 - 1 <= value <= MAX_INT64 else None
 
 
 def int_param(
@@ -168,7 +206,8 @@ def int_param(
         return default
     value = parse_int(raw)
     if value is None:
-        raise InvalidRequest(f"{name} must be an integer, got {raw!r}")
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise InvalidRequest(f"{name} must be a 64-bit integer, got {shown!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f" and at most {maximum}" if maximum is not None else ""
         raise InvalidRequest(f"{name} must be at least {minimum}{bound}, got {value}")

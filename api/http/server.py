@@ -10,10 +10,12 @@ import asyncio
 import logging
 import resource
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from raftka.api.broker.broker import Broker
 from raftka.api.broker.open_files import (
@@ -21,7 +23,7 @@ from raftka.api.broker.open_files import (
     open_files_limit,
     raise_open_files_limit,
 )
-from raftka.api.http.app import create_app
+from raftka.api.http.app import create_app, error_json_response
 from raftka.api.http.connections import (
     ACCEPT_BACKLOG,
     RateLimitedWarning,
@@ -30,6 +32,7 @@ from raftka.api.http.connections import (
 from raftka.api.http.context import CONNECTIONS_KEY, COORDINATOR_KEY, METRICS_KEY
 from raftka.api.kafka.server import KafkaServer
 from raftka.api.settings import ClusterConfig, Settings
+from raftka.api.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,25 @@ log = logging.getLogger(__name__)
 ACCEPT_OUT_OF_RESOURCES = "socket.accept() out of system resource"
 
 
+def _log_security(config: ClusterConfig) -> None:
+    sec = config.security
+    if not sec.users:
+        log.warning(
+            "no [[users]] configured: the cluster is open, anyone who reaches it may "
+            "produce, read and delete (docs/security.md)"
+        )
+    else:
+        log.info("%d users configured: every request needs a token", len(sec.users))
+    if sec.cluster_secret is None:
+        log.warning(
+            "no cluster_secret: brokers cannot prove themselves to each other and the Raft "
+            "port takes any frame; fine on loopback for one user only (docs/security.md)"
+        )
+    log.info("serving %s", "HTTPS" if sec.tls else "plain HTTP")
+
+
 async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:
+    _log_security(config)
     broker = Broker(config, broker_id, data_dir)
     loop = asyncio.get_running_loop()
     _quiet_accept_failures(loop)
@@ -55,11 +76,12 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     # Our own listener instead of a web.TCPSite: its protocol factory is the connection
     # guard (api/http/connections.py), which caps and times every connection.
     listener = await loop.create_server(
-        app[CONNECTIONS_KEY].protocol_factory(runner.server),
+        app[CONNECTIONS_KEY].protocol_factory(json_error_handlers(runner.server)),
         broker.address.http_host,
         broker.address.http_port,
         reuse_address=True,
         backlog=ACCEPT_BACKLOG,
+        ssl=server_ssl_context(config.security),
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
     kafka = KafkaServer(
@@ -89,6 +111,52 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         await broker.stop()
         await runner.cleanup()  # closes the open connections
         log.info("broker %d stopped", broker_id)
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp answers what fails before a handler runs (a malformed request line, invalid
+    UTF-8 in the path, a URL or header over 8,190 bytes, too many headers, an unknown
+    method) in plain text and logs a traceback for each: answer in the contract's shape
+    instead, and log one debug line (a scanner must not be able to flood the log)."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer has begun: nothing more can be said
+            raise ConnectionError("the response had already started")
+        if status >= 500:
+            log.error("error before a handler ran: %s", message or exc, exc_info=exc)
+            code, text = "INTERNAL_ERROR", "internal error; see the broker log"
+        else:
+            log.debug("refused a malformed request: %s", message or exc)
+            code = "REQUEST_TOO_LARGE" if status == 413 else "INVALID_REQUEST"
+            text = _protocol_error_text(exc, message, status)
+        response = error_json_response(code, text, status)
+        response.force_close()
+        return response
+
+
+def json_error_handlers(server: web.Server) -> Callable[[], RequestHandler]:
+    """What web.Server.__call__ does (it reads the same private kwargs), with our class."""
+    loop = asyncio.get_running_loop()
+
+    def make() -> RequestHandler:
+        return JsonErrorRequestHandler(server, loop=loop, **server._kwargs)
+
+    return make
+
+
+def _protocol_error_text(exc: BaseException | None, message: str | None, status: int) -> str:
+    text = message or (str(exc) if exc is not None else "") or f"HTTP {status}"
+    # aiohttp's messages quote the offending bytes, which may be anything: keep it short.
+    text = text.splitlines()[0] if text.strip() else f"HTTP {status}"
+    return f"malformed HTTP request: {text[:200]}"
 
 
 def _max_connections(settings: Settings) -> int:

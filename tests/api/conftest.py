@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from raftka.api.broker.broker import Broker
 from raftka.api.http.app import create_app
 from raftka.api.ports import free_ports
-from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
+from raftka.api.settings import BrokerAddress, ClusterConfig, Security, Settings
 
 # One voter elects itself after one election timeout: keep it short in tests.
 FAST_RAFT = {
@@ -26,13 +26,16 @@ FAST_RAFT = {
 READY_DEADLINE_S = 30.0
 
 
-def single_broker_config(data_dir: Path, **settings: Any) -> ClusterConfig:
+def single_broker_config(
+    data_dir: Path, security: Security | None = None, **settings: Any
+) -> ClusterConfig:
     http, raft = free_ports(2)
     return ClusterConfig(
         cluster_id="test",
         data_dir=data_dir,
         brokers=(BrokerAddress(1, f"127.0.0.1:{http}", f"127.0.0.1:{raft}"),),
         settings=Settings(**{**FAST_RAFT, **settings}),
+        security=security or Security(),
     )
 
 
@@ -60,11 +63,12 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 async def make_client(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
 ) -> AsyncIterator[MakeClient]:
-    """`await make_client(fsync="always", ...)` -> a test client of a ready broker."""
+    """`await make_client(fsync="always", ..., security=Security(...))` -> a test client
+    of a ready broker."""
     brokers: list[Broker] = []
 
-    async def make(**settings: Any) -> TestClient:
-        config = single_broker_config(tmp_path / f"cluster-{len(brokers)}", **settings)
+    async def make(security: Security | None = None, **settings: Any) -> TestClient:
+        config = single_broker_config(tmp_path / f"cluster-{len(brokers)}", security, **settings)
         broker = Broker(config, 1)
         brokers.append(broker)
         client = await aiohttp_client(create_app(broker))

@@ -1,10 +1,12 @@
-"""GET /v1/cluster, /healthz, /metrics, POST /v1/producers."""
+"""GET /v1/cluster, /healthz, /metrics, /openapi.json, POST /v1/producers."""
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from raftka.api.http.context import BROKER_KEY, METRICS_KEY, json_response
+from raftka.api.http.openapi import openapi_document
 
 
 async def get_cluster(request: web.Request) -> web.Response:
@@ -72,7 +74,15 @@ async def allocate_producer(request: web.Request) -> web.Response:
     return json_response({"id": producer_id, "epoch": 0})
 
 
+OPENAPI_JSON = orjson.dumps(openapi_document())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_JSON, content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/v1/cluster", get_cluster)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

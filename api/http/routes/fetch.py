@@ -13,11 +13,12 @@ from raftka.api.http.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
+    is_forwarded,
     json_response,
+    long_poll,
     partition_param,
     topic_param,
 )
-from raftka.api.http.forward import is_forwarded
 from raftka.api.http.partition_reader import read_leading
 from raftka.api.http.records import int_param, parse_int
 from raftka.metadata.errors import InvalidRequest, LeaderNotAvailable
@@ -57,12 +58,13 @@ async def fetch(request: web.Request) -> web.Response:
     )
     max_bytes = int_param(q, "max_bytes", DEFAULT_MAX_BYTES, minimum=1, maximum=MAX_FETCH_BYTES)
     max_wait_ms = int_param(q, "max_wait_ms", 0)
-    target = await _leader_or_forward(request, max_wait_ms)
-    if isinstance(target, web.Response):
-        return target
-    replica, result = await read_leading(
-        request.app[BROKER_KEY], target, offset, max_records, max_bytes, max_wait_ms
-    )
+    async with long_poll(request, max_wait_ms):
+        target = await _leader_or_forward(request, max_wait_ms)
+        if isinstance(target, web.Response):
+            return target
+        replica, result = await read_leading(
+            request.app[BROKER_KEY], target, offset, max_records, max_bytes, max_wait_ms
+        )
     metrics = request.app[METRICS_KEY]
     metrics.fetch_requests.inc()
     metrics.fetched_records.inc(result.record_count)

@@ -12,15 +12,18 @@ from typing import Any
 
 from aiohttp import web
 
+from raftka.api.acl import Operation
 from raftka.api.broker.coordinator import JoinRequest
+from raftka.api.http.auth import authorize_topic, visible
 from raftka.api.http.context import (
     BROKER_KEY,
     COORDINATOR_KEY,
     FORWARDER_KEY,
+    is_forwarded,
     json_response,
+    long_poll,
     read_body,
 )
-from raftka.api.http.forward import is_forwarded
 from raftka.api.http.records import int_param, is_int, json_object
 from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest, LeaderNotAvailable
 from raftka.metadata.groups import (
@@ -130,12 +133,14 @@ def _parse_offsets(raw: Any) -> tuple[tuple[str, int, int], ...]:
 
 
 async def join(request: web.Request) -> web.Response:
-    forwarded = await _at_coordinator(request)
-    if forwarded is not None:
-        return forwarded
     broker = request.app[BROKER_KEY]
     doc = json_object(await read_body(request))
     join_request = _parse_join(doc, broker.settings.group_session_timeout_ms)
+    for topic in join_request.topics:  # checked here: the coordinator trusts a forward
+        authorize_topic(request, Operation.CONSUME, topic)
+    forwarded = await _at_coordinator(request)
+    if forwarded is not None:
+        return forwarded
     answer = await request.app[COORDINATOR_KEY].join(_group_param(request), join_request)
     return json_response(answer)
 
@@ -165,12 +170,13 @@ async def consume(request: web.Request) -> web.Response:
         q, "max_records", DEFAULT_MAX_RECORDS, minimum=1, maximum=MAX_CONSUME_RECORDS
     )
     max_wait_ms = int_param(q, "max_wait_ms", 0)
-    forwarded = await _at_coordinator(request, max_wait_ms)
-    if forwarded is not None:
-        return forwarded
-    records = await request.app[COORDINATOR_KEY].consume(
-        _group_param(request), request.match_info["member"], max_records, max_wait_ms
-    )
+    async with long_poll(request, max_wait_ms):
+        forwarded = await _at_coordinator(request, max_wait_ms)
+        if forwarded is not None:
+            return forwarded
+        records = await request.app[COORDINATOR_KEY].consume(
+            _group_param(request), request.match_info["member"], max_records, max_wait_ms
+        )
     return json_response({"records": records})
 
 
@@ -207,7 +213,7 @@ async def list_groups(request: web.Request) -> web.Response:
     """Every group the metadata knows (with members or committed offsets), as Kafka's
     ListGroups: from this broker's metadata, so possibly a moment behind."""
     broker = request.app[BROKER_KEY]
-    return json_response({"groups": sorted(broker.state.groups)})
+    return json_response({"groups": visible(request, broker.state.groups, groups=True)})
 
 
 def add_routes(app: web.Application) -> None:

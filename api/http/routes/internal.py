@@ -3,8 +3,8 @@ controller, partition offsets, and the digest of the applied metadata.
 
 Handlers only translate: the replica fetch's rules live in replication/ (the manager
 answers, and waits for news when a follower is caught up). These routes are for brokers of
-this cluster only; the security issue adds the cluster secret that proves it (until then
-they are reachable like any route, so the cluster must stay on loopback or a trusted net).
+this cluster only: with a cluster secret, api/auth.py refuses (403) any request that does
+not prove it comes from one.
 """
 
 from __future__ import annotations

@@ -23,11 +23,12 @@ from raftka.api.http.context import (
     BROKER_KEY,
     FORWARDER_KEY,
     METRICS_KEY,
+    is_forwarded,
     partition_param,
     read_body,
     topic_param,
 )
-from raftka.api.http.forward import Forwarder, is_forwarded
+from raftka.api.http.forward import Forwarder
 from raftka.api.http.records import ParsedRecord, parse_acks, parse_produce
 from raftka.api.partitioner import RoundRobin, partition_for_key
 from raftka.metadata.errors import (

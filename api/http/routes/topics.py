@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from raftka.api.acl import Operation
 from raftka.api.broker.broker import Broker
+from raftka.api.http.auth import authorize_topic, visible
 from raftka.api.http.context import BROKER_KEY, FORWARDER_KEY, json_response, read_body, topic_param
 from raftka.api.http.forward import Forwarder
 from raftka.api.http.records import is_int, json_object
@@ -88,12 +90,13 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
 async def create_topic(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
     command = create_topic_command(broker, json_object(await read_body(request)))
+    authorize_topic(request, Operation.ADMIN, command.name)
     topic = await broker.topics.create(command)
     return json_response(await describe(broker, request.app[FORWARDER_KEY], topic), 201)
 
 
 async def list_topics(request: web.Request) -> web.Response:
-    return json_response({"topics": sorted(request.app[BROKER_KEY].state.topics)})
+    return json_response({"topics": visible(request, request.app[BROKER_KEY].state.topics)})
 
 
 async def get_topic(request: web.Request) -> web.Response:

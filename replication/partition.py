@@ -21,6 +21,7 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from raftka.metadata.errors import (
@@ -316,7 +317,8 @@ class PartitionReplica:
                     return Appended(dup.first_offset, dup.last_offset, True, self.role.leader_epoch)
             try:
                 if self._disk is not None:
-                    size = HEADER_BYTES + sum(len(b) + RECORD_OVERHEAD_BYTES for _, b in records)
+                    bodies = sum(map(len, map(itemgetter(1), records)))
+                    size = HEADER_BYTES + bodies + RECORD_OVERHEAD_BYTES * len(records)
                     self._disk.check_room(size)
                 info = self._append_now(records, producer)
             except SegmentFullError:

@@ -19,7 +19,8 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, count
+from operator import add, itemgetter
 
 import orjson
 from crc32c import crc32c
@@ -43,6 +44,7 @@ CRC_START = PREFIX_BYTES
 POSITION_BYTES = 4  # one uint32 per record in the position table
 MAX_RECORD_COUNT = (1 << 31) - 1
 
+_FRAGMENT = b'{"offset":%d,"timestamp":%d,%b}'
 _NEEDS_BYTESWAP = sys.byteorder == "little"  # the table is big-endian on disk
 
 
@@ -91,12 +93,19 @@ def build_fragments(base_offset: int, records: Sequence[tuple[int, bytes]]) -> l
     """Turn the broker's (timestamp_ms, body) pairs into complete JSON objects.
 
     No JSON parse: the body is trusted to be the inside of an object (the broker parsed
-    the request once already); the log only prefixes the fields it owns.
+    the request once already); the log only prefixes the fields it owns. One `%` per
+    record, run by `map` (C): no Python bytecode per record on the produce path.
     """
-    return [
-        b'{"offset":%d,"timestamp":%d,%b}' % (offset, ts, body)
-        for offset, (ts, body) in enumerate(records, base_offset)
-    ]
+    return list(
+        map(
+            _FRAGMENT.__mod__,
+            zip(
+                count(base_offset),
+                map(itemgetter(0), records),
+                map(itemgetter(1), records),
+            ),
+        )
+    )
 
 
 def encode_batch(
@@ -116,7 +125,7 @@ def encode_batch(
         raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {count}")
     payload = b",".join(fragments)
     # end of fragment k = its length sum so far + the k commas before it
-    ends = array("I", [total + k for k, total in enumerate(accumulate(map(len, fragments)))])
+    ends = array("I", map(add, accumulate(map(len, fragments)), range(count)))
     if _NEEDS_BYTESWAP:
         ends.byteswap()
     table = ends.tobytes()

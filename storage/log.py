@@ -18,6 +18,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from raftka.storage.batch import (
@@ -295,7 +296,7 @@ class PartitionLog:
             base,
             build_fragments(base, records),
             first_timestamp=records[0][0],
-            max_timestamp=max(ts for ts, _ in records),
+            max_timestamp=max(map(itemgetter(0), records)),
             leader_epoch=leader_epoch,
             producer_id=producer_id,
             producer_epoch=producer_epoch,

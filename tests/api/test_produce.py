@@ -95,7 +95,7 @@ async def test_keyless_records_of_one_request_go_to_one_partition_rotating_betwe
 ) -> None:
     await create_topic(client, "sticky", partitions=3)
     seen = []
-    for request in range(3):
+    for _ in range(3):
         offsets = await produce(client, "sticky", [{**key, "value": i} for i in range(4)])
         partitions = {o["partition"] for o in offsets}
         assert len(partitions) == 1, offsets

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TypeAlias
 
 import orjson
@@ -45,6 +46,9 @@ STICKY_KEY = web.AppKey("sticky_partitioner", StickyPartitioner)
 # acks=0 writes still running after their answer, bounded (push-back past the limit).
 BACKGROUND_KEY = web.AppKey("acks0_writes", BackgroundWrites)
 MAX_ACKS0_WRITES_IN_FLIGHT = 256
+# Answers of one partition up to this many records are filled into a cached template.
+MAX_TEMPLATED_ANSWER = 1024
+ANSWER_TEMPLATE_CACHE_SIZE = 64
 
 # Where a partition's records go: this broker's replica, or its leader's URL.
 Target: TypeAlias = PartitionReplica | str
@@ -123,16 +127,27 @@ async def write_partition(
     return -1 if first is None else int(first)
 
 
+@lru_cache(maxsize=ANSWER_TEMPLATE_CACHE_SIZE)
+def _answer_template(partition: int, count: int) -> bytes:
+    """The answer for `count` records of one partition, its offsets left as `%d`: one `%`
+    fills it (about half the cost of a `%` per record)."""
+    entry = b'{"partition":%d,"offset":%%d}' % partition
+    return b'{"offsets":[' + b",".join([entry] * count) + b"]}"
+
+
 def _offsets_answer(writes: Writes, count: int, bases: dict[int, int] | None) -> bytes:
     """`{"offsets": [...]}` in request order; offsets null when `bases` is None (acks=0).
     One `%` per record run by `map` (C), joined once: cheaper than dicts and orjson."""
     if len(writes) == 1:
         ((p, _),) = writes.items()
         if bases is None:
-            entries = [b'{"partition":%d,"offset":null}' % p] * count
-        else:
-            template = b'{"partition":%d,"offset":%%d}' % p
-            entries = list(map(template.__mod__, range(bases[p], bases[p] + count)))
+            return (
+                b'{"offsets":[' + b",".join([b'{"partition":%d,"offset":null}' % p] * count) + b"]}"
+            )
+        if count <= MAX_TEMPLATED_ANSWER:
+            return _answer_template(p, count) % tuple(range(bases[p], bases[p] + count))
+        template = b'{"partition":%d,"offset":%%d}' % p
+        entries = map(template.__mod__, range(bases[p], bases[p] + count))
         return b'{"offsets":[' + b",".join(entries) + b"]}"
     answer: list[bytes] = [b""] * count
     for p, indexes in writes.items():

@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import orjson
@@ -28,6 +28,7 @@ from msgspec import UNSET, Meta, Raw, UnsetType
 
 from raftka.metadata.errors import InvalidRequest
 from raftka.replication.producer_state import ProducerRef
+from raftka.storage.batch import Records, TemplatedRecords
 
 MAX_TIMESTAMP_MS = 2**62
 # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣".
@@ -39,7 +40,8 @@ MAX_PRODUCER_ID = 2**63 - 1
 MAX_PRODUCER_EPOCH = 2**15 - 1
 
 JSON_NULL = Raw(b"null")
-_PLAIN_BODY = b'"key":%b,"value":%b,"headers":{}'
+T = TypeVar("T")
+PLAIN_BODY = b'"key":%b,"value":%b,"headers":{}'
 _KEY = attrgetter("key")
 _VALUE = attrgetter("value")
 
@@ -82,53 +84,64 @@ _DECODER = msgspec.json.Decoder(_Body)
 
 
 class ProduceRequest:
-    """A validated produce body: per record its stored text, and what routes it."""
+    """A validated produce body: per record its stored text, and what routes it. A body of
+    plain records keeps each key's and value's raw text instead: the log builds their
+    fragments from a template, one `%` per record (storage.batch.TemplatedRecords)."""
 
-    __slots__ = ("bodies", "timestamps", "partitions", "producer", "_keys", "_raw_keys")
+    __slots__ = ("_bodies", "timestamps", "partitions", "producer", "_keys", "_plain")
 
     def __init__(
         self,
-        bodies: list[bytes],
         producer: ProducerRef | None,
         *,
+        bodies: list[bytes] | None = None,
+        plain: tuple[list[Raw], list[Raw]] | None = None,
         timestamps: list[int | None] | None = None,
         partitions: list[int | None] | None = None,
         keys: list[bytes | None] | None = None,
-        raw_keys: list[Raw] | None = None,
     ) -> None:
-        self.bodies = bodies
+        self._bodies = bodies
+        self._plain = plain  # (raw keys, raw values)
         self.producer = producer
         # None when no record has one: the common case costs nothing per record.
         self.timestamps = timestamps
         self.partitions = partitions
         self._keys = keys
-        self._raw_keys = raw_keys
 
     def __len__(self) -> int:
-        return len(self.bodies)
+        return len(self._plain[1]) if self._plain is not None else len(self.bodies)
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """Each record's stored text without braces (built on first use for plain ones)."""
+        if self._bodies is None:
+            assert self._plain is not None
+            self._bodies = list(map(PLAIN_BODY.__mod__, zip(*self._plain, strict=True)))
+        return self._bodies
 
     def keyless(self) -> bool:
-        if self._raw_keys is not None:
-            return all(map(JSON_NULL.__eq__, self._raw_keys))
+        if self._plain is not None:
+            return all(map(JSON_NULL.__eq__, self._plain[0]))
         return self._keys is None or all(k is None for k in self._keys)
 
     def key_bytes(self) -> list[bytes | None]:
         """Each record's key as the partitioner hashes it (None without a key)."""
         if self._keys is None:
-            raw_keys = self._raw_keys or []
+            raw_keys = self._plain[0] if self._plain is not None else []
             self._keys = [None if k == JSON_NULL else _json_key_bytes(k) for k in raw_keys]
         return self._keys
 
-    def log_records(
-        self, now_ms: int, indexes: Sequence[int] | None = None
-    ) -> list[tuple[int, bytes]]:
-        """(timestamp_ms, body) pairs for the log; records without a timestamp get now_ms."""
-        bodies = self.bodies if indexes is None else list(map(self.bodies.__getitem__, indexes))
+    def log_records(self, now_ms: int, indexes: Sequence[int] | None = None) -> Records:
+        """What the log appends; records without a timestamp get now_ms."""
+        if self._plain is not None:
+            columns = self._plain
+            if indexes is not None:
+                columns = (_pick(columns[0], indexes), _pick(columns[1], indexes))
+            return TemplatedRecords(now_ms, PLAIN_BODY, columns)
+        bodies = self.bodies if indexes is None else _pick(self.bodies, indexes)
         if self.timestamps is None:
             return list(zip(repeat(now_ms, len(bodies)), bodies, strict=True))
-        timestamps = (
-            self.timestamps if indexes is None else list(map(self.timestamps.__getitem__, indexes))
-        )
+        timestamps = self.timestamps if indexes is None else _pick(self.timestamps, indexes)
         return [
             (now_ms if ts is None else ts, body)
             for ts, body in zip(timestamps, bodies, strict=True)
@@ -139,6 +152,10 @@ class ProduceRequest:
         ts = None if self.timestamps is None else self.timestamps[i]
         tail = b"}" if ts is None else b',"timestamp":%d}' % ts
         return b"{" + self.bodies[i] + tail
+
+
+def _pick(items: Sequence[T], indexes: Sequence[int]) -> list[T]:
+    return list(map(items.__getitem__, indexes))
 
 
 def parse_produce(raw: bytes) -> ProduceRequest:
@@ -152,11 +169,7 @@ def parse_produce(raw: bytes) -> ProduceRequest:
     _check_like_orjson(raw)
     keys = list(map(_KEY, records))
     values = list(map(_VALUE, records))
-    return ProduceRequest(
-        list(map(_PLAIN_BODY.__mod__, zip(keys, values, strict=True))),
-        _producer_ref(plain.producer, len(records)),
-        raw_keys=keys,
-    )
+    return ProduceRequest(_producer_ref(plain.producer, len(records)), plain=(keys, values))
 
 
 def _parse_general(raw: bytes) -> ProduceRequest:
@@ -176,8 +189,8 @@ def _parse_general(raw: bytes) -> ProduceRequest:
         timestamps.append(rec.timestamp)
         partitions.append(rec.partition)
     return ProduceRequest(
-        bodies,
         _producer_ref(doc.producer, len(bodies)),
+        bodies=bodies,
         timestamps=timestamps if any(t is not None for t in timestamps) else None,
         partitions=partitions if any(p is not None for p in partitions) else None,
         keys=keys,

@@ -1,4 +1,4 @@
-"""Request parsing (api/records.py): the plain-record fast path stores exactly what the
+"""Request parsing (api/http/records.py): the plain-record fast path stores exactly what the
 general path stores, key bytes are Kafka's, and nothing stored is JSON that orjson (a
 consumer) cannot read back."""
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.api.records import parse_produce
+from raftka.api.http.records import parse_produce
 from raftka.metadata.errors import InvalidRequest
 
 json_values = st.recursive(

@@ -6,8 +6,8 @@ from typing import Any
 import orjson
 import pytest
 
+from raftka.api.http.records import parse_produce
 from raftka.api.partitioner import partition_for_key
-from raftka.api.records import parse_produce
 from raftka.client import (
     ClientError,
     InsufficientStorage,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 BROKERS = (1, 2, 3)
 MAX_REQUEST_BYTES = 4096

@@ -6,8 +6,8 @@ written), which the log stores as is, so a fetch never re-encodes a record.
 
 The hot path touches records only in C (docs/benchmarks.md, "Profile findings"):
 `msgspec` decodes the body into structs whose `key` and `value` are `msgspec.Raw`, the
-client's own JSON text, unparsed; one `%` format per record, run by `map`, builds the
-stored text. A body with other fields than `key` and `value` takes the general path
+client's own JSON text, unparsed, and hands them to the log as `TemplatedRecords`, which
+builds each stored fragment with one `%` run by `map`. A body with other fields than `key` and `value` takes the general path
 (per-record checks in Python). `msgspec` skips a raw value without checking all that
 `orjson` does (UTF-8, surrogates, numbers past a double), so the body also goes through
 one `orjson.loads`: whatever is stored, a consumer's `orjson` reads back.

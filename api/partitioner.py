@@ -1,7 +1,10 @@
 """Which partition a produced record goes to: Kafka's default partitioner.
 
 Keyed records go to `(murmur2(key bytes) & 0x7fffffff) % partitions`, so keys land where a
-Kafka client would put them; keyless records are spread round-robin. Pure: no I/O.
+Kafka client would put them. Keyless records use Kafka's sticky partitioner (KIP-480): all
+keyless records of one request go to one partition, and the partition rotates between
+requests, so a request is one write (and at most one forward), not one per partition.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-class RoundRobin:
-    """Spreads keyless records over a topic's partitions, one counter per topic."""
+class StickyPartitioner:
+    """The partition of each request's keyless records: one per request, rotating over the
+    topic's partitions from one request to the next (one counter per topic)."""
 
     def __init__(self) -> None:
         self._counters: dict[str, itertools.count[int]] = {}
 
-    def next_partition(self, topic: str, partitions: int) -> int:
+    def partition_for_request(self, topic: str, partitions: int) -> int:
         counter = self._counters.get(topic)
         if counter is None:
             counter = self._counters[topic] = itertools.count()

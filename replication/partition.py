@@ -19,8 +19,9 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from raftka.metadata.errors import (
@@ -52,7 +53,13 @@ from raftka.replication.producer_state import (
     ProducerSnapshot,
     ProducerStates,
 )
-from raftka.storage.batch import HEADER_BYTES, BatchHeader, split_batches
+from raftka.storage.batch import (
+    HEADER_BYTES,
+    BatchHeader,
+    Records,
+    TemplatedRecords,
+    split_batches,
+)
 from raftka.storage.disk import DiskSpace, is_disk_full
 from raftka.storage.errors import DiskFullError, OffsetOutOfRangeError, SegmentFullError
 from raftka.storage.log import AppendInfo, PartitionLog, ReadResult
@@ -299,7 +306,7 @@ class PartitionReplica:
 
     async def append(
         self,
-        records: Sequence[tuple[int, bytes]],
+        records: Records,
         *,
         acks: str = "1",
         producer: ProducerRef | None = None,
@@ -316,7 +323,9 @@ class PartitionReplica:
                     return Appended(dup.first_offset, dup.last_offset, True, self.role.leader_epoch)
             try:
                 if self._disk is not None:
-                    size = HEADER_BYTES + sum(len(b) + RECORD_OVERHEAD_BYTES for _, b in records)
+                    size = (
+                        HEADER_BYTES + _bodies_bytes(records) + RECORD_OVERHEAD_BYTES * len(records)
+                    )
                     self._disk.check_room(size)
                 info = self._append_now(records, producer)
             except SegmentFullError:
@@ -346,9 +355,7 @@ class PartitionReplica:
         while it may not, so they fall out of the ISR instead of failing)."""
         return self._disk is None or self._disk.has_room()
 
-    def _append_now(
-        self, records: Sequence[tuple[int, bytes]], producer: ProducerRef | None
-    ) -> AppendInfo:
+    def _append_now(self, records: Records, producer: ProducerRef | None) -> AppendInfo:
         if producer is None:
             info = self.log.append(records, leader_epoch=self.role.leader_epoch)
         else:
@@ -740,3 +747,9 @@ def producer_batch_of(header: BatchHeader) -> ProducerBatch:
         header.base_offset,
         header.last_offset,
     )
+
+
+def _bodies_bytes(records: Records) -> int:
+    if isinstance(records, TemplatedRecords):
+        return records.bodies_bytes()
+    return sum(map(len, map(itemgetter(1), records)))

@@ -18,11 +18,14 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from raftka.storage.batch import (
     HEADER_BYTES,
     BatchHeader,
+    Records,
+    TemplatedRecords,
     build_fragments,
     decode_header,
     encode_batch,
@@ -272,14 +275,15 @@ class PartitionLog:
 
     def append(
         self,
-        records: Sequence[tuple[int, bytes]],
+        records: Records,
         *,
         leader_epoch: int = 0,
         producer_id: int = -1,
         producer_epoch: int = -1,
         base_sequence: int = -1,
     ) -> AppendInfo:
-        """Append (timestamp_ms, body) records as one batch; offsets are assigned here.
+        """Append (timestamp_ms, body) records, or TemplatedRecords, as one batch; offsets
+        are assigned here.
 
         Never waits for the disk, so it may run on the event loop. When the active
         segment cannot take the batch it raises SegmentFullError having written
@@ -291,11 +295,18 @@ class PartitionLog:
             raise ValueError(f"leader_epoch must be >= 0, got {leader_epoch}")
         self._check_open()
         base = self.log_end_offset
+        if isinstance(records, TemplatedRecords):
+            fragments = records.fragments(base)
+            first_timestamp = max_timestamp = records.timestamp
+        else:
+            fragments = build_fragments(base, records)
+            first_timestamp = records[0][0]
+            max_timestamp = max(map(itemgetter(0), records))
         batch = encode_batch(
             base,
-            build_fragments(base, records),
-            first_timestamp=records[0][0],
-            max_timestamp=max(ts for ts, _ in records),
+            fragments,
+            first_timestamp=first_timestamp,
+            max_timestamp=max_timestamp,
             leader_epoch=leader_epoch,
             producer_id=producer_id,
             producer_epoch=producer_epoch,

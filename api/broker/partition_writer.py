@@ -3,12 +3,11 @@ of the HTTP produce route and the Kafka Produce API."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from raftka.replication.partition import Appended, PartitionReplica
 from raftka.replication.producer_state import ProducerRef
+from raftka.storage.batch import Records
 
 if TYPE_CHECKING:
     from raftka.api.broker.broker import Broker
@@ -17,20 +16,15 @@ if TYPE_CHECKING:
 async def append_at_leader(
     broker: Broker,
     replica: PartitionReplica,
-    records: Sequence[tuple[int | None, bytes]],
+    records: Records,
     acks: str,
     producer: ProducerRef | None = None,
     timeout_s: float | None = None,
 ) -> Appended:
-    """Appends (timestamp_ms or None for now, body) records as one batch, then waits for
-    what `acks` ("0", "1", "all") promises: the local fsync policy, and for "all" the
-    in-sync replicas (at most `timeout_s`, default the broker's request_timeout_ms)."""
-    now_ms = int(time.time() * 1000)
-    appended = await replica.append(
-        [(now_ms if ts is None else ts, body) for ts, body in records],
-        acks=acks,
-        producer=producer,
-    )
+    """Appends records (as the log takes them) as one batch, then waits for what `acks`
+    ("0", "1", "all") promises: the local fsync policy, and for "all" the in-sync replicas
+    (at most `timeout_s`, default the broker's request_timeout_ms)."""
+    appended = await replica.append(records, acks=acks, producer=producer)
     if not appended.duplicate:
         broker.flusher.mark_dirty(replica.log)
     if acks != "0":

@@ -1,9 +1,16 @@
 """Parsing and validating request bodies into what the log stores. Pure: no I/O.
 
-A produced record becomes `(partition or None, key bytes for the partitioner or None,
-timestamp or None, body)` where `body` is the JSON text of the fields a consumer reads
-back (`"key":..,"value":..,"headers":{..}`, or the `_b64` forms as written): the log
-stores it as is, so a fetch never re-encodes a record.
+A produce body becomes a `ProduceRequest`: per record the JSON text a consumer reads
+back without braces (`"key":..,"value":..,"headers":{..}`, or the `_b64` forms as
+written), which the log stores as is, so a fetch never re-encodes a record.
+
+The hot path touches records only in C (docs/benchmarks.md, "Profile findings"):
+`msgspec` decodes the body into structs whose `key` and `value` are `msgspec.Raw`, the
+client's own JSON text, unparsed, and hands them to the log as `TemplatedRecords`, which
+builds each stored fragment with one `%` run by `map`. A body with other fields than `key` and `value` takes the general path
+(per-record checks in Python). `msgspec` skips a raw value without checking all that
+`orjson` does (UTF-8, surrogates, numbers past a double), so the body also goes through
+one `orjson.loads`: whatever is stored, a consumer's `orjson` reads back.
 """
 
 from __future__ import annotations
@@ -11,18 +18,19 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, Raw, UnsetType
 
 from raftka.metadata.errors import InvalidRequest
 from raftka.replication.producer_state import ProducerRef
+from raftka.storage.batch import Records, TemplatedRecords
 
-RECORD_FIELDS = frozenset(
-    {"key", "key_b64", "value", "value_b64", "headers", "partition", "timestamp"}
-)
-PLAIN_RECORD_FIELDS = frozenset({"key", "value"})
 MAX_TIMESTAMP_MS = 2**62
 # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣". At most
 # 19 digits: every integer of the API fits in a signed 64-bit field, and a longer one
@@ -39,16 +47,221 @@ MAX_JSON_INT = 2**64 - 1
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_DIGIT_RUN = b"0" * 19
 
-ParsedRecord = tuple[int | None, bytes | None, int | None, bytes]
 # The batch header's widths: producer_id int64, producer_epoch int16, base_sequence int32.
 MAX_SEQUENCE = 2**31 - 1
-PRODUCER_FIELD_LIMITS = {"id": 2**63 - 1, "epoch": 2**15 - 1, "sequence": MAX_SEQUENCE}
+MAX_PRODUCER_ID = 2**63 - 1
+MAX_PRODUCER_EPOCH = 2**15 - 1
+
+JSON_NULL = Raw(b"null")
+T = TypeVar("T")
+PLAIN_BODY = b'"key":%b,"value":%b,"headers":{}'
+_KEY = attrgetter("key")
+_VALUE = attrgetter("value")
 
 
-@dataclass(frozen=True, slots=True)
+class _Producer(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[int, Meta(ge=0, le=MAX_PRODUCER_ID)]
+    epoch: Annotated[int, Meta(ge=0, le=MAX_PRODUCER_EPOCH)]
+    sequence: Annotated[int, Meta(ge=0, le=MAX_SEQUENCE)]
+
+
+class _PlainRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """The common record: a value and maybe a key, any JSON."""
+
+    value: Raw
+    key: Raw = JSON_NULL
+
+
+class _PlainBody(msgspec.Struct, forbid_unknown_fields=True):
+    records: Annotated[list[_PlainRecord], Meta(min_length=1)]
+    producer: _Producer | None = None
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    key: Raw | UnsetType = UNSET
+    key_b64: str | UnsetType = UNSET
+    value: Raw | UnsetType = UNSET
+    value_b64: str | UnsetType = UNSET
+    headers: dict[str, str] | None = None
+    partition: Annotated[int, Meta(ge=0)] | None = None
+    timestamp: Annotated[int, Meta(ge=0, lt=MAX_TIMESTAMP_MS)] | None = None
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True):
+    records: Annotated[list[_Record], Meta(min_length=1)]
+    producer: _Producer | None = None
+
+
+_PLAIN_DECODER = msgspec.json.Decoder(_PlainBody)
+_DECODER = msgspec.json.Decoder(_Body)
+
+
 class ProduceRequest:
-    records: list[ParsedRecord]
-    producer: ProducerRef | None
+    """A validated produce body: per record its stored text, and what routes it. A body of
+    plain records keeps each key's and value's raw text instead: the log builds their
+    fragments from a template, one `%` per record (storage.batch.TemplatedRecords)."""
+
+    __slots__ = ("_bodies", "timestamps", "partitions", "producer", "_keys", "_plain")
+
+    def __init__(
+        self,
+        producer: ProducerRef | None,
+        *,
+        bodies: list[bytes] | None = None,
+        plain: tuple[list[Raw], list[Raw]] | None = None,
+        timestamps: list[int | None] | None = None,
+        partitions: list[int | None] | None = None,
+        keys: list[bytes | None] | None = None,
+    ) -> None:
+        self._bodies = bodies
+        self._plain = plain  # (raw keys, raw values)
+        self.producer = producer
+        # None when no record has one: the common case costs nothing per record.
+        self.timestamps = timestamps
+        self.partitions = partitions
+        self._keys = keys
+
+    def __len__(self) -> int:
+        return len(self._plain[1]) if self._plain is not None else len(self.bodies)
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """Each record's stored text without braces (built on first use for plain ones)."""
+        if self._bodies is None:
+            assert self._plain is not None
+            self._bodies = list(map(PLAIN_BODY.__mod__, zip(*self._plain, strict=True)))
+        return self._bodies
+
+    def keyless(self) -> bool:
+        if self._plain is not None:
+            return all(map(JSON_NULL.__eq__, self._plain[0]))
+        return self._keys is None or all(k is None for k in self._keys)
+
+    def key_bytes(self) -> list[bytes | None]:
+        """Each record's key as the partitioner hashes it (None without a key)."""
+        if self._keys is None:
+            raw_keys = self._plain[0] if self._plain is not None else []
+            self._keys = [None if k == JSON_NULL else _json_key_bytes(k) for k in raw_keys]
+        return self._keys
+
+    def log_records(self, now_ms: int, indexes: Sequence[int] | None = None) -> Records:
+        """What the log appends; records without a timestamp get now_ms."""
+        if self._plain is not None:
+            columns = self._plain
+            if indexes is not None:
+                columns = (_pick(columns[0], indexes), _pick(columns[1], indexes))
+            return TemplatedRecords(now_ms, PLAIN_BODY, columns)
+        bodies = self.bodies if indexes is None else _pick(self.bodies, indexes)
+        if self.timestamps is None:
+            return list(zip(repeat(now_ms, len(bodies)), bodies, strict=True))
+        timestamps = self.timestamps if indexes is None else _pick(self.timestamps, indexes)
+        return [
+            (now_ms if ts is None else ts, body)
+            for ts, body in zip(timestamps, bodies, strict=True)
+        ]
+
+    def record_json(self, i: int) -> bytes:
+        """Record i as a request's JSON object (to forward it to another leader)."""
+        ts = None if self.timestamps is None else self.timestamps[i]
+        tail = b"}" if ts is None else b',"timestamp":%d}' % ts
+        return b"{" + self.bodies[i] + tail
+
+
+def _pick(items: Sequence[T], indexes: Sequence[int]) -> list[T]:
+    return list(map(items.__getitem__, indexes))
+
+
+def parse_produce(raw: bytes) -> ProduceRequest:
+    try:
+        plain = _PLAIN_DECODER.decode(raw)
+    except msgspec.ValidationError:
+        return _parse_general(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    records = plain.records
+    _check_like_orjson(raw)
+    keys = list(map(_KEY, records))
+    values = list(map(_VALUE, records))
+    return ProduceRequest(_producer_ref(plain.producer, len(records)), plain=(keys, values))
+
+
+def _parse_general(raw: bytes) -> ProduceRequest:
+    try:
+        doc = _DECODER.decode(raw)
+    except msgspec.DecodeError as exc:  # ValidationError included: it names the field
+        raise InvalidRequest(f"invalid produce request: {exc}") from None
+    _check_like_orjson(raw)
+    bodies: list[bytes] = []
+    keys: list[bytes | None] = []
+    timestamps: list[int | None] = []
+    partitions: list[int | None] = []
+    for i, rec in enumerate(doc.records):
+        body, key = _general_record(rec, i)
+        bodies.append(body)
+        keys.append(key)
+        timestamps.append(rec.timestamp)
+        partitions.append(rec.partition)
+    return ProduceRequest(
+        _producer_ref(doc.producer, len(bodies)),
+        bodies=bodies,
+        timestamps=timestamps if any(t is not None for t in timestamps) else None,
+        partitions=partitions if any(p is not None for p in partitions) else None,
+        keys=keys,
+    )
+
+
+def _general_record(rec: _Record, i: int) -> tuple[bytes, bytes | None]:
+    """One record's stored text (in the fields' fixed order) and its key bytes."""
+    parts: list[bytes] = []
+    key: bytes | None = None
+    if rec.key_b64 is not UNSET:
+        if rec.key is not UNSET:
+            raise InvalidRequest(f"records[{i}] has both key and key_b64")
+        key = _b64(rec.key_b64, f"records[{i}].key_b64")
+        parts.append(b'"key_b64":' + orjson.dumps(rec.key_b64))
+    else:
+        raw_key = JSON_NULL if rec.key is UNSET else rec.key
+        if raw_key != JSON_NULL:
+            key = _json_key_bytes(raw_key)
+        parts.append(b'"key":%b' % raw_key)
+    if rec.value_b64 is not UNSET:
+        if rec.value is not UNSET:
+            raise InvalidRequest(f"records[{i}] has both value and value_b64")
+        _b64(rec.value_b64, f"records[{i}].value_b64")
+        parts.append(b'"value_b64":' + orjson.dumps(rec.value_b64))
+    elif rec.value is not UNSET:
+        parts.append(b'"value":%b' % rec.value)
+    else:
+        raise InvalidRequest(f"records[{i}] needs a value (or value_b64)")
+    parts.append(b'"headers":' + orjson.dumps(rec.headers or {}))
+    return b",".join(parts), key
+
+
+def _check_like_orjson(raw: bytes) -> None:
+    """Refuse what msgspec's raw skip accepted but orjson (and so a consumer) would not:
+    invalid UTF-8, a lone surrogate escape, a number past a double's range. One
+    `orjson.loads` of the body does it exactly, and costs less than msgspec's decode
+    (measured: docs/benchmarks.md, "Profile findings")."""
+    load_json(raw)
+
+
+def _json_key_bytes(raw: Raw) -> bytes:
+    """Kafka's key bytes of a JSON key: a string's UTF-8, any other value's compact text."""
+    text = bytes(raw)
+    if text[:1] == b'"' and b"\\" not in text:
+        return text[1:-1]
+    key = orjson.loads(text)
+    return key.encode() if type(key) is str else orjson.dumps(key)
+
+
+def _producer_ref(p: _Producer | None, record_count: int) -> ProducerRef | None:
+    if p is None:
+        return None
+    if p.sequence + record_count - 1 > MAX_SEQUENCE:
+        raise InvalidRequest(
+            f"producer.sequence {p.sequence} + {record_count} records passes {MAX_SEQUENCE}"
+        )
+    return ProducerRef(p.id, p.epoch, p.sequence)
 
 
 def load_json(raw: bytes) -> Any:
@@ -91,93 +304,11 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _b64(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{where} must be a base64 string")
+def _b64(value: str, where: str) -> bytes:
     try:
         return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(f"{where} is not valid base64") from None
-
-
-def parse_record(rec: Any, i: int) -> ParsedRecord:
-    if type(rec) is dict and rec.keys() <= PLAIN_RECORD_FIELDS and "value" in rec:
-        # The common record: a value and maybe a string key. Same bytes as the general
-        # path below, with none of its per-field checks (hot path: once per record).
-        key = rec.get("key")
-        if key is None or type(key) is str:
-            body = orjson.dumps({"key": key, "value": rec["value"], "headers": {}})[1:-1]
-            return None, None if key is None else key.encode(), None, body
-    if type(rec) is not dict:
-        raise InvalidRequest(f"records[{i}] must be an object")
-    unknown = rec.keys() - RECORD_FIELDS
-    if unknown:
-        raise InvalidRequest(f"records[{i}] has unknown fields: {', '.join(sorted(unknown))}")
-    out: dict[str, Any] = {}
-    key_bytes: bytes | None = None
-    if "key_b64" in rec:
-        if "key" in rec:
-            raise InvalidRequest(f"records[{i}] has both key and key_b64")
-        key_bytes = _b64(rec["key_b64"], f"records[{i}].key_b64")
-        out["key_b64"] = rec["key_b64"]
-    else:
-        key = rec.get("key")
-        if key is not None:
-            key_bytes = key.encode() if type(key) is str else orjson.dumps(key)
-        out["key"] = key
-    if "value_b64" in rec:
-        if "value" in rec:
-            raise InvalidRequest(f"records[{i}] has both value and value_b64")
-        _b64(rec["value_b64"], f"records[{i}].value_b64")
-        out["value_b64"] = rec["value_b64"]
-    elif "value" in rec:
-        out["value"] = rec["value"]
-    else:
-        raise InvalidRequest(f"records[{i}] needs a value (or value_b64)")
-    headers = rec.get("headers")
-    if headers is None:
-        out["headers"] = {}
-    elif type(headers) is dict and all(type(v) is str for v in headers.values()):
-        out["headers"] = headers
-    else:
-        raise InvalidRequest(f"records[{i}].headers must be an object of string values")
-    partition = rec.get("partition")
-    if partition is not None and (not is_int(partition) or partition < 0):
-        raise InvalidRequest(f"records[{i}].partition must be a non-negative integer")
-    timestamp = rec.get("timestamp")
-    if timestamp is not None and (not is_int(timestamp) or not 0 <= timestamp < MAX_TIMESTAMP_MS):
-        raise InvalidRequest(f"records[{i}].timestamp must be a non-negative integer (ms)")
-    return partition, key_bytes, timestamp, orjson.dumps(out)[1:-1]
-
-
-def parse_produce(raw: bytes) -> ProduceRequest:
-    doc = json_object(raw)
-    unknown = doc.keys() - {"records", "producer"}
-    if unknown:
-        raise InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
-    records = doc.get("records")
-    if not isinstance(records, list) or not records:
-        raise InvalidRequest("records must be a non-empty list")
-    parsed = [parse_record(rec, i) for i, rec in enumerate(records)]
-    producer = None
-    if (p := doc.get("producer")) is not None:
-        producer = parse_producer(p, len(parsed))
-    return ProduceRequest(parsed, producer)
-
-
-def parse_producer(p: Any, record_count: int) -> ProducerRef:
-    """`{"id", "epoch", "sequence"}` within the widths the batch header stores them in."""
-    if not isinstance(p, dict) or p.keys() != {"id", "epoch", "sequence"}:
-        raise InvalidRequest("producer must be exactly {id, epoch, sequence}")
-    for name, limit in PRODUCER_FIELD_LIMITS.items():
-        value = p[name]
-        if not is_int(value) or not 0 <= value <= limit:
-            raise InvalidRequest(f"producer.{name} must be an integer from 0 to {limit}")
-    if p["sequence"] + record_count - 1 > MAX_SEQUENCE:
-        raise InvalidRequest(
-            f"producer.sequence {p['sequence']} + {record_count} records passes {MAX_SEQUENCE}"
-        )
-    return ProducerRef(p["id"], p["epoch"], p["sequence"])
 
 
 def parse_acks(value: str | None) -> str:

@@ -1,10 +1,11 @@
-"""Kafka's default partitioner: murmur2 must match the Java client bit for bit."""
+"""Kafka's default partitioner: murmur2 must match the Java client bit for bit; keyless
+records stick to one partition per request (KIP-480)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.api.partitioner import RoundRobin, murmur2, partition_for_key
+from raftka.api.partitioner import StickyPartitioner, murmur2, partition_for_key
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2
 KAFKA_VECTORS = [
@@ -35,7 +36,22 @@ def test_partition_is_in_range_and_stable(key: bytes, partitions: int) -> None:
     assert -(2**31) <= murmur2(key) < 2**31
 
 
-def test_round_robin_visits_every_partition_in_turn_per_topic() -> None:
-    rr = RoundRobin()
-    assert [rr.next_partition("a", 3) for _ in range(6)] == [0, 1, 2, 0, 1, 2]
-    assert rr.next_partition("b", 2) == 0
+def test_the_sticky_partition_rotates_between_requests_per_topic() -> None:
+    sticky = StickyPartitioner()
+    assert [sticky.partition_for_request("a", 3) for _ in range(6)] == [0, 1, 2, 0, 1, 2]
+    assert sticky.partition_for_request("b", 2) == 0
+    assert sticky.partition_for_request("a", 3) == 0
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=30))
+def test_the_sticky_partition_is_in_range_and_never_repeats_with_more_than_one(
+    counts: list[int],
+) -> None:
+    sticky = StickyPartitioner()
+    previous = None
+    for count in counts:
+        p = sticky.partition_for_request("t", count)
+        assert 0 <= p < count
+        if previous is not None and count == previous[1] and count > 1:
+            assert p != previous[0]
+        previous = (p, count)

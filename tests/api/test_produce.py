@@ -90,15 +90,28 @@ async def test_keys_spread_over_partitions_as_kafka_would(client: TestClient) ->
 
 
 @pytest.mark.parametrize("key", [{}, {"key": None}], ids=["absent", "null"])
-async def test_keyless_records_are_spread_round_robin(
+async def test_keyless_records_of_one_request_go_to_one_partition_rotating_between_requests(
     client: TestClient, key: dict[str, Any]
 ) -> None:
-    await create_topic(client, "rr", partitions=3)
-    offsets = await produce(client, "rr", [{**key, "value": i} for i in range(6)])
-    assert sorted(o["partition"] for o in offsets) == [0, 0, 1, 1, 2, 2]
-    more = await produce(client, "rr", [{"value": i} for i in range(3)])
-    assert sorted(o["partition"] for o in more) == [0, 1, 2]
-    assert [await high_watermark(client, "rr", p) for p in range(3)] == [3, 3, 3]
+    await create_topic(client, "sticky", partitions=3)
+    seen = []
+    for _ in range(3):
+        offsets = await produce(client, "sticky", [{**key, "value": i} for i in range(4)])
+        partitions = {o["partition"] for o in offsets}
+        assert len(partitions) == 1, offsets
+        seen.append(partitions.pop())
+        assert [o["offset"] for o in offsets] == [0, 1, 2, 3]
+    assert sorted(seen) == [0, 1, 2]
+    assert [await high_watermark(client, "sticky", p) for p in range(3)] == [4, 4, 4]
+
+
+async def test_keyless_records_beside_keyed_ones_share_one_partition(client: TestClient) -> None:
+    await create_topic(client, "mixed", partitions=PARTITIONS)
+    records = [{"value": 0}, {"key": "k", "value": 1}, {"value": 2}, {"key": None, "value": 3}]
+    offsets = await produce(client, "mixed", records)
+    assert offsets[1]["partition"] == expected_partition(b"k")
+    keyless = {offsets[i]["partition"] for i in (0, 2, 3)}
+    assert len(keyless) == 1
 
 
 async def test_an_explicit_partition_wins_over_the_key(client: TestClient) -> None:

@@ -1,13 +1,16 @@
-"""Request parsing (api/http/records.py): the fast path for plain records stores exactly the
-bytes the general path stores."""
+"""Request parsing (api/http/records.py): the plain-record fast path stores exactly what the
+general path stores, key bytes are Kafka's, and nothing stored is JSON that orjson (a
+consumer) cannot read back."""
 
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.api.http.records import parse_record
+from raftka.api.http.records import parse_produce
+from raftka.metadata.errors import InvalidRequest
 
 json_values = st.recursive(
     st.none()
@@ -20,14 +23,90 @@ json_values = st.recursive(
 )
 
 
-@given(key=st.none() | st.text(), value=json_values, with_key=st.booleans())
+def body_of(*records: dict[str, Any]) -> bytes:
+    return orjson.dumps({"records": list(records)})
+
+
+@given(key=st.none() | json_values, value=json_values, with_key=st.booleans())
 def test_a_plain_record_is_stored_as_the_general_path_stores_it(
-    key: str | None, value: Any, with_key: bool
+    key: Any, value: Any, with_key: bool
 ) -> None:
     plain = {"key": key, "value": value} if with_key else {"value": value}
+    fast = parse_produce(body_of(plain))
     # An explicit empty "headers" takes the general path; the stored bytes must not differ.
-    assert parse_record(plain, 0) == parse_record({**plain, "headers": {}}, 0)
-    _, key_bytes, _, body = parse_record(plain, 0)
+    general = parse_produce(body_of({**plain, "headers": {}}))
+    assert fast.bodies == general.bodies
+    assert fast.key_bytes() == general.key_bytes()
     stored_key = key if with_key else None
-    assert key_bytes == (None if stored_key is None else stored_key.encode())
-    assert orjson.loads(b"{" + body + b"}") == {"key": stored_key, "value": value, "headers": {}}
+    expected_key = (
+        None
+        if stored_key is None
+        else stored_key.encode()
+        if isinstance(stored_key, str)
+        else orjson.dumps(stored_key)
+    )
+    assert fast.key_bytes() == [expected_key]
+    assert orjson.loads(b"{" + fast.bodies[0] + b"}") == {
+        "key": stored_key,
+        "value": value,
+        "headers": {},
+    }
+
+
+def test_a_value_is_stored_as_the_client_wrote_its_json() -> None:
+    parsed = parse_produce(b'{"records": [{"key": "\\u00e9", "value": {"a" : [1, 2]}}]}')
+    assert parsed.bodies == [b'"key":"\\u00e9","value":{"a" : [1, 2]},"headers":{}']
+    assert parsed.key_bytes() == ["é".encode()]
+
+
+def test_the_general_path_keeps_the_fields_in_the_stored_order() -> None:
+    parsed = parse_produce(
+        body_of({"headers": {"h": "v"}, "value_b64": "AAE=", "key_b64": "aw==", "timestamp": 5})
+    )
+    assert parsed.bodies == [b'"key_b64":"aw==","value_b64":"AAE=","headers":{"h":"v"}']
+    assert parsed.key_bytes() == [b"k"]
+    assert parsed.log_records(now_ms=9) == [(5, parsed.bodies[0])]
+
+
+ORJSON_REFUSES = [
+    b"1e999",
+    b"-1E+309",
+    b"1" * 310,
+    b'"\\ud800"',
+    b'"\\udc00x"',
+    b'["\xff"]',
+    b'"\xed\xa0\x80"',
+]
+
+
+@pytest.mark.parametrize("value", ORJSON_REFUSES)
+@pytest.mark.parametrize("field", ["key", "value"])
+def test_json_that_orjson_cannot_read_back_is_refused(value: bytes, field: str) -> None:
+    record = b'{"%s": %s%s}' % (field.encode(), value, b', "value": 1' if field == "key" else b"")
+    with pytest.raises(InvalidRequest):
+        parse_produce(b'{"records": [%s]}' % record)
+
+
+@pytest.mark.parametrize(
+    "value", [b"1e308", b"1" * 309, b'"e100 E-999"', b'"\\ud83d\\ude00"', b"-0.5e-400"]
+)
+def test_json_that_only_looks_out_of_range_is_taken(value: bytes) -> None:
+    parsed = parse_produce(b'{"records": [{"value": %s}]}' % value)
+    assert orjson.loads(b"{" + parsed.bodies[0] + b"}")["value"] == orjson.loads(value)
+
+
+VALID = b'{"records":[{"value":{"a":[1,2.5e1,"x\\n\\u00e9"],"b":null},"key":"k"},{"value":true}]}'
+
+
+@given(edits=st.lists(st.tuples(st.integers(0, len(VALID)), st.binary(max_size=3)), max_size=3))
+def test_whatever_is_accepted_is_json_orjson_reads(edits: list[tuple[int, bytes]]) -> None:
+    body = VALID
+    for at, text in edits:
+        body = body[:at] + text + body[at + 1 :]
+    try:
+        parsed = parse_produce(body)
+    except InvalidRequest:
+        return
+    orjson.loads(body)
+    for stored in parsed.bodies:
+        orjson.loads(b"{" + stored + b"}")

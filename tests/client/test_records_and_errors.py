@@ -3,9 +3,10 @@ record wire form both ways, and error answers mapped to the contract's classes."
 
 from typing import Any
 
+import orjson
 import pytest
 
-from raftka.api.http.records import parse_record
+from raftka.api.http.records import parse_produce
 from raftka.api.partitioner import partition_for_key
 from raftka.client import (
     ClientError,
@@ -36,7 +37,7 @@ KEYS: list[Any] = [
 
 @pytest.mark.parametrize("key", KEYS)
 def test_key_bytes_are_the_brokers(key: Any) -> None:
-    _, broker_key, _, _ = parse_record(encode_record("v", key), 0)
+    [broker_key] = parse_produce(orjson.dumps({"records": [encode_record("v", key)]})).key_bytes()
     assert key_bytes(key) == broker_key
     for partitions in (1, 3, 12):
         assert partition_for(key, partitions) == partition_for_key(broker_key, partitions)

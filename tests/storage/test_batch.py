@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from raftka.storage.batch import (
     HEADER_BYTES,
+    TemplatedRecords,
     build_fragments,
     decode_header,
     encode_batch,
@@ -108,3 +109,25 @@ def test_decode_rejects_short_buffer_bad_magic_and_truncated_batch() -> None:
 def test_empty_batch_is_refused() -> None:
     with pytest.raises(ValueError):
         encode_batch(0, [], first_timestamp=0, max_timestamp=0)
+
+
+@given(
+    base=st.integers(min_value=0, max_value=2**40),
+    timestamp=st.integers(min_value=0, max_value=2**62 - 1),
+    cells=st.lists(
+        st.tuples(st.binary(max_size=12), st.binary(max_size=12)), min_size=1, max_size=20
+    ),
+)
+def test_templated_records_make_the_fragments_of_their_bodies(
+    base: int, timestamp: int, cells: list[tuple[bytes, bytes]]
+) -> None:
+    template = b'"key":"%b","value":[%b]'
+    records = TemplatedRecords(
+        timestamp,
+        template,
+        ([a.hex().encode() for a, _ in cells], [b.hex().encode() for _, b in cells]),
+    )
+    bodies = [template % (a.hex().encode(), b.hex().encode()) for a, b in cells]
+    assert len(records) == len(cells)
+    assert records.bodies_bytes() == sum(map(len, bodies))
+    assert records.fragments(base) == build_fragments(base, [(timestamp, b) for b in bodies])

@@ -59,6 +59,27 @@ async def test_always_concurrent_waiters_share_one_fsync(log: PartitionLog) -> N
     await flusher.stop()
 
 
+async def test_always_one_fsync_covers_every_batch_waiting_for_it(log: PartitionLog) -> None:
+    flusher = LogFlusher(FsyncPolicy.ALWAYS, interval_ms=50)
+    covered: list[int] = []
+    sync = log.sync
+
+    def recording_sync() -> None:
+        covered.append(log.log_end_offset)  # what this fsync is sure to cover
+        sync()
+
+    log.sync = recording_sync
+
+    async def produce(i: int) -> int:
+        info = log.append(records(i, 3))
+        await flusher.wait_durable(log)
+        return info.last_offset
+
+    last_offsets = await asyncio.gather(*(produce(i) for i in range(32)))
+    assert len(covered) == 1 and covered[0] > max(last_offsets)
+    await flusher.stop()
+
+
 async def test_always_waiter_arriving_during_fsync_gets_a_later_fsync(log: PartitionLog) -> None:
     counter = CountingLog(log, delay_s=0.05)
     flusher = LogFlusher(FsyncPolicy.ALWAYS, interval_ms=50)

@@ -87,9 +87,7 @@ def test_json_that_orjson_cannot_read_back_is_refused(value: bytes, field: str) 
         parse_produce(b'{"records": [%s]}' % record)
 
 
-@pytest.mark.parametrize(
-    "value", [b"1e308", b"1" * 309, b'"e100 E-999"', b'"\\ud83d\\ude00"', b"-0.5e-400"]
-)
+@pytest.mark.parametrize("value", [b"1e308", b'"e100 E-999"', b'"\\ud83d\\ude00"', b"-0.5e-400"])
 def test_json_that_only_looks_out_of_range_is_taken(value: bytes) -> None:
     parsed = parse_produce(b'{"records": [{"value": %s}]}' % value)
     assert orjson.loads(b"{" + parsed.bodies[0] + b"}")["value"] == orjson.loads(value)

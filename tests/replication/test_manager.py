@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from raftka.metadata.model import (
 from raftka.replication.manager import (
     DELETED_SUFFIX,
     HIGH_WATERMARK_FILE,
+    LOG_BATCH,
     TOPIC_ID_FILE,
     ReplicaManager,
     ReplicationSettings,
@@ -31,6 +33,7 @@ from raftka.replication.producer_state import ProducerRef
 from raftka.replication.protocol import FetchRequest, PartitionAnswer
 from raftka.storage.errors import LogClosedError
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
+from raftka.storage.log import CLEAN_SHUTDOWN_FILE as LOG_CLEAN_SHUTDOWN_FILE
 from raftka.storage.log import LogConfig, PartitionLog
 
 BROKER = 1
@@ -499,3 +502,41 @@ async def test_a_topic_deleted_and_created_again_under_its_name_starts_afresh(
     assert held(manager, "t").topic_id == "id-2" and values(held(manager, "t")) == []
     assert moved_aside(logs_dir) == ["t-0"]
     assert await manager.purge_deleted(state(second)) == 1
+
+
+async def test_a_new_topics_logs_cost_two_fsyncs_each_and_one_of_the_logs_folder_per_batch(
+    logs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating a log fsyncs its topic id file and its folder, and the logs folder once per
+    batch of LOG_BATCH new logs, before any replica is handed out; it writes no checkpoint
+    or index file. A clean stop fsyncs each log's segment and folder (for its marker)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    manager = new_manager(logs_dir)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    count = LOG_BATCH + 2
+    many = topic("many", *[(BROKER,)] * count)
+    await manager.reconcile_topics(state(many), ["many"])
+    assert len(manager.replicas()) == count and all(r.is_leader for r in manager.replicas())
+    logs_folder = os.path.realpath(logs_dir)
+    assert synced.count(logs_folder) == 2, "one fsync of the logs folder per batch"
+    assert len(synced) == 2 * count + 2
+    for index in (0, count - 1):
+        folder = logs_dir / f"many-{index}"
+        assert sorted(os.listdir(folder)) == ["00000000000000000000.log", TOPIC_ID_FILE]
+        assert stored_topic_id(logs_dir, f"many-{index}") == "id-many"
+
+    synced.clear()
+    await manager.close()
+    assert len([p for p in synced if p.endswith(".log")]) == count
+    assert len(synced) == 2 * count + 2  # and the high watermark checkpoint, and its folder
+    assert sorted(os.listdir(logs_dir / "many-0")) == [
+        "00000000000000000000.log",
+        LOG_CLEAN_SHUTDOWN_FILE,
+        TOPIC_ID_FILE,
+    ]

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -372,7 +373,9 @@ class ReplicaManager:
 
     def answer_fetch(self, request: FetchRequest) -> tuple[list[PartitionAnswer], bool]:
         """Answers every partition of a follower's fetch; the flag says whether the follower
-        learns anything from it (else the fetch may wait for news)."""
+        learns anything from it (else the fetch may wait for news). A partition not open here
+        is no news: a new partition's followers often ask before its leader has opened the
+        log, and wait_for_news wakes them when it has (instead of their backing off)."""
         answers = []
         news = False
         budget = self.settings.replica_fetch_response_max_bytes
@@ -380,15 +383,16 @@ class ReplicaManager:
             replica = self._replicas.get((p.topic, p.partition))
             if replica is None or replica.topic_id != p.topic_id:
                 answer = FetchAnswer(FetchVerdict.NOT_LEADER, -1, -1, -1, None, b"")
-            else:
-                answer = replica.answer_follower(
-                    request.replica_id,
-                    p.leader_epoch,
-                    p.fetch_offset,
-                    p.last_fetched_epoch,
-                    min(request.max_bytes, budget),
-                )
-                budget -= len(answer.records)
+                answers.append(PartitionAnswer(p.topic, p.partition, answer))
+                continue
+            answer = replica.answer_follower(
+                request.replica_id,
+                p.leader_epoch,
+                p.fetch_offset,
+                p.last_fetched_epoch,
+                min(request.max_bytes, budget),
+            )
+            budget -= len(answer.records)
             news = news or (
                 answer.verdict is not FetchVerdict.READ
                 or len(answer.records) > 0
@@ -399,26 +403,54 @@ class ReplicaManager:
 
     async def wait_for_news(self, request: FetchRequest, timeout_s: float) -> None:
         """Waits until one of the request's partitions has records past the follower's
-        position or a higher high watermark, or stops being led here, or `timeout_s`."""
+        position or a higher high watermark, or stops being led here, or is opened here
+        (it was not open yet: a new partition), or `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self.fetches_waiting += 1
+        try:
+            while (left := deadline - loop.time()) > 0:
+                if not await self._wait_once_for_news(request, left):
+                    return
+        finally:
+            self.fetches_waiting -= 1
+
+    async def _wait_once_for_news(self, request: FetchRequest, timeout_s: float) -> bool:
+        """One wait of wait_for_news; True when it must wait again: only the replicas or
+        roles changed, and none of the request's missing partitions came."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watched: list[PartitionReplica] = []
+        missing = []
         for p in request.partitions:
             replica = self._replicas.get((p.topic, p.partition))
             if replica is None or replica.topic_id != p.topic_id:
-                return
+                missing.append(p)
+                continue
             if replica.follower_has_news(p.fetch_offset, p.high_watermark):
-                return
+                return False
             replica.add_fetch_waiter(waiter)
             watched.append(replica)
-        self.fetches_waiting += 1
+        waits: list[asyncio.Future[Any]] = [waiter]
+        roles_changed = None
+        if missing:
+            roles_changed = asyncio.ensure_future(self._roles_changed.wait())
+            waits.append(roles_changed)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            self.fetches_waiting -= 1
             for replica in watched:
                 replica.remove_fetch_waiter(waiter)
+            if roles_changed is not None:
+                roles_changed.cancel()
+        if waiter in done or not done:
+            return False
+        return not any(
+            (r := self._replicas.get((p.topic, p.partition))) is not None
+            and r.topic_id == p.topic_id
+            for p in missing
+        )
 
     def check_isrs(self) -> None:
         """Kafka's isr-expiration task: leaders drop followers that stopped catching up."""

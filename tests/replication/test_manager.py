@@ -20,6 +20,7 @@ from raftka.metadata.model import (
     TopicConfig,
     TopicRecord,
 )
+from raftka.replication.leader import FetchVerdict
 from raftka.replication.manager import (
     DELETED_SUFFIX,
     HIGH_WATERMARK_FILE,
@@ -30,7 +31,7 @@ from raftka.replication.manager import (
 )
 from raftka.replication.partition import PartitionReplica, PartitionRole
 from raftka.replication.producer_state import ProducerRef
-from raftka.replication.protocol import FetchRequest, PartitionAnswer
+from raftka.replication.protocol import FetchRequest, PartitionAnswer, PartitionFetch
 from raftka.storage.errors import LogClosedError
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 from raftka.storage.log import CLEAN_SHUTDOWN_FILE as LOG_CLEAN_SHUTDOWN_FILE
@@ -540,3 +541,31 @@ async def test_a_new_topics_logs_cost_two_fsyncs_each_and_one_of_the_logs_folder
         LOG_CLEAN_SHUTDOWN_FILE,
         TOPIC_ID_FILE,
     ]
+
+
+async def test_a_fetch_for_a_partition_not_open_here_yet_waits_until_it_is(
+    manager: ReplicaManager,
+) -> None:
+    """A new partition's follower may fetch before its leader has opened the log. The fetch
+    then waits for the log, however long the follower allows (here an hour), instead of
+    being answered NOT_LEADER at once, which made the follower back off
+    replica_fetch_backoff_ms before its first records."""
+    new = topic("new", (BROKER, 2))
+    request = FetchRequest(
+        replica_id=2,
+        max_wait_ms=3_600_000,
+        max_bytes=1 << 20,
+        partitions=(PartitionFetch("new", "id-new", 0, 0, 0, -1, 0),),
+    )
+    _, news = manager.answer_fetch(request)
+    assert not news, "a partition not open here is no news"
+    fetch = asyncio.ensure_future(manager.wait_for_news(request, 3600))
+    other = topic("other", (BROKER, 2))
+    await manager.reconcile_topics(state(other), ["other"])  # another change: still waiting
+    await asyncio.sleep(0)
+    assert not fetch.done() and manager.fetches_waiting == 1
+    await manager.reconcile_topics(state(other, new), ["new"])
+    await asyncio.wait_for(fetch, 60)  # woken by the log's opening, not by the hour
+    [answer], _ = manager.answer_fetch(request)
+    assert answer.answer.verdict is FetchVerdict.READ
+    assert manager.fetches_waiting == 0

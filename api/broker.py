@@ -39,6 +39,7 @@ from raftka.metadata.controller import (
     BrokerLiveness,
     PreferredLeaderWatch,
     fence_commands,
+    fence_continuations,
 )
 from raftka.metadata.digest import StateDigester
 from raftka.metadata.errors import (
@@ -487,6 +488,11 @@ class Broker:
         for fence in fence_commands(self._liveness, state, now_ms, _new_command_id):
             log.warning("controller: fencing broker %d", fence.broker_id)
             await self.submit(fence)
+        # A big fence moves partitions off its broker a chunk per entry: the next chunk as
+        # soon as the last one committed, so heartbeats never wait behind a whole fence.
+        while self.is_controller and (chunks := fence_continuations(quorum.state, _new_command_id)):
+            for chunk in chunks:
+                await self.submit(chunk)
         for election in self._preferred_leaders.elections(quorum.state, _new_command_id):
             await self.submit(election)
 

@@ -1,5 +1,5 @@
 """`python -m raftka`: the same entry point as the `raftka` console command."""
 
-from raftka.api.cli import main
+from raftka.api.cli.main import main
 
 main()

@@ -53,14 +53,14 @@ class Settings:
     # checkpoints and index files still find it when logs have filled the disk. Half of it
     # is held in a preallocated file, released when the disk is full anyway.
     disk_reserve_bytes: int = 32 * 1024 * 1024
-    # Client connections (api/connections.py): a cap, and how long one may sit idle or
+    # Client connections (api/http/connections.py): a cap, and how long one may sit idle or
     # take to send a request's headers and body. Kafka's names where Kafka has one.
     max_connections: int = 10000
     connections_max_idle_ms: int = 60000
     request_header_timeout_ms: int = 10000
     request_body_timeout_ms: int = 60000
     # Resource budgets (docs/operations.md, "Limits"). None: a share of the broker's open
-    # files limit, after it raised the soft limit to the hard one (api/open_files.py).
+    # files limit, after it raised the soft limit to the hard one (api/broker/open_files.py).
     max_open_files: int | None = None
     max_partitions_per_broker: int = DEFAULT_MAX_PARTITIONS_PER_BROKER
 

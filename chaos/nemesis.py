@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftka.chaos.cluster import Cluster
+from raftka.api.launcher import Cluster
 from raftka.chaos.netns import Latency, NetworkCommandFailed, NetworkLab, NetworkUnavailable
 
 

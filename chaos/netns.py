@@ -4,7 +4,7 @@
 the cuts between nodes and the netem qdiscs it adds, and removes all of them on close,
 whatever happened. It shells out to iproute2 (`ip`, `tc`) only, and touches nothing it
 did not create: every name it makes starts with its own per-run prefix. It must never
-run brokers (chaos/cluster.py does) nor decide when to inject a fault (chaos/nemesis.py).
+run brokers (api/launcher.py does) nor decide when to inject a fault (chaos/nemesis.py).
 
 How a cut works: a route for the peer's /32 inside the namespace through a gateway that
 does not exist, whose neighbour entry is a fixed, unused MAC. Packets to the peer leave

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raftka.api.launcher import Cluster, make_cluster, wait_for
 from raftka.chaos.checker import CheckResult, check
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
 from raftka.chaos.history import (
     HISTORY_FILE,
     RUN_INFO,

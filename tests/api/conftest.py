@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
+from raftka.api.broker.broker import Broker
+from raftka.api.http.app import create_app
+from raftka.api.ports import free_ports
 from raftka.api.settings import BrokerAddress, ClusterConfig, Settings
-from raftka.chaos.ports import free_ports
 
 # One voter elects itself after one election timeout: keep it short in tests.
 FAST_RAFT = {

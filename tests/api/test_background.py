@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from raftka.api.background import BackgroundWrites
+from raftka.api.broker.background import BackgroundWrites
 
 WAIT_S = 10.0
 

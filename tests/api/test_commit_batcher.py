@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from raftka.api import commit_batcher
-from raftka.api.commit_batcher import OffsetCommitBatcher
+from raftka.api.broker import commit_batcher
+from raftka.api.broker.commit_batcher import OffsetCommitBatcher
 from raftka.metadata.commands import CommitOffsets, OffsetCommit
 from raftka.metadata.errors import CoordinatorNotAvailable, NoController, StaleGeneration
 from raftka.metadata.events import OffsetsCommitted

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
-from raftka.api.context import BROKER_KEY
+from raftka.api.broker.broker import Broker
+from raftka.api.http.app import create_app
+from raftka.api.http.context import BROKER_KEY
 from tests.api.conftest import MakeClient, start_ready
 from tests.api.support import body_of, create_topic, produce, read_all
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from raftka.api.context import BROKER_KEY
+from raftka.api.http.context import BROKER_KEY
 from tests.api.support import assert_error, body_of, create_topic, fetch, produce, read_all
 
 LONG_POLL_MS = 10_000

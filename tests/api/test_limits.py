@@ -3,7 +3,7 @@ larger and must still be taken by the leader."""
 
 import orjson
 
-from raftka.api.forward import FORWARDED_HEADER
+from raftka.api.http.forward import FORWARDED_HEADER
 from tests.api.conftest import MakeClient
 from tests.api.support import assert_error, create_topic, high_watermark
 

@@ -8,8 +8,8 @@ import time
 
 from aiohttp.test_utils import TestClient
 
-from raftka.api.app import BROKER_KEY
-from raftka.api.forward import FORWARDED_HEADER
+from raftka.api.http.app import BROKER_KEY
+from raftka.api.http.forward import FORWARDED_HEADER
 from tests.api.conftest import MakeClient
 from tests.api.support import create_topic, produce
 
@@ -56,7 +56,7 @@ async def test_the_controller_does_not_fence_itself_when_its_loop_stalls_past_a_
     await create_topic(client, "t", partitions=4)
     assert broker.is_controller
     time.sleep(2 * SESSION_TIMEOUT_MS / 1000)  # the loop stalls: no heartbeat is sent
-    await broker._controller_tick()
+    await broker.controller.tick()
     assert not broker.state.brokers[broker.broker_id].fenced
     assert [p["leader"] for p in await _partitions(client, "t")] == [1, 1, 1, 1]
 

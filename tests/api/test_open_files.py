@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from raftka.api.open_files import (
+from raftka.api.broker.open_files import (
     MIN_SEGMENT_FILES,
     default_max_open_files,
     raise_open_files_limit,

@@ -1,4 +1,4 @@
-"""Request parsing (api/records.py): the fast path for plain records stores exactly the
+"""Request parsing (api/http/records.py): the fast path for plain records stores exactly the
 bytes the general path stores."""
 
 from typing import Any
@@ -7,7 +7,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.api.records import parse_record
+from raftka.api.http.records import parse_record
 
 json_values = st.recursive(
     st.none()

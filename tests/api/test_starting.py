@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from raftka.api.app import create_app
-from raftka.api.broker import Broker
+from raftka.api.broker.broker import Broker
+from raftka.api.http.app import create_app
 from tests.api.conftest import single_broker_config
 from tests.api.support import assert_error
 
@@ -16,7 +16,7 @@ from tests.api.support import assert_error
 async def starting_client(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
 ) -> TestClient:
-    # The HTTP server is up (as in api/server.py) but broker.start() has not run yet.
+    # The HTTP server is up (as in api/http/server.py) but broker.start() has not run yet.
     return await aiohttp_client(create_app(Broker(single_broker_config(tmp_path), 1)))
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient
 
-from raftka.api.context import BROKER_KEY
+from raftka.api.http.context import BROKER_KEY
 from raftka.metadata.commands import RegisterBroker
 from tests.api.support import assert_error, body_of, create_topic
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
 from raftka.chaos.netns import NetworkLab, NetworkUnavailable, unavailable_reason
 
 REQUIRE_NETNS = os.environ.get("RAFTKA_REQUIRE_NETNS") == "1" or os.geteuid() == 0

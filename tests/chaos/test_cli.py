@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from raftka.api.cli import cli
+from raftka.api.cli.main import cli
 from raftka.chaos.history import write_history
 
 from .story import Story

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.chaos.cluster import make_cluster
+from raftka.api.launcher import make_cluster
 from raftka.chaos.nemesis import (
     ACTIVE_MAX_MS,
     ACTIVE_MIN_MS,

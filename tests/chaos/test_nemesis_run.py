@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 from raftka.chaos.nemesis import FaultKind, FaultStep, Nemesis
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
+from raftka.api.http.records import parse_record
 from raftka.api.partitioner import partition_for_key
-from raftka.api.records import parse_record
 from raftka.client import (
     ClientError,
     InsufficientStorage,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, make_cluster
+from raftka.api.launcher import Cluster, make_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
-from raftka.api.dev import RAFT_PORT_OFFSET
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.cli.dev import RAFT_PORT_OFFSET
+from raftka.api.launcher import Cluster, wait_for
 
 RAFTKA = [sys.executable, "-m", "raftka"]
 # HTTP ports here, Raft ports 10000 higher: under the ephemeral range (32768+) and apart

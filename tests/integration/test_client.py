@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 from raftka.client import (
     Admin,
     ConnectionFailed,

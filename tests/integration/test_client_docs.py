@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raftka.chaos.cluster import Cluster
+from raftka.api.launcher import Cluster
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "client.md"
 DOC_BOOTSTRAP = "http://127.0.0.1:9091"

@@ -4,7 +4,7 @@ commit, hand partitions over when one leaves, and resume from committed offsets.
 from collections import Counter
 from collections.abc import Callable
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 from raftka.client import Admin, Consumer, Producer, Record
 
 # Heartbeats every second: rebalances settle within a few seconds.

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 MAX_CONNECTIONS = 200
 # Without the limit, IDLE_SOCKETS would take every file handle the broker has.

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from raftka.chaos.cluster import Cluster, make_cluster, wait_for
+from raftka.api.launcher import Cluster, make_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 

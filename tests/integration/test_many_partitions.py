@@ -6,7 +6,7 @@ import http.client
 import re
 from collections.abc import Callable
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 OPEN_FILES_LIMIT = 256  # soft and hard: the broker cannot raise it
 TOPICS = ("a", "b", "c")

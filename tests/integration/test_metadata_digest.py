@@ -4,7 +4,7 @@ and the chaos checker can compare brokers."""
 from collections.abc import Callable
 from typing import Any
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 BROKERS = (1, 2, 3)
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from raftka.chaos.cluster import Cluster, wait_for
+from raftka.api.launcher import Cluster, wait_for
 
 
 def _partitions(cluster: Cluster, broker_id: int, topic: str) -> list[dict[str, Any]]:

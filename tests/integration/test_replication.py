@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from raftka.chaos.cluster import Cluster, Response, wait_for
+from raftka.api.launcher import Cluster, Response, wait_for
 
 BROKERS = (1, 2, 3)
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from raftka.chaos.cluster import Cluster
+from raftka.api.launcher import Cluster
 
 
 def test_acknowledged_records_survive_sigkill_and_restart(

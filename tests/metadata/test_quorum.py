@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from raftka.chaos.ports import free_ports
+from raftka.api.ports import free_ports
 from raftka.metadata.commands import (
     MAX_COMMAND_TEXT_CHARS,
     PYSYNCOBJ_CHUNKED_ENTRY_BYTES,

@@ -1,0 +1,1 @@
+"""raftka.api.cli: the `raftka` command: its subcommands, terminal output and `raftka dev`."""

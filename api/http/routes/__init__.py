@@ -1,0 +1,1 @@
+"""raftka.api.http.routes"""

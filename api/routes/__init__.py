@@ -1,1 +1,0 @@
-"""raftka.api.routes"""

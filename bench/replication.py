@@ -1,0 +1,500 @@
+"""`raftka bench replication`: produce throughput and per-request latency with RF=1, RF=3
+acks=1 and RF=3 acks=all, side by side, on fresh clusters of real broker processes.
+
+Each round starts a fresh 3-broker cluster (the default settings, passed explicitly) with
+one topic per workload, and, unless told not to, a fresh 1-broker cluster. Every workload
+produces straight to partitions led by one broker, as a client that read
+`/v1/topics/{t}` would: closed-loop, one request in flight per keep-alive connection,
+bodies built once (bench/http.py's load client). The client times every request as it
+sees it, and the CPU time of each process is read from /proc over the window, so the cost
+of replication shows per request even when the machine is CPU-bound. Workloads alternate
+their order between rounds; figures are medians over rounds. Every broker is stopped by
+PID (Cluster.close()) and every directory removed, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.api.settings import FSYNC_POLICIES
+from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
+from raftka.bench.failover import default_settings
+from raftka.bench.http import (
+    BenchError,
+    BenchOptions,
+    client_pinned,
+    make_bodies,
+    read_response,
+    run_for,
+    stop_workers,
+)
+from raftka.bench.http import (
+    CpuPlan as ClientCpuPlan,
+)
+
+HOST = "127.0.0.1"
+PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
+LOADED_PARTITIONS = 2
+MIN_INSYNC_REPLICAS = 2
+RESPONSE_TIMEOUT_S = 30.0  # the broker's own request_timeout_ms answers acks=all first
+ERROR_BACKOFF_S = 0.02
+DRAIN_DEADLINE_S = 60.0
+BYTES_PER_MB = 1_000_000
+US_PER_S = 1_000_000
+MS_PER_S = 1000
+CPU_MODES = ("shared", "leader", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    key: str  # as --workloads names it
+    name: str
+    brokers: int  # the cluster it runs on
+    topic: str
+    replication_factor: int
+    acks: str
+
+
+SINGLE = Workload("single", "1 broker, RF=1, acks=1", 1, "single", 1, "1")
+RF1 = Workload("rf1", "RF=1, acks=1", 3, "rf1", 1, "1")
+RF3_ACKS1 = Workload("rf3-acks1", "RF=3, acks=1", 3, "rf3_acks1", 3, "1")
+RF3_ACKS_ALL = Workload("rf3-acks-all", "RF=3, acks=all", 3, "rf3_acks_all", 3, "all")
+WORKLOADS = (SINGLE, RF1, RF3_ACKS1, RF3_ACKS_ALL)  # in the report's order
+WORKLOAD_KEYS = tuple(w.key for w in WORKLOADS)
+
+
+# -- options and results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationOptions:
+    rounds: int = 5
+    window_s: float = 3.0
+    warmup_s: float = 0.5
+    connections: int = 4
+    records_per_request: int = 200
+    record_size: int = 100
+    fsync: str = "never"
+    workloads: tuple[str, ...] = WORKLOAD_KEYS
+    cpus: str = "shared"  # CPU_MODES
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "connections", "records_per_request", "record_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.window_s <= 0 or self.warmup_s < 0:
+            raise ValueError("the window must be positive and the warm-up not negative")
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        if not self.workloads or set(self.workloads) - set(WORKLOAD_KEYS):
+            raise ValueError(f"workloads must be some of {', '.join(WORKLOAD_KEYS)}")
+        if self.cpus not in CPU_MODES:
+            raise ValueError(f"cpus must be one of {', '.join(CPU_MODES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPlan:
+    """Where processes run (None: not pinned). `shared`: every broker on one CPU, the client
+    alone on another; `leader`: the loaded leader alone on one CPU, the other brokers and
+    the client on another; `none`: the OS decides."""
+
+    mode: str
+    first_cpu: int | None
+    second_cpu: int | None
+    note: str
+
+    def broker_cpu(self, is_loaded_leader: bool) -> int | None:
+        if self.mode == "leader" and not is_loaded_leader:
+            return self.second_cpu
+        return self.first_cpu
+
+    @property
+    def client_cpu(self) -> int | None:
+        return self.second_cpu
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadResult:
+    workload: str
+    requests: int
+    errors: int  # non-200 answers (retried after ERROR_BACKOFF_S)
+    records_per_s: float
+    mb_per_s: float
+    p50_ms: float
+    p99_ms: float
+    # CPU time per acknowledged request over the window: the cost, even when CPU-bound.
+    leader_cpu_us: float
+    followers_cpu_us: float  # the cluster's other brokers together
+    client_cpu_us: float
+    leader_busy: float  # CPU seconds per window second (1.0 = one core all the time)
+    client_busy: float
+    drain_s: float  # window end -> an acks=all write on every loaded partition answered
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    round: int
+    order: tuple[str, ...]
+    results: tuple[WorkloadResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadMedians:
+    workload: str
+    records_per_s: float
+    mb_per_s: float
+    p50_ms: float
+    p99_ms: float
+    to_rf1: float | None  # records/s over the 3-broker RF=1 median (None: not measured)
+    leader_cpu_us: float
+    followers_cpu_us: float
+    client_cpu_us: float
+    leader_busy: float
+    client_busy: float
+    errors: int  # over all rounds
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationReport:
+    options: ReplicationOptions
+    cpu: CpuPlan
+    request_body_bytes: float
+    rounds: tuple[RoundResult, ...]
+    medians: tuple[WorkloadMedians, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def workload_order(index: int, keys: tuple[str, ...]) -> list[Workload]:
+    """Alternating between rounds: forwards in even rounds, backwards in odd ones (the
+    1-broker cluster first, then the 3-broker cluster's workloads, or the reverse)."""
+    order = [w for w in WORKLOADS if w.key in keys]
+    return order if index % 2 == 0 else order[::-1]
+
+
+def plan_cpus(mode: str) -> CpuPlan:
+    if mode == "none":
+        return CpuPlan(mode, None, None, "nothing pinned: the OS schedules brokers and client")
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return CpuPlan("none", None, None, "CPU pinning skipped: fewer than 2 CPUs or no affinity")
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    if mode == "shared":
+        note = f"every broker pinned to CPU {first}, the load client to CPU {second}"
+    else:
+        note = (
+            f"the loaded leader pinned to CPU {first}; the other brokers and the load client "
+            f"to CPU {second}"
+        )
+    return CpuPlan(mode, first, second, note)
+
+
+# -- the load client -------------------------------------------------------------------
+
+
+def produce_request(port: int, topic: str, partition: int, acks: str, body: bytes) -> bytes:
+    return (
+        f"POST /v1/topics/{topic}/partitions/{partition}/records?acks={acks} HTTP/1.1\r\n"
+        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@dataclass(slots=True)
+class Window:
+    counting: bool = False
+    stopped: bool = False
+    latencies_s: list[float] = dataclasses.field(default_factory=list)
+    errors: int = 0
+
+
+async def produce_worker(port: int, requests: list[bytes], first: int, window: Window) -> None:
+    """One keep-alive connection, one request in flight, each timed as the client sees it."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        k = first
+        while not window.stopped:
+            started = time.perf_counter()
+            writer.write(requests[k % len(requests)])
+            status, _ = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
+            elapsed = time.perf_counter() - started
+            k += 1
+            if status != 200:
+                if window.counting:
+                    window.errors += 1
+                await asyncio.sleep(ERROR_BACKOFF_S)
+            elif window.counting:
+                window.latencies_s.append(elapsed)
+    finally:
+        writer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedCluster:
+    cluster: Cluster
+    leader: int  # the broker that leads the loaded partitions
+    partitions: dict[str, list[int]]  # topic -> the loaded partitions
+
+    @property
+    def port(self) -> int:
+        return self.cluster.brokers[self.leader].address.http_port
+
+    def pid(self, broker_id: int) -> int:
+        process = self.cluster.brokers[broker_id].process
+        assert process is not None
+        return process.pid
+
+
+async def produce_window(
+    loaded: LoadedCluster, w: Workload, bodies: list[bytes], options: ReplicationOptions
+) -> tuple[Window, float, dict[int, float], float]:
+    """Warm up, then one counted window: (window, seconds, broker CPU s, client CPU s)."""
+    partitions = loaded.partitions[w.topic]
+    window = Window()
+    tasks = []
+    for c in range(options.connections):
+        p = partitions[c % len(partitions)]
+        requests = [produce_request(loaded.port, w.topic, p, w.acks, b) for b in bodies]
+        tasks.append(asyncio.create_task(produce_worker(loaded.port, requests, c, window)))
+    pids = {b: loaded.pid(b) for b in loaded.cluster.brokers}
+    try:
+        await run_for(tasks, options.warmup_s)
+        cpu_before = {b: cpu_seconds(pid) for b, pid in pids.items()}
+        client_before = own_cpu_seconds()
+        window.counting = True
+        started = time.perf_counter()
+        await run_for(tasks, options.window_s)
+        window.counting = False
+        elapsed = time.perf_counter() - started
+        client_cpu = own_cpu_seconds() - client_before
+        cpu = {b: cpu_seconds(pid) - cpu_before[b] for b, pid in pids.items()}
+    finally:
+        window.stopped = True
+        await stop_workers(tasks)
+    return window, elapsed, cpu, client_cpu
+
+
+def drain(loaded: LoadedCluster, w: Workload) -> float:
+    """An acks=all write on every loaded partition: answered once the followers hold
+    everything before it. Returns how long that took."""
+    started = time.monotonic()
+    for p in loaded.partitions[w.topic]:
+        loaded.cluster.produce(loaded.leader, w.topic, p, ["drain"], acks="all")
+    return time.monotonic() - started
+
+
+def measure_workload(
+    loaded: LoadedCluster,
+    w: Workload,
+    bodies: list[bytes],
+    body_bytes: float,
+    options: ReplicationOptions,
+) -> WorkloadResult:
+    window, elapsed, cpu, client_cpu = asyncio.run(produce_window(loaded, w, bodies, options))
+    drain_s = drain(loaded, w)
+    done = len(window.latencies_s)
+    if done < 2:
+        raise BenchError(f"{w.name}: {done} produce requests answered in {elapsed:.1f} s")
+    cuts = statistics.quantiles(window.latencies_s, n=100)
+    requests_per_s = done / elapsed
+    leader_cpu = cpu[loaded.leader]
+    followers_cpu = sum(s for b, s in cpu.items() if b != loaded.leader)
+    return WorkloadResult(
+        workload=w.name,
+        requests=done,
+        errors=window.errors,
+        records_per_s=requests_per_s * options.records_per_request,
+        mb_per_s=requests_per_s * body_bytes / BYTES_PER_MB,
+        p50_ms=statistics.median(window.latencies_s) * MS_PER_S,
+        p99_ms=cuts[98] * MS_PER_S,
+        leader_cpu_us=leader_cpu / done * US_PER_S,
+        followers_cpu_us=followers_cpu / done * US_PER_S,
+        client_cpu_us=client_cpu / done * US_PER_S,
+        leader_busy=leader_cpu / elapsed,
+        client_busy=client_cpu / elapsed,
+        drain_s=drain_s,
+    )
+
+
+# -- clusters --------------------------------------------------------------------------
+
+
+@contextmanager
+def loaded_cluster(
+    root: Path, brokers: int, workloads: list[Workload], options: ReplicationOptions, plan: CpuPlan
+) -> Iterator[LoadedCluster]:
+    """A fresh cluster with one topic per workload, its load's leader pinned if planned."""
+    settings = {**default_settings(), "fsync": options.fsync}
+    cluster = make_cluster(root, voters=brokers, **settings)
+    try:
+        cluster.start_all()
+        controller = cluster.wait_ready()
+        # Not the controller when there is a choice: it also runs the Raft leader's work.
+        leader = next((b for b in sorted(cluster.brokers) if b != controller), controller)
+        partitions: dict[str, list[int]] = {}
+        for w in workloads:
+            config = {"min_insync_replicas": min(MIN_INSYNC_REPLICAS, w.replication_factor)}
+            resp = cluster.request(
+                controller,
+                "POST",
+                "/v1/topics",
+                {
+                    "name": w.topic,
+                    "partitions": PARTITIONS,
+                    "replication_factor": w.replication_factor,
+                    "config": config,
+                },
+            )
+            if resp.status != 201:
+                raise BenchError(f"creating {w.topic}: HTTP {resp.status} {resp.body}")
+            led = [p["partition"] for p in resp.body["partitions"] if p["leader"] == leader]
+            partitions[w.topic] = led[:LOADED_PARTITIONS]
+
+        def settled() -> bool:
+            for w in workloads:
+                described = cluster.get(leader, f"/v1/topics/{w.topic}")["partitions"]
+                for p in partitions[w.topic]:
+                    if len(described[p]["isr"]) < w.replication_factor:
+                        return False
+            return True
+
+        wait_for(settled, "every loaded partition with a full ISR")
+        loaded = LoadedCluster(cluster, leader, partitions)
+        for w in workloads:
+            drain(loaded, w)  # every loaded partition takes acks=all writes
+        for b in cluster.brokers:
+            cpu = plan.broker_cpu(b == leader)
+            if cpu is not None:
+                set_process_affinity(loaded.pid(b), {cpu})
+        yield loaded
+    finally:
+        cluster.close()
+
+
+def run_round(
+    index: int,
+    root: Path,
+    plan: CpuPlan,
+    bodies: list[bytes],
+    body_bytes: float,
+    options: ReplicationOptions,
+) -> RoundResult:
+    order = workload_order(index, options.workloads)
+    results: dict[str, WorkloadResult] = {}
+    # The workloads of one cluster run back to back, so a cluster is started once per round.
+    for brokers in dict.fromkeys(w.brokers for w in order):
+        on_cluster = [w for w in order if w.brokers == brokers]
+        with loaded_cluster(
+            root / f"round-{index}-{brokers}-brokers", brokers, on_cluster, options, plan
+        ) as loaded:
+            for w in on_cluster:
+                results[w.name] = measure_workload(loaded, w, bodies, body_bytes, options)
+    return RoundResult(
+        index + 1, tuple(w.name for w in order), tuple(results[w.name] for w in order)
+    )
+
+
+# -- the run and its report ------------------------------------------------------------
+
+
+def summarize(rounds: list[RoundResult], keys: tuple[str, ...]) -> tuple[WorkloadMedians, ...]:
+    """Medians over rounds, in a fixed order; ratios are ratios of medians."""
+    names = [w.name for w in WORKLOADS if w.key in keys]
+
+    def med(name: str, field: str) -> float:
+        return statistics.median(
+            getattr(r, field) for rnd in rounds for r in rnd.results if r.workload == name
+        )
+
+    rf1 = med(RF1.name, "records_per_s") if RF1.name in names else None
+    return tuple(
+        WorkloadMedians(
+            workload=name,
+            records_per_s=med(name, "records_per_s"),
+            mb_per_s=med(name, "mb_per_s"),
+            p50_ms=med(name, "p50_ms"),
+            p99_ms=med(name, "p99_ms"),
+            to_rf1=None if rf1 is None else med(name, "records_per_s") / rf1,
+            leader_cpu_us=med(name, "leader_cpu_us"),
+            followers_cpu_us=med(name, "followers_cpu_us"),
+            client_cpu_us=med(name, "client_cpu_us"),
+            leader_busy=med(name, "leader_busy"),
+            client_busy=med(name, "client_busy"),
+            errors=sum(r.errors for rnd in rounds for r in rnd.results if r.workload == name),
+        )
+        for name in names
+    )
+
+
+def describe_round(r: RoundResult) -> str:
+    parts = [
+        f"{x.workload}: {x.records_per_s:,.0f} records/s, p50 {x.p50_ms:.1f} ms, "
+        f"p99 {x.p99_ms:.1f} ms"
+        for x in r.results
+    ]
+    return f"round {r.round}: " + "; ".join(parts)
+
+
+def run_replication_bench(
+    options: ReplicationOptions, progress: Callable[[str], None] | None = None
+) -> ReplicationReport:
+    bench = BenchOptions(
+        records_per_request=options.records_per_request, record_size=options.record_size
+    )
+    bodies = make_bodies(bench)
+    body_bytes = statistics.mean(len(b) for b in bodies)
+    plan = plan_cpus(options.cpus)
+    rounds: list[RoundResult] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="raftka-bench-replication-") as tmp,
+        client_pinned(ClientCpuPlan(plan.first_cpu, plan.client_cpu, plan.note)),
+    ):
+        for index in range(options.rounds):
+            rounds.append(run_round(index, Path(tmp), plan, bodies, body_bytes, options))
+            if progress is not None:
+                progress(describe_round(rounds[-1]))
+    return ReplicationReport(
+        options=options,
+        cpu=plan,
+        request_body_bytes=body_bytes,
+        rounds=tuple(rounds),
+        medians=summarize(rounds, options.workloads),
+    )
+
+
+def format_report(report: ReplicationReport) -> str:
+    o = report.options
+    lines = [
+        f"Medians of {o.rounds} round{'s' if o.rounds > 1 else ''}: {o.window_s} s windows after "
+        f"{o.warmup_s} s warm-up, {o.connections} connections to the leader of "
+        f"{LOADED_PARTITIONS} partitions, {o.records_per_request} records of {o.record_size} B "
+        f"per request ({report.request_body_bytes:,.0f} B), fsync={o.fsync}, "
+        f"min_insync_replicas={MIN_INSYNC_REPLICAS} for RF=3",
+        report.cpu.note,
+        "",
+        "| workload | records/s | MB/s | p50 ms | p99 ms | x RF=1 | leader CPU µs/req "
+        "| followers CPU µs/req | leader busy | client busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in report.medians:
+        lines.append(
+            f"| {m.workload} | {m.records_per_s:,.0f} | {m.mb_per_s:.1f} | {m.p50_ms:.1f} | "
+            f"{m.p99_ms:.1f} | {'-' if m.to_rf1 is None else f'{m.to_rf1:.2f}'} | "
+            f"{m.leader_cpu_us:.0f} | "
+            f"{m.followers_cpu_us:.0f} | {m.leader_busy:.2f} | {m.client_busy:.2f} |"
+        )
+    errors = sum(m.errors for m in report.medians)
+    if errors:
+        lines.append(f"\n{errors} produce requests answered an error (retried)")
+    return "\n".join(lines)

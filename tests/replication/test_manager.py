@@ -569,3 +569,44 @@ async def test_a_fetch_for_a_partition_not_open_here_yet_waits_until_it_is(
     [answer], _ = manager.answer_fetch(request)
     assert answer.answer.verdict is FetchVerdict.READ
     assert manager.fetches_waiting == 0
+
+
+async def test_a_partition_followed_during_a_long_poll_is_fetched_at_once(logs_dir: Path) -> None:
+    """A leader holds a fetch with no news up to max_wait_ms: a partition that joins the
+    fetcher meanwhile must not wait for that answer. The held request is dropped (its
+    connection closed) and a new one names the partition at once."""
+    requests: list[FetchRequest] = []
+    dropped: list[FetchRequest] = []
+    asked = asyncio.Event()
+
+    async def held_transport(
+        leader: int, request: FetchRequest, timeout_s: float
+    ) -> list[PartitionAnswer]:
+        requests.append(request)
+        asked.set()
+        try:
+            await asyncio.Event().wait()  # a long poll: nothing new at the leader
+        except asyncio.CancelledError:
+            dropped.append(request)
+            raise
+        raise AssertionError("unreachable")
+
+    manager = ReplicaManager(
+        BROKER,
+        logs_dir,
+        settings=ReplicationSettings(),
+        flusher=LogFlusher(FsyncPolicy.NEVER, 50),
+        alter_partition=no_alter_partition,
+        transport=held_transport,
+    )
+    first, second = topic("f1", (2, BROKER)), topic("f2", (2, BROKER))
+    try:
+        await manager.reconcile_topics(state(first), ["f1"])
+        await asyncio.wait_for(asked.wait(), 60)
+        asked.clear()
+        await manager.reconcile_topics(state(first, second), ["f2"])
+        await asyncio.wait_for(asked.wait(), 60)
+        assert [[p.topic for p in r.partitions] for r in requests] == [["f1"], ["f1", "f2"]]
+        assert dropped == requests[:1] and manager._fetchers[2].requests_dropped == 1
+    finally:
+        await manager.close()

@@ -86,6 +86,15 @@ class FenceBroker:
 
 
 @dataclass(frozen=True, slots=True)
+class ContinueFence:
+    """Moves the next chunk of partitions off a broker whose fence is still in progress
+    (state.py: a fence changes at most FENCE_CHUNK_PARTITIONS partitions per entry)."""
+
+    broker_id: int
+    command_id: str = NO_COMMAND_ID
+
+
+@dataclass(frozen=True, slots=True)
 class UnfenceBroker:
     broker_id: int
     command_id: str = NO_COMMAND_ID
@@ -197,6 +206,7 @@ Command = (
     RegisterBroker
     | BrokerHeartbeat
     | FenceBroker
+    | ContinueFence
     | UnfenceBroker
     | CreateTopic
     | DeleteTopic
@@ -215,6 +225,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         RegisterBroker,
         BrokerHeartbeat,
         FenceBroker,
+        ContinueFence,
         UnfenceBroker,
         CreateTopic,
         DeleteTopic,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from raftka.metadata.commands import (
     CommandTooLarge,
+    ContinueFence,
     CreateTopic,
     ElectLeader,
     FenceBroker,
@@ -185,6 +186,14 @@ def fence_commands(
 ) -> list[FenceBroker]:
     """A FenceBroker for every broker whose session expired."""
     return [FenceBroker(b, command_id=new_command_id()) for b in liveness.expired(state, now_ms)]
+
+
+def fence_continuations(
+    state: MetadataState, new_command_id: Callable[[], str] = no_command_id
+) -> list[ContinueFence]:
+    """The next chunk of every fence in progress (a big fence takes several entries: the
+    controller proposes them one after the other, other entries in between)."""
+    return [ContinueFence(b, command_id=new_command_id()) for b in sorted(state.fencing)]
 
 
 def preferred_leader_elections(

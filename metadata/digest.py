@@ -60,7 +60,13 @@ class StateDigester:
         kept: dict[int, tuple[object, bytes]] = {}
         total = hashlib.blake2b(digest_size=DIGEST_BYTES)
         total.update(
-            _hash({"version": SNAPSHOT_VERSION, "next_producer_id": state.next_producer_id})
+            _hash(
+                {
+                    "version": SNAPSHOT_VERSION,
+                    "next_producer_id": state.next_producer_id,
+                    "fencing": [[b, *state.fencing[b]] for b in sorted(state.fencing)],
+                }
+            )
         )
         sections: tuple[tuple[bytes, Iterable[Any], Callable[[Any], Any]], ...] = (
             (b"brokers", _sorted_values(state.brokers), _to_json),

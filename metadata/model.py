@@ -60,6 +60,11 @@ class MetadataState:
     # Oldest first; at most MAX_RECENT_COMMAND_IDS entries (FIFO eviction).
     recent_command_ids: tuple[CommandOutcome, ...]
     groups: Mapping[str, GroupRecord] = field(default_factory=dict)
+    # Fenced brokers whose leaderships and isr memberships are still being moved off them,
+    # a chunk per entry (state.py): broker id -> (topic, partition) where the next chunk
+    # starts, in topic name order. Until its chunk comes, a partition may still name the
+    # broker as leader or isr member.
+    fencing: Mapping[int, tuple[str, int]] = field(default_factory=dict)
 
     @staticmethod
     def empty() -> MetadataState:
@@ -88,6 +93,8 @@ class MetadataState:
         assert len(set(ids)) == len(ids), "recent_command_ids holds each id once"
         for broker_id, broker in self.brokers.items():
             assert broker.broker_id == broker_id, f"broker {broker_id} is stored under its id"
+        for broker_id in self.fencing:
+            assert self.brokers[broker_id].fenced, f"broker {broker_id} is fenced while fencing"
         topic_ids = [t.topic_id for t in self.topics.values()]
         assert len(set(topic_ids)) == len(topic_ids), "topic_id is unique"
         partition_counts = self.partition_counts()
@@ -121,8 +128,9 @@ class MetadataState:
         )
         assert p.leader is None or p.leader in p.isr, f"{where}: leader is None or in isr"
         assert p.leader_epoch >= 0 and p.partition_epoch >= 0, f"{where}: epochs >= 0"
-        fenced = [r for r in p.isr if self.brokers[r].fenced]
-        assert p.leader is None or not self.brokers[p.leader].fenced, (
+        # A fence in progress has not reached every partition yet.
+        fenced = [r for r in p.isr if self.brokers[r].fenced and r not in self.fencing]
+        assert p.leader is None or not self.brokers[p.leader].fenced or p.leader in self.fencing, (
             f"{where}: a fenced broker leads nothing"
         )
         assert not fenced or len(p.isr) == 1, (
@@ -147,6 +155,7 @@ class MetadataState:
             "topics": [self.topics[t].to_json() for t in sorted(self.topics)],
             "next_producer_id": self.next_producer_id,
             "groups": [self.groups[g].to_json() for g in sorted(self.groups)],
+            "fencing": [[b, *self.fencing[b]] for b in sorted(self.fencing)],
             "recent_command_ids": [
                 {"command_id": o.command_id, "events": [event_to_json(e) for e in o.events]}
                 for o in self.recent_command_ids
@@ -168,6 +177,8 @@ class MetadataState:
                 topics={t.name: t for t in topics},
                 next_producer_id=int(d["next_producer_id"]),
                 groups={g.group_id: g for g in groups},
+                # Snapshots written before fences were chunked hold none in progress.
+                fencing={int(b): (str(t), int(p)) for b, t, p in d.get("fencing", [])},
                 recent_command_ids=tuple(
                     CommandOutcome(
                         command_id=str(o["command_id"]),

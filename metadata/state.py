@@ -10,6 +10,7 @@ no clock, no randomness, no I/O, and no dependence on dict or set iteration orde
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +23,7 @@ from raftka.metadata.commands import (
     BrokerHeartbeat,
     Command,
     CommitOffsets,
+    ContinueFence,
     CreateTopic,
     DeleteTopic,
     ElectLeader,
@@ -58,6 +60,13 @@ from raftka.metadata.model import (
 MAX_PRODUCER_ID = 2**63 - 1  # Kafka's producer id is an int64
 MAX_PRODUCER_ID_BLOCK_SIZE = 1_000_000  # ids per AllocateProducerIds; Kafka hands out 1000
 MAX_PARTITIONS_PER_TOPIC = 100_000  # bounds one CreateTopic entry and its snapshot
+# A fence moves leaderships and isr memberships off its broker in chunks, one entry each,
+# so that no entry holds the Raft thread long (next to 100,000 partitions at RF=3 a whole
+# fence took 3.7 s there, and heartbeats and leases waited behind it): an entry changes at
+# most FENCE_CHUNK_PARTITIONS partitions and looks at most at FENCE_SCAN_PARTITIONS (an
+# unchanged one costs far less). The controller proposes ContinueFence until it is done.
+FENCE_CHUNK_PARTITIONS = 1_000
+FENCE_SCAN_PARTITIONS = 20_000
 
 
 class ErrorCode(enum.StrEnum):
@@ -103,13 +112,19 @@ def apply(state: MetadataState, command: Command) -> Applied | Rejected:
     handler: Callable[[MetadataState, Any], Result] = _HANDLERS[type(command)]
     result = handler(state, command)
     # A heartbeat means the same thing every time it arrives, and brokers send one
-    # every few seconds: remembering them would only push real commands out.
+    # every few seconds: remembering them would only push real commands out. So does a
+    # ContinueFence (it only continues a fence in progress).
     if (
         isinstance(result, Applied)
         and command.command_id
-        and not isinstance(command, BrokerHeartbeat)
+        and not isinstance(command, BrokerHeartbeat | ContinueFence)
     ):
-        remembered = (*state.recent_command_ids, CommandOutcome(command.command_id, result.events))
+        events = result.events
+        if isinstance(command, FenceBroker):
+            # A retry needs only to know that it was applied; the partitions' changes, up
+            # to FENCE_CHUNK_PARTITIONS, would fill the retry window and the snapshot.
+            events = tuple(e for e in events if isinstance(e, BrokerFenced))
+        remembered = (*state.recent_command_ids, CommandOutcome(command.command_id, events))
         remembered = remembered[-MAX_RECENT_COMMAND_IDS:]
         result = Applied(replace(result.state, recent_command_ids=remembered), result.events)
     return result
@@ -218,10 +233,19 @@ def _set_fenced(state: MetadataState, broker: BrokerRecord, fenced: bool) -> Met
     )
 
 
+def _without_fencing(state: MetadataState, broker_id: int) -> MetadataState:
+    if broker_id not in state.fencing:
+        return state
+    fencing = {b: cursor for b, cursor in state.fencing.items() if b != broker_id}
+    return replace(state, fencing=fencing)
+
+
 def _fence(
     state: MetadataState, broker_id: int
 ) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
-    state = _set_fenced(state, state.brokers[broker_id], True)
+    """The whole fence in one entry: for a restarted broker's old incarnation, whose
+    leaderships must all go before the new one is unfenced."""
+    state = _without_fencing(_set_fenced(state, state.brokers[broker_id], True), broker_id)
     brokers = state.brokers
     topics, changed = _map_partitions(
         state.topics,
@@ -230,10 +254,55 @@ def _fence(
     return replace(state, topics=topics), changed
 
 
+def _fence_chunk(
+    state: MetadataState, broker_id: int
+) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
+    """The next chunk of the fence of `broker_id` (in state.fencing), from its cursor on in
+    topic name order: at most FENCE_CHUNK_PARTITIONS changed, FENCE_SCAN_PARTITIONS looked
+    at. The fence ends (its cursor goes) with the last topic. A topic deleted meanwhile is
+    skipped; one created meanwhile never holds the fenced broker."""
+    cursor_topic, cursor_partition = state.fencing[broker_id]
+    names = sorted(state.topics)
+    brokers = state.brokers
+    topics = dict(state.topics)
+    changed: dict[PartitionKey, PartitionRecord] = {}
+    scanned = 0
+    cursor: tuple[str, int] | None = None
+    for name in names[bisect_left(names, cursor_topic) :]:
+        topic = state.topics[name]
+        unclean = topic.config.unclean_leader_election
+        partitions = topic.partitions
+        new_partitions: list[PartitionRecord] | None = None
+        index = cursor_partition if name == cursor_topic else 0
+        while index < len(partitions):
+            if len(changed) >= FENCE_CHUNK_PARTITIONS or scanned >= FENCE_SCAN_PARTITIONS:
+                cursor = (name, index)
+                break
+            old = partitions[index]
+            new = _after_fence(old, broker_id, brokers, unclean)
+            scanned += 1
+            if new is not old:
+                if new_partitions is None:
+                    new_partitions = list(partitions)
+                new_partitions[index] = new
+                changed[(name, index)] = new
+            index += 1
+        if new_partitions is not None:
+            topics[name] = replace(topic, partitions=tuple(new_partitions))
+        if cursor is not None:
+            break
+    fencing = {b: c for b, c in state.fencing.items() if b != broker_id}
+    if cursor is not None:
+        fencing[broker_id] = cursor
+    return replace(state, topics=topics, fencing=fencing), changed
+
+
 def _unfence(
     state: MetadataState, broker_id: int
 ) -> tuple[MetadataState, dict[PartitionKey, PartitionRecord]]:
-    state = _set_fenced(state, state.brokers[broker_id], False)
+    # A fence still in progress stops: the partitions it has not reached keep the broker,
+    # which is alive again.
+    state = _without_fencing(_set_fenced(state, state.brokers[broker_id], False), broker_id)
     brokers = state.brokers
     topics, changed = _map_partitions(
         state.topics,
@@ -283,7 +352,7 @@ def _register_broker(state: MetadataState, cmd: RegisterBroker) -> Result:
     # may be gone (unflushed writes), so the old incarnation is fenced first (Kafka's
     # broker epoch fencing), then the new one is unfenced like any returning broker.
     changed: dict[PartitionKey, PartitionRecord] = {}
-    if not old.fenced:
+    if not old.fenced or cmd.broker_id in state.fencing:
         state, changed = _fence(state, cmd.broker_id)
     state = replace(state, brokers={**state.brokers, cmd.broker_id: replace(new, fenced=True)})
     state, unfenced = _unfence(state, cmd.broker_id)
@@ -314,8 +383,17 @@ def _fence_broker(state: MetadataState, cmd: FenceBroker) -> Result:
         return Rejected(ErrorCode.UNKNOWN_BROKER, f"broker {cmd.broker_id} is not registered")
     if broker.fenced:
         return Applied(state, ())
-    state, changed = _fence(state, cmd.broker_id)
+    state = _set_fenced(state, broker, True)
+    state = replace(state, fencing={**state.fencing, cmd.broker_id: ("", 0)})
+    state, changed = _fence_chunk(state, cmd.broker_id)
     return Applied(state, (BrokerFenced(cmd.broker_id), *_partition_events(changed)))
+
+
+def _continue_fence(state: MetadataState, cmd: ContinueFence) -> Result:
+    if cmd.broker_id not in state.fencing:
+        return Applied(state, ())  # done, or stopped by an unfence: a late copy is harmless
+    state, changed = _fence_chunk(state, cmd.broker_id)
+    return Applied(state, _partition_events(changed))
 
 
 def _unfence_broker(state: MetadataState, cmd: UnfenceBroker) -> Result:
@@ -671,6 +749,7 @@ _HANDLERS: dict[type, Callable[[MetadataState, Any], Result]] = {
     RegisterBroker: _register_broker,
     BrokerHeartbeat: _broker_heartbeat,
     FenceBroker: _fence_broker,
+    ContinueFence: _continue_fence,
     UnfenceBroker: _unfence_broker,
     CreateTopic: _create_topic,
     DeleteTopic: _delete_topic,

@@ -56,15 +56,21 @@ class ReplicaFetcher:
         self._timeout_s = (max_wait_ms + request_timeout_ms) / 1000
         self._partitions: dict[PartitionKey, PartitionReplica] = {}
         self._changed = asyncio.Event()
+        # A partition joined since the request in flight was built: the leader may hold that
+        # request up to max_wait_ms, so it is dropped and a new one sent with the partition
+        # (a new partition's first acks=all write waits for its followers' first fetch).
+        self._gained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Some partition was left out of the last request: its disk has no room.
         self.waiting_for_disk = False
+        self.requests_dropped = 0  # for a partition that joined meanwhile (what tests count)
 
     def add_partition(self, key: PartitionKey, replica: PartitionReplica) -> None:
         """Fetches `replica` too (or instead of the replica of `key` held before)."""
         if self._partitions.get(key) is not replica:
             self._partitions[key] = replica
             self._changed.set()
+            self._gained.set()
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
 
@@ -129,14 +135,32 @@ class ReplicaFetcher:
                 await self._changed.wait()
                 continue
             self._changed.clear()
+            self._gained.clear()
             try:
-                answers = await self._transport(self.leader_id, request, self._timeout_s)
+                answers = await self._fetch_unless_gained(request)
+                if answers is None:
+                    self.requests_dropped += 1
+                    continue  # a partition joined: ask again at once, with it
             except (ConnectionError, TimeoutError, RaftkaError, ValueError) as exc:
                 log.debug("fetch from broker %d failed: %s", self.leader_id, exc)
                 await self._pause()
                 continue
             if await self._handle(answers, positions):
                 await self._pause()
+
+    async def _fetch_unless_gained(self, request: FetchRequest) -> list[PartitionAnswer] | None:
+        """The leader's answers, or None when a partition joined first (the request is then
+        dropped: nothing of it was applied, and the leader's answer to it goes nowhere)."""
+        fetch = asyncio.ensure_future(self._transport(self.leader_id, request, self._timeout_s))
+        gained = asyncio.ensure_future(self._gained.wait())
+        try:
+            await asyncio.wait((fetch, gained), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gained.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.wait((fetch,))  # its connection is closed before the next one
+        return None if fetch.cancelled() else fetch.result()
 
     async def _handle(
         self, answers: list[PartitionAnswer], positions: dict[PartitionKey, tuple[int, int]]

@@ -22,9 +22,11 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -43,7 +45,7 @@ from raftka.replication.producer_state import ProducerSnapshot, ProducerStates
 from raftka.replication.protocol import FetchRequest, PartitionAnswer
 from raftka.storage.disk import DiskSpace, is_disk_full
 from raftka.storage.file_pool import OpenFilePool
-from raftka.storage.files import fsync_dir, write_durably
+from raftka.storage.files import fsync_dir, write_durably, write_new_file
 from raftka.storage.flusher import LogFlusher
 from raftka.storage.log import LogConfig, PartitionLog
 
@@ -54,6 +56,11 @@ HIGH_WATERMARK_FILE = "replication-offset-checkpoint"
 PRODUCER_STATE_FILE = "producer-state.json"
 DELETED_SUFFIX = ".deleted"
 CHECKPOINT_VERSION = 0
+# Logs are opened and closed this many at a time, in a pool of LOG_THREADS threads of their
+# own: their fsyncs overlap (the disk commits them together), a new batch's folders share
+# one fsync of the logs folder, and the worker threads of appends and rolls stay free.
+LOG_BATCH = 256
+LOG_THREADS = 4
 # Codes with which the controller refuses an ISR change because our view of the partition is
 # stale: someone else may lead it now, so the leader must stop acting as one.
 STALE_LEADER_CODES = frozenset(
@@ -150,6 +157,7 @@ class ReplicaManager:
             child.name for child in os.scandir(logs_dir) if child.name.endswith(DELETED_SUFFIX)
         }
         self._reconcile_lock = asyncio.Lock()
+        self._log_threads = ThreadPoolExecutor(LOG_THREADS, thread_name_prefix="raftka-logs")
         self._roles_changed = asyncio.Event()
         self.fetches_waiting = 0  # followers' fetches parked here for news (a metric)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -239,23 +247,25 @@ class ReplicaManager:
             if replica is not None and replica.topic_id == topic.topic_id:
                 replica.become(role_of(topic, key[1]))
                 self._place_in_fetcher(key, replica)
-        opened = False
-        for key, topic in sorted(wanted.items()):
-            if key in self._replicas:
-                continue
-            try:
-                replica = await self._open(topic, key[1])
-            except OSError:
-                log.exception("cannot open the log of %s-%d; it stays offline", *key)
-                continue
+        missing = [
+            (key, topic) for key, topic in sorted(wanted.items()) if key not in self._replicas
+        ]
+        for first in range(0, len(missing), LOG_BATCH):
+            batch = missing[first : first + LOG_BATCH]
+            opened = await self._open_batch(batch)
             if self._closed:
                 return
-            self._replicas[key] = replica
-            self._by_topic.setdefault(key[0], set()).add(key[1])
-            replica.become(role_of(topic, key[1]))
-            self._place_in_fetcher(key, replica)
-            opened = True
-        if opened or wanted:
+            for key, topic in batch:
+                replica = opened.get(key)
+                if replica is None:
+                    continue
+                self._replicas[key] = replica
+                self._by_topic.setdefault(key[0], set()).add(key[1])
+                replica.become(role_of(topic, key[1]))
+                self._place_in_fetcher(key, replica)
+            if opened:
+                self._roles_did_change()  # the first batch's replicas need not wait for the last
+        if wanted:
             self._roles_did_change()
 
     def partition_changed(self, topic: TopicRecord, index: int) -> bool:
@@ -363,7 +373,9 @@ class ReplicaManager:
 
     def answer_fetch(self, request: FetchRequest) -> tuple[list[PartitionAnswer], bool]:
         """Answers every partition of a follower's fetch; the flag says whether the follower
-        learns anything from it (else the fetch may wait for news)."""
+        learns anything from it (else the fetch may wait for news). A partition not open here
+        is no news: a new partition's followers often ask before its leader has opened the
+        log, and wait_for_news wakes them when it has (instead of their backing off)."""
         answers = []
         news = False
         budget = self.settings.replica_fetch_response_max_bytes
@@ -371,15 +383,16 @@ class ReplicaManager:
             replica = self._replicas.get((p.topic, p.partition))
             if replica is None or replica.topic_id != p.topic_id:
                 answer = FetchAnswer(FetchVerdict.NOT_LEADER, -1, -1, -1, None, b"")
-            else:
-                answer = replica.answer_follower(
-                    request.replica_id,
-                    p.leader_epoch,
-                    p.fetch_offset,
-                    p.last_fetched_epoch,
-                    min(request.max_bytes, budget),
-                )
-                budget -= len(answer.records)
+                answers.append(PartitionAnswer(p.topic, p.partition, answer))
+                continue
+            answer = replica.answer_follower(
+                request.replica_id,
+                p.leader_epoch,
+                p.fetch_offset,
+                p.last_fetched_epoch,
+                min(request.max_bytes, budget),
+            )
+            budget -= len(answer.records)
             news = news or (
                 answer.verdict is not FetchVerdict.READ
                 or len(answer.records) > 0
@@ -390,26 +403,54 @@ class ReplicaManager:
 
     async def wait_for_news(self, request: FetchRequest, timeout_s: float) -> None:
         """Waits until one of the request's partitions has records past the follower's
-        position or a higher high watermark, or stops being led here, or `timeout_s`."""
+        position or a higher high watermark, or stops being led here, or is opened here
+        (it was not open yet: a new partition), or `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self.fetches_waiting += 1
+        try:
+            while (left := deadline - loop.time()) > 0:
+                if not await self._wait_once_for_news(request, left):
+                    return
+        finally:
+            self.fetches_waiting -= 1
+
+    async def _wait_once_for_news(self, request: FetchRequest, timeout_s: float) -> bool:
+        """One wait of wait_for_news; True when it must wait again: only the replicas or
+        roles changed, and none of the request's missing partitions came."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watched: list[PartitionReplica] = []
+        missing = []
         for p in request.partitions:
             replica = self._replicas.get((p.topic, p.partition))
             if replica is None or replica.topic_id != p.topic_id:
-                return
+                missing.append(p)
+                continue
             if replica.follower_has_news(p.fetch_offset, p.high_watermark):
-                return
+                return False
             replica.add_fetch_waiter(waiter)
             watched.append(replica)
-        self.fetches_waiting += 1
+        waits: list[asyncio.Future[Any]] = [waiter]
+        roles_changed = None
+        if missing:
+            roles_changed = asyncio.ensure_future(self._roles_changed.wait())
+            waits.append(roles_changed)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            self.fetches_waiting -= 1
             for replica in watched:
                 replica.remove_fetch_waiter(waiter)
+            if roles_changed is not None:
+                roles_changed.cancel()
+        if waiter in done or not done:
+            return False
+        return not any(
+            (r := self._replicas.get((p.topic, p.partition))) is not None
+            and r.topic_id == p.topic_id
+            for p in missing
+        )
 
     def check_isrs(self) -> None:
         """Kafka's isr-expiration task: leaders drop followers that stopped catching up."""
@@ -418,10 +459,48 @@ class ReplicaManager:
 
     # ---- opening and closing ---------------------------------------------------------------
 
-    async def _open(self, topic: TopicRecord, index: int) -> PartitionReplica:
-        key = (topic.name, index)
+    async def _open_batch(
+        self, batch: Sequence[tuple[PartitionKey, TopicRecord]]
+    ) -> dict[PartitionKey, PartitionReplica]:
+        """Opens or creates the logs of `batch` in the log threads, at once; a log that cannot
+        be opened is logged and left out (it stays offline). The new ones are durable, with
+        one fsync of the logs folder for them all, before any is returned."""
         loop = asyncio.get_running_loop()
-        partition_log, producers = await loop.run_in_executor(None, self._open_files, topic, index)
+        results = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._log_threads, self._open_files, topic, key[1])
+                for key, topic in batch
+            ),
+            return_exceptions=True,
+        )
+        opened: dict[PartitionKey, PartitionReplica] = {}
+        created: list[PartitionLog] = []
+        for (key, topic), result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, OSError):
+                    raise result
+                log.error("cannot open the log of %s-%d; it stays offline", *key, exc_info=result)
+                continue
+            partition_log, producers, is_new = result
+            if is_new:
+                created.append(partition_log)
+            opened[key] = self._replica(topic, key[1], partition_log, producers)
+        if created:
+            try:
+                await loop.run_in_executor(self._log_threads, fsync_dir, self._logs_dir)
+            except OSError as exc:
+                log.error(
+                    "cannot make %d new logs durable; they stay offline: %s", len(created), exc
+                )
+                doomed = set(created)
+                for key in [k for k, r in opened.items() if r.log in doomed]:
+                    opened.pop(key).log.abandon()
+        return opened
+
+    def _replica(
+        self, topic: TopicRecord, index: int, partition_log: PartitionLog, producers: ProducerStates
+    ) -> PartitionReplica:
+        key = (topic.name, index)
         return PartitionReplica(
             topic.name,
             index,
@@ -436,8 +515,12 @@ class ReplicaManager:
             disk=self._disk,
         )
 
-    def _open_files(self, topic: TopicRecord, index: int) -> tuple[PartitionLog, ProducerStates]:
-        """Blocks on disk: a worker thread's job."""
+    def _open_files(
+        self, topic: TopicRecord, index: int
+    ) -> tuple[PartitionLog, ProducerStates, bool]:
+        """The partition's log, its producer states, and whether the log is new: then the
+        caller must fsync the logs folder before using it. Blocks on disk: a worker thread's
+        job."""
         directory = self._dir((topic.name, index))
         id_file = directory / TOPIC_ID_FILE
         if directory.exists():
@@ -456,13 +539,25 @@ class ReplicaManager:
                 )
         if not directory.exists():
             self._restore_moved_aside(directory, topic.topic_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.exists():
+            return self._create_files(directory, topic), ProducerStates(), True
         if not _read_topic_id(directory):
             write_durably(id_file, topic.topic_id.encode() + b"\n")
         partition_log = PartitionLog.open(directory, log_config_for(topic.config), self.file_pool)
         snapshot = _read_producer_snapshot(directory / PRODUCER_STATE_FILE)
         producers = rebuild_producer_states(partition_log, snapshot)
-        return partition_log, producers
+        return partition_log, producers, False
+
+    def _create_files(self, directory: Path, topic: TopicRecord) -> PartitionLog:
+        """A new partition's folder, topic id file and empty log, with two fsyncs: the id
+        file's (written before any record, so a log's records never outlive the id that
+        names their topic) and the folder's. No checkpoint file: a missing one reads as
+        empty. The caller fsyncs the logs folder, once for every log it creates at once."""
+        directory.mkdir()
+        write_new_file(directory / TOPIC_ID_FILE, topic.topic_id.encode() + b"\n")
+        partition_log = PartitionLog.create(directory, log_config_for(topic.config), self.file_pool)
+        fsync_dir(directory)
+        return partition_log
 
     async def _release(self, key: PartitionKey) -> None:
         """Stops a replica the metadata no longer assigns here and moves its log aside."""
@@ -636,16 +731,22 @@ class ReplicaManager:
                 log.exception("writing the checkpoints at shutdown failed")
             loop = asyncio.get_running_loop()
             logs = [r.log for r in self._replicas.values()]
-            await loop.run_in_executor(None, _close_all, logs)
+            for first in range(0, len(logs), LOG_BATCH):
+                await asyncio.gather(
+                    *(
+                        loop.run_in_executor(self._log_threads, _close_quietly, partition_log)
+                        for partition_log in logs[first : first + LOG_BATCH]
+                    )
+                )
             self._replicas.clear()
+            self._log_threads.shutdown(wait=False)
 
 
-def _close_all(logs: list[PartitionLog]) -> None:
-    for partition_log in logs:
-        try:
-            partition_log.close()
-        except OSError:
-            log.exception("closing %s failed", partition_log.directory)
+def _close_quietly(partition_log: PartitionLog) -> None:
+    try:
+        partition_log.close()
+    except OSError:
+        log.exception("closing %s failed", partition_log.directory)
 
 
 def _remove_trees(paths: list[Path]) -> None:

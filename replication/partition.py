@@ -295,6 +295,7 @@ class PartitionReplica:
                 f"broker {self.broker_id} does not lead {self.topic}-{self.partition}"
             )
         if self._disk is not None and not self._disk.has_room():
+            self._disk.refuse()
             raise self._insufficient_storage(
                 f"{self._disk.free_bytes()} bytes free, reserve {self._disk.reserve_bytes}"
             )

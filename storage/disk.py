@@ -97,6 +97,10 @@ class DiskSpace:
             return not self._short_of(nbytes)
         return True
 
+    def refuse(self) -> None:
+        """Counts an append refused before it was tried (the leader's check at its reserve)."""
+        self.refusals += 1
+
     def check_room(self, nbytes: int) -> None:
         """Counts `nbytes` about to be written to a partition log, or raises DiskFullError
         (having counted a refusal) when they would eat into the reserve."""

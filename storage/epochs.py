@@ -131,10 +131,18 @@ class LeaderEpochCache:
 
     # ---- the leader-epoch-checkpoint file's text ---------------------------------------
 
-    def to_text(self) -> str:
-        """Kafka's checkpoint form: the version, the entry count, one "epoch offset" per line."""
-        lines = [str(CHECKPOINT_VERSION), str(len(self._entries))]
-        lines += [f"{e.epoch} {e.start_offset}" for e in self._entries]
+    def to_text(self, end_offset: int | None = None) -> str:
+        """Kafka's checkpoint form: the version, the entry count, one "epoch offset" per line.
+
+        With `end_offset`, only the entries that start below it: what a log ending there
+        keeps of the file when it opens (truncate_from_end), so an epoch announced at the
+        log end with no batch in it yet need not be written.
+        """
+        entries = self._entries
+        if end_offset is not None:
+            entries = [e for e in entries if e.start_offset < end_offset]
+        lines = [str(CHECKPOINT_VERSION), str(len(entries))]
+        lines += [f"{e.epoch} {e.start_offset}" for e in entries]
         return "\n".join(lines) + "\n"
 
     @classmethod

@@ -21,6 +21,12 @@ NO_TIMESTAMP = -1
 
 
 def _write_file(path: Path, data: bytes) -> None:
+    """Writes an index file; one without entries is removed instead (a missing index loads
+    as none, and a broker's empty partitions then cost no index files)."""
+    if not data:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)

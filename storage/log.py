@@ -46,7 +46,7 @@ from raftka.storage.errors import (
     UnexpectedAppendOffsetError,
 )
 from raftka.storage.file_pool import OpenFilePool
-from raftka.storage.files import TMP_SUFFIX, fsync_dir, write_durably
+from raftka.storage.files import TMP_SUFFIX, create_marker, fsync_dir, write_durably
 from raftka.storage.retention import SegmentStats, segments_to_delete
 from raftka.storage.segment import (
     INDEX_SUFFIX,
@@ -65,6 +65,8 @@ INDEX_INTERVAL_BYTES = 4096
 # A read fetches the file in one pread of about max_bytes, within these bounds.
 READ_AHEAD_MIN_BYTES = 16 << 10
 READ_AHEAD_MAX_BYTES = 8 << 20
+# What a missing leader-epoch checkpoint means: no epochs (a new log writes no file).
+EMPTY_EPOCHS_TEXT = LeaderEpochCache().to_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +122,9 @@ def _assign_from_headers(cache: LeaderEpochCache, segments: Sequence[Segment]) -
 
 def _recover_epochs(
     directory: Path, segments: Sequence[Segment], *, clean: bool, start: int, end: int
-) -> tuple[LeaderEpochCache, bool]:
-    """The leader-epoch cache after open, and whether it differs from the file.
+) -> tuple[LeaderEpochCache, str | None]:
+    """The leader-epoch cache after open, and the text the file holds (EMPTY_EPOCHS_TEXT
+    when there is none, None when it is unreadable).
 
     The file covers every epoch that starts below the last segment's base (roll writes
     it before creating a segment), so after an unclean stop only the last segment's
@@ -131,10 +134,12 @@ def _recover_epochs(
     """
     path = directory / LEADER_EPOCH_CHECKPOINT_FILE
     text: str | None
+    on_disk: str | None
     try:
-        text = path.read_text()
+        text = on_disk = path.read_text()
         cache = LeaderEpochCache.from_text(text)
-    except (FileNotFoundError, UnicodeDecodeError, CorruptCheckpointError):
+    except (FileNotFoundError, UnicodeDecodeError, CorruptCheckpointError) as exc:
+        on_disk = EMPTY_EPOCHS_TEXT if isinstance(exc, FileNotFoundError) else None
         text, cache = None, LeaderEpochCache()
         _assign_from_headers(cache, segments)
     else:
@@ -148,7 +153,7 @@ def _recover_epochs(
         cache = LeaderEpochCache()
         _assign_from_headers(cache, segments)
         cache.truncate_from_start(start)
-    return cache, cache.to_text() != text
+    return cache, on_disk
 
 
 class PartitionLog:
@@ -179,11 +184,12 @@ class PartitionLog:
         # While a roll runs, appends are refused: the segment it fsyncs must not grow.
         self._rolling = False
         self._closed = False
-        # In memory the cache is authoritative; the checkpoint file is rewritten by
-        # worker-thread operations when the version moved since the last write.
+        # In memory the cache is authoritative; worker-thread operations rewrite the
+        # checkpoint file when what it should hold (the entries below the log end) is not
+        # what it holds. Its text (EMPTY_EPOCHS_TEXT when there is no file, None when
+        # unknown); changed under _worker_lock.
         self._epochs = LeaderEpochCache()
-        self._epochs_version = 0  # changed under _lock
-        self._epochs_written = 0  # the version the file holds; changed under _worker_lock
+        self._epochs_on_disk: str | None = EMPTY_EPOCHS_TEXT
 
     # ---- opening and recovery --------------------------------------------------------
 
@@ -199,14 +205,17 @@ class PartitionLog:
         """
         pool = pool or OpenFilePool()
         directory.mkdir(parents=True, exist_ok=True)
-        clean = (directory / CLEAN_SHUTDOWN_FILE).exists()
-        for tmp in directory.glob("*" + TMP_SUFFIX):
-            tmp.unlink()
-        bases = sorted(int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if p.stem.isdigit())
-        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-            for orphan in directory.glob("*" + suffix):
-                if not orphan.with_suffix(LOG_SUFFIX).exists():
-                    orphan.unlink()
+        names = os.listdir(directory)  # once: a broker opens thousands of logs at start
+        clean = CLEAN_SHUTDOWN_FILE in names
+        stems = {n.removesuffix(LOG_SUFFIX) for n in names if n.endswith(LOG_SUFFIX)}
+        bases = sorted(int(stem) for stem in stems if stem.isdigit())
+        for name in names:
+            orphan = any(
+                name.endswith(suffix) and name.removesuffix(suffix) not in stems
+                for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+            )
+            if orphan or name.endswith(TMP_SUFFIX):
+                (directory / name).unlink()
         checkpoint = _read_checkpoint(directory / LOG_START_OFFSET_FILE)
         interval = config.index_interval_bytes
         segments: list[Segment] = []
@@ -229,22 +238,38 @@ class PartitionLog:
                 break
         if not segments:
             segments.append(Segment.create(directory, checkpoint or 0, interval, pool))
-        # What recovery kept may never have been fsynced (a killed process leaves it in
-        # the page cache): make it durable before anything is appended after it.
-        segments[-1].fsync()
+        if not clean:
+            # What recovery kept may never have been fsynced (a killed process leaves it
+            # in the page cache): make it durable before anything is appended after it.
+            # A clean close fsynced it before leaving its marker.
+            segments[-1].fsync()
         log = cls(directory, config, segments, pool)
         end = log.log_end_offset
         log._log_start_offset = start = min(max(checkpoint or 0, segments[0].base_offset), end)
-        log._epochs, differs = _recover_epochs(
+        log._epochs, log._epochs_on_disk = _recover_epochs(
             directory, segments, clean=clean, start=start, end=end
         )
-        if differs:
-            log._epochs_written = -1  # the next worker-thread operation writes it
         # From here on the files change, so a crash must not find a stale marker.
         with contextlib.suppress(FileNotFoundError):
             (directory / CLEAN_SHUTDOWN_FILE).unlink()
         fsync_dir(directory)
         return log
+
+    @classmethod
+    def create(
+        cls, directory: Path, config: LogConfig, pool: OpenFilePool | None = None
+    ) -> PartitionLog:
+        """A new empty log in `directory`, a folder the caller has just created, empty.
+
+        It creates one file, the first segment, and fsyncs nothing: the caller makes the
+        folder's entries durable (fsync_dir of the folder, then of its parent) before
+        anything is appended, and may overlap and share those fsyncs over many new logs.
+        An empty log needs no other file: a missing leader-epoch or log-start-offset
+        checkpoint, or index, reads as empty. Blocks on the disk: a worker thread's job.
+        """
+        pool = pool or OpenFilePool()
+        segment = Segment.create(directory, 0, config.index_interval_bytes, pool)
+        return cls(directory, config, [segment], pool)
 
     # ---- offsets ---------------------------------------------------------------------
 
@@ -339,7 +364,6 @@ class PartitionLog:
             active.append(batch, header)
             if header.leader_epoch > self._epochs.latest_epoch:
                 self._epochs.assign(header.leader_epoch, header.base_offset)
-                self._epochs_version += 1
         return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)
 
     def roll(self) -> None:
@@ -409,10 +433,7 @@ class PartitionLog:
             self._check_open()
             if not self._log_start_offset <= start_offset <= self.log_end_offset:
                 raise self._out_of_range(start_offset)
-            changed = self._epochs.assign(epoch, start_offset)
-            if changed:
-                self._epochs_version += 1
-            return changed
+            return self._epochs.assign(epoch, start_offset)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """(epoch, end offset) as Kafka's OffsetsForLeaderEpoch answers it.
@@ -590,8 +611,7 @@ class PartitionLog:
                     # log_start_offset is a segment's base, so a batch boundary, and the cut
                     # never goes below it; were it ever inside a batch, it follows the cut.
                     self._log_start_offset = min(self._log_start_offset, end)
-                if self._epochs.truncate_from_end(end):
-                    self._epochs_version += 1
+                self._epochs.truncate_from_end(end)
             if cuts:
                 active.fsync_files()
                 fsync_dir(self._directory)
@@ -614,7 +634,7 @@ class PartitionLog:
             with contextlib.suppress(FileNotFoundError):
                 (self._directory / LEADER_EPOCH_CHECKPOINT_FILE).unlink()
             fsync_dir(self._directory)
-            self._epochs_written = -1
+            self._epochs_on_disk = EMPTY_EPOCHS_TEXT
             with self._lock:
                 while self._segments:
                     self._segments.pop().delete_files()
@@ -625,7 +645,6 @@ class PartitionLog:
                 self._bases[:] = [offset]
                 self._log_start_offset = offset
                 self._epochs.clear()
-                self._epochs_version += 1
             write_durably(self._directory / LOG_START_OFFSET_FILE, b"%d\n" % offset)
             self._write_epochs_if_changed()
 
@@ -649,8 +668,7 @@ class PartitionLog:
             del self._segments[:count]
             del self._bases[:count]
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
-            if self._epochs.truncate_from_start(self._log_start_offset):
-                self._epochs_version += 1
+            self._epochs.truncate_from_start(self._log_start_offset)
             return detached
 
     def delete_segments(self, segments: Sequence[Segment]) -> None:
@@ -701,17 +719,19 @@ class PartitionLog:
             self._write_epochs_if_changed()
 
     def _write_epochs_if_changed(self) -> None:
-        """Write the leader-epoch checkpoint durably if the cache moved since the last write.
+        """Write the leader-epoch checkpoint durably if it should hold other entries.
 
-        Only under `_worker_lock`: the writes are never concurrent.
+        It holds the entries that start below the log end: open drops the others anyway
+        (an epoch a new leader announced, with no batch yet), so a new partition's
+        leader writes no file until its first batch is synced. Only under `_worker_lock`:
+        the writes are never concurrent.
         """
         with self._lock:
-            version = self._epochs_version
-            if version == self._epochs_written:
-                return
-            text = self._epochs.to_text()
+            text = self._epochs.to_text(self.log_end_offset)
+        if text == self._epochs_on_disk:
+            return
         write_durably(self._directory / LEADER_EPOCH_CHECKPOINT_FILE, text.encode())
-        self._epochs_written = version
+        self._epochs_on_disk = text
 
     def close(self) -> None:
         """Write the indexes, fsync, and leave a clean-shutdown marker.
@@ -741,7 +761,7 @@ class PartitionLog:
                     segment.close()
             if clean:
                 try:
-                    write_durably(self._directory / CLEAN_SHUTDOWN_FILE, b"")
+                    create_marker(self._directory / CLEAN_SHUTDOWN_FILE)
                 except OSError as exc:
                     if exc.errno not in DISK_FULL_ERRNOS:
                         raise

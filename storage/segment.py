@@ -21,6 +21,7 @@ from crc32c import crc32c
 from raftka.storage.batch import CRC_START, HEADER_BYTES, BatchHeader, decode_header
 from raftka.storage.errors import CorruptBatchError, DiskFullError
 from raftka.storage.file_pool import OpenFilePool
+from raftka.storage.files import fsync_file
 from raftka.storage.index import OffsetIndex, TimeIndex
 
 LOG_SUFFIX = ".log"
@@ -244,13 +245,11 @@ class Segment:
         self.fsync_files()
 
     def fsync_files(self) -> None:
-        """fsync the .log file and the index files as they are on disk."""
+        """fsync the .log file and the index files as they are on disk (an index without
+        entries has no file)."""
         for path in (self.index.path, self.time_index.path):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                fsync_file(path)
         self.fsync()
 
     def truncate_to(self, offset: int) -> None:

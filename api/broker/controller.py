@@ -14,7 +14,12 @@ from typing import Any
 
 from raftka.api.settings import Settings
 from raftka.metadata.commands import Command
-from raftka.metadata.controller import BrokerLiveness, PreferredLeaderWatch, fence_commands
+from raftka.metadata.controller import (
+    BrokerLiveness,
+    PreferredLeaderWatch,
+    fence_commands,
+    fence_continuations,
+)
 from raftka.metadata.errors import RaftkaError
 from raftka.metadata.model import MetadataState
 from raftka.metadata.quorum import MetadataQuorum
@@ -101,6 +106,11 @@ class ControllerDuties:
         for fence in fence_commands(self._liveness, state, now_ms, new_command_id):
             log.warning("controller: fencing broker %d", fence.broker_id)
             await self._submit(fence)
+        # A big fence moves partitions off its broker a chunk per entry: the next chunk as
+        # soon as the last one committed, so heartbeats never wait behind a whole fence.
+        while quorum.is_leader and (chunks := fence_continuations(quorum.state, new_command_id)):
+            for chunk in chunks:
+                await self._submit(chunk)
         for election in self._preferred_leaders.elections(quorum.state, new_command_id):
             await self._submit(election)
 

@@ -23,6 +23,7 @@ from raftka.metadata.controller import (
     BrokerLiveness,
     PreferredLeaderWatch,
     fence_commands,
+    fence_continuations,
     plan_create_topic,
     preferred_leader_elections,
 )
@@ -117,12 +118,15 @@ def test_preferred_leader_election_moves_leadership_back_to_the_first_replica() 
 def follow(
     watch: PreferredLeaderWatch, state: MetadataState, commands: list[Command]
 ) -> MetadataState:
-    """Applies `commands`, telling `watch` of each one's events as the broker does."""
+    """Applies `commands`, telling `watch` of each one's events as the broker does; a fence
+    goes on to its end, as the controller proposes its chunks."""
     for command in commands:
         result = apply(state, command)
         assert isinstance(result, Applied), f"{command} was rejected: {result}"
         state = result.state
         watch.follow(state, result.events, reset=False)
+        if state.fencing:
+            state = follow(watch, state, list(fence_continuations(state)))
     return state
 
 

@@ -33,7 +33,7 @@ from raftka.metadata.commands import (
     decode_command,
     encode_command,
 )
-from raftka.metadata.events import Event, PartitionChanged
+from raftka.metadata.events import BrokerFenced, Event, PartitionChanged
 from raftka.metadata.model import MetadataState, PartitionRecord, TopicConfig
 from raftka.metadata.placement import assign_replicas
 from raftka.metadata.state import Applied, Rejected, apply
@@ -68,7 +68,10 @@ class MetadataMachine(RuleBasedStateMachine):
         if isinstance(result, Applied):
             self.state = result.state
             if command.command_id and not isinstance(command, BrokerHeartbeat):
-                self.remembered.append((command, result.events))
+                events = result.events
+                if isinstance(command, FenceBroker):  # kept without its partitions' changes
+                    events = tuple(e for e in events if isinstance(e, BrokerFenced))
+                self.remembered.append((command, events))
         return result
 
     def pick_partition(self, data: st.DataObject) -> tuple[str, int, PartitionRecord | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,18 +20,21 @@ from raftka.metadata.model import (
     TopicConfig,
     TopicRecord,
 )
+from raftka.replication.leader import FetchVerdict
 from raftka.replication.manager import (
     DELETED_SUFFIX,
     HIGH_WATERMARK_FILE,
+    LOG_BATCH,
     TOPIC_ID_FILE,
     ReplicaManager,
     ReplicationSettings,
 )
 from raftka.replication.partition import PartitionReplica, PartitionRole
 from raftka.replication.producer_state import ProducerRef
-from raftka.replication.protocol import FetchRequest, PartitionAnswer
+from raftka.replication.protocol import FetchRequest, PartitionAnswer, PartitionFetch
 from raftka.storage.errors import LogClosedError
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
+from raftka.storage.log import CLEAN_SHUTDOWN_FILE as LOG_CLEAN_SHUTDOWN_FILE
 from raftka.storage.log import LogConfig, PartitionLog
 
 BROKER = 1
@@ -499,3 +503,110 @@ async def test_a_topic_deleted_and_created_again_under_its_name_starts_afresh(
     assert held(manager, "t").topic_id == "id-2" and values(held(manager, "t")) == []
     assert moved_aside(logs_dir) == ["t-0"]
     assert await manager.purge_deleted(state(second)) == 1
+
+
+async def test_a_new_topics_logs_cost_two_fsyncs_each_and_one_of_the_logs_folder_per_batch(
+    logs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creating a log fsyncs its topic id file and its folder, and the logs folder once per
+    batch of LOG_BATCH new logs, before any replica is handed out; it writes no checkpoint
+    or index file. A clean stop fsyncs each log's segment and folder (for its marker)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    manager = new_manager(logs_dir)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    count = LOG_BATCH + 2
+    many = topic("many", *[(BROKER,)] * count)
+    await manager.reconcile_topics(state(many), ["many"])
+    assert len(manager.replicas()) == count and all(r.is_leader for r in manager.replicas())
+    logs_folder = os.path.realpath(logs_dir)
+    assert synced.count(logs_folder) == 2, "one fsync of the logs folder per batch"
+    assert len(synced) == 2 * count + 2
+    for index in (0, count - 1):
+        folder = logs_dir / f"many-{index}"
+        assert sorted(os.listdir(folder)) == ["00000000000000000000.log", TOPIC_ID_FILE]
+        assert stored_topic_id(logs_dir, f"many-{index}") == "id-many"
+
+    synced.clear()
+    await manager.close()
+    assert len([p for p in synced if p.endswith(".log")]) == count
+    assert len(synced) == 2 * count + 2  # and the high watermark checkpoint, and its folder
+    assert sorted(os.listdir(logs_dir / "many-0")) == [
+        "00000000000000000000.log",
+        LOG_CLEAN_SHUTDOWN_FILE,
+        TOPIC_ID_FILE,
+    ]
+
+
+async def test_a_fetch_for_a_partition_not_open_here_yet_waits_until_it_is(
+    manager: ReplicaManager,
+) -> None:
+    """A new partition's follower may fetch before its leader has opened the log. The fetch
+    then waits for the log, however long the follower allows (here an hour), instead of
+    being answered NOT_LEADER at once, which made the follower back off
+    replica_fetch_backoff_ms before its first records."""
+    new = topic("new", (BROKER, 2))
+    request = FetchRequest(
+        replica_id=2,
+        max_wait_ms=3_600_000,
+        max_bytes=1 << 20,
+        partitions=(PartitionFetch("new", "id-new", 0, 0, 0, -1, 0),),
+    )
+    _, news = manager.answer_fetch(request)
+    assert not news, "a partition not open here is no news"
+    fetch = asyncio.ensure_future(manager.wait_for_news(request, 3600))
+    other = topic("other", (BROKER, 2))
+    await manager.reconcile_topics(state(other), ["other"])  # another change: still waiting
+    await asyncio.sleep(0)
+    assert not fetch.done() and manager.fetches_waiting == 1
+    await manager.reconcile_topics(state(other, new), ["new"])
+    await asyncio.wait_for(fetch, 60)  # woken by the log's opening, not by the hour
+    [answer], _ = manager.answer_fetch(request)
+    assert answer.answer.verdict is FetchVerdict.READ
+    assert manager.fetches_waiting == 0
+
+
+async def test_a_partition_followed_during_a_long_poll_is_fetched_at_once(logs_dir: Path) -> None:
+    """A leader holds a fetch with no news up to max_wait_ms: a partition that joins the
+    fetcher meanwhile must not wait for that answer. The held request is dropped (its
+    connection closed) and a new one names the partition at once."""
+    requests: list[FetchRequest] = []
+    dropped: list[FetchRequest] = []
+    asked = asyncio.Event()
+
+    async def held_transport(
+        leader: int, request: FetchRequest, timeout_s: float
+    ) -> list[PartitionAnswer]:
+        requests.append(request)
+        asked.set()
+        try:
+            await asyncio.Event().wait()  # a long poll: nothing new at the leader
+        except asyncio.CancelledError:
+            dropped.append(request)
+            raise
+        raise AssertionError("unreachable")
+
+    manager = ReplicaManager(
+        BROKER,
+        logs_dir,
+        settings=ReplicationSettings(),
+        flusher=LogFlusher(FsyncPolicy.NEVER, 50),
+        alter_partition=no_alter_partition,
+        transport=held_transport,
+    )
+    first, second = topic("f1", (2, BROKER)), topic("f2", (2, BROKER))
+    try:
+        await manager.reconcile_topics(state(first), ["f1"])
+        await asyncio.wait_for(asked.wait(), 60)
+        asked.clear()
+        await manager.reconcile_topics(state(first, second), ["f2"])
+        await asyncio.wait_for(asked.wait(), 60)
+        assert [[p.topic for p in r.partitions] for r in requests] == [["f1"], ["f1", "f2"]]
+        assert dropped == requests[:1] and manager._fetchers[2].requests_dropped == 1
+    finally:
+        await manager.close()

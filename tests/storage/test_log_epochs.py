@@ -15,7 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from raftka.storage.batch import build_fragments, encode_batch
 from raftka.storage.epochs import LeaderEpochCache
 from raftka.storage.errors import OffsetOutOfRangeError
-from raftka.storage.log import LEADER_EPOCH_CHECKPOINT_FILE, LogConfig, PartitionLog
+from raftka.storage.log import (
+    CLEAN_SHUTDOWN_FILE,
+    EMPTY_EPOCHS_TEXT,
+    LEADER_EPOCH_CHECKPOINT_FILE,
+    LogConfig,
+    PartitionLog,
+)
 
 from .helpers import append_raw_rolling, append_rolling, apply_retention, open_log, records
 
@@ -51,7 +57,9 @@ def entries(log: PartitionLog) -> Pairs:
 
 
 def checkpoint(log: PartitionLog) -> Pairs:
-    text = (log.directory / LEADER_EPOCH_CHECKPOINT_FILE).read_text()
+    """The leader-epoch checkpoint file's entries; no file means none."""
+    path = log.directory / LEADER_EPOCH_CHECKPOINT_FILE
+    text = path.read_text() if path.exists() else EMPTY_EPOCHS_TEXT
     return [(e.epoch, e.start_offset) for e in LeaderEpochCache.from_text(text).entries()]
 
 
@@ -366,3 +374,26 @@ def test_a_truncation_at_the_log_end_drops_an_epoch_with_no_batch(tmp_path: Path
     assert log.latest_epoch == 1
     assert log.end_offset_for_epoch(1) == (1, 1)
     log.close()
+
+
+def test_a_new_log_writes_no_checkpoint_until_an_epoch_holds_a_batch(tmp_path: Path) -> None:
+    """A missing checkpoint reads as empty, and open drops an epoch that starts at the log
+    end: so a new partition's leader, which announces its epoch at offset 0, writes no
+    checkpoint file, at sync or at close, until a batch of that epoch exists."""
+    (tmp_path / "p").mkdir()
+    log = PartitionLog.create(tmp_path / "p", LogConfig(segment_bytes=SEGMENT_BYTES))
+    assert log.assign_epoch(0, 0)
+    log.sync()
+    log.close()
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "00000000000000000000.log",
+        CLEAN_SHUTDOWN_FILE,
+    ]
+    again = reopen(log)
+    assert entries(again) == [] and checkpoint(again) == []
+    assert again.assign_epoch(1, 0)
+    append_rolling(again, records(0, 5), leader_epoch=1)
+    again.sync()
+    assert checkpoint(again) == [(1, 0)]
+    again.abandon()  # a kill: the epoch survives in the checkpoint and the headers alike
+    assert entries(reopen(again)) == [(1, 0)]

@@ -43,8 +43,9 @@ def test_roll_starts_a_segment_at_the_log_end_then_appends_go_there(tmp_path: Pa
     log.roll()
     names = sorted(p.name for p in log.directory.glob("*.log"))
     assert names == ["00000000000000000000.log", f"{end:020d}.log"]
-    # the segment left behind is complete with its index files
-    assert (log.directory / "00000000000000000000.index").exists()
+    # the segment left behind is complete with its index files (an offset index without
+    # entries, under index_interval_bytes of data, has no file)
+    assert (log.directory / "00000000000000000000.timeindex").exists()
     assert log.append(records(end, 10)).base_offset == end
     assert [r["offset"] for r in read_all(log)] == list(range(end + 10))
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
+from kafka.protocol.metadata import MetadataResponse
+from kafka.protocol.sasl import SaslHandshakeRequest, SaslHandshakeResponse
 
 from raftka.api.acl import Acl, Operation, User
 from raftka.api.launcher import Cluster, make_cluster, wait_for
@@ -172,6 +174,40 @@ def test_metadata_shows_only_the_topics_the_user_may_touch(sasl_cluster: Cluster
 
 def test_requests_before_authentication_close_the_connection(sasl_cluster: Cluster) -> None:
     assert _metadata_before_authentication(str(sasl_cluster.config.brokers[0].kafka)) == b""
+
+
+def _recv_frame(sock: socket.socket) -> bytes:
+    size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+    return sock.recv(size, socket.MSG_WAITALL)
+
+
+def _request(
+    sock: socket.socket, key: int, version: int, correlation_id: int, body: bytes
+) -> bytes:
+    """Sends a request (header v1, no client id) and returns the response body."""
+    frame = struct.pack(">hhih", key, version, correlation_id, -1) + body
+    sock.sendall(struct.pack(">i", len(frame)) + frame)
+    answer = _recv_frame(sock)
+    assert struct.unpack_from(">i", answer)[0] == correlation_id
+    return answer[4:]
+
+
+def test_a_v0_handshake_is_followed_by_the_bare_plain_message(sasl_cluster: Cluster) -> None:
+    host, port = str(sasl_cluster.config.brokers[0].kafka).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT_S) as sock:
+        handshake = SaslHandshakeRequest(mechanism="PLAIN").encode(version=0)
+        answer = SaslHandshakeResponse.decode(_request(sock, 17, 0, 1, handshake), version=0)
+        assert (answer.error_code, answer.mechanisms) == (0, ["PLAIN"])
+        plain = b"\x00reader\x00" + TOKENS["reader"].encode()
+        sock.sendall(struct.pack(">i", len(plain)) + plain)
+        assert _recv_frame(sock) == b""  # an empty server token: authenticated
+        metadata = MetadataResponse.decode(_request(sock, 3, 0, 2, struct.pack(">i", 0)), version=0)
+        assert [t.name for t in metadata.topics] == ["logs"]
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT_S) as sock:
+        handshake = SaslHandshakeRequest(mechanism="SCRAM-SHA-256").encode(version=1)
+        answer = SaslHandshakeResponse.decode(_request(sock, 17, 1, 1, handshake), version=1)
+        assert (answer.error_code, answer.mechanisms) == (33, ["PLAIN"])
+        assert sock.recv(4096) == b""  # and closed
 
 
 def test_sasl_ssl_with_the_https_certificates(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.metadata import MetadataResponse
 from kafka.protocol.sasl import SaslHandshakeRequest, SaslHandshakeResponse
 
@@ -162,6 +163,30 @@ def test_a_user_without_produce_acl_gets_a_topic_authorization_error(
     assert sasl_cluster.get(1, "/v1/topics/logs/partitions/0/offsets?timestamp=latest") == {
         "offset": 0
     }
+
+
+def test_admin_and_group_requests_need_their_acls(sasl_cluster: Cluster) -> None:
+    config = _config(sasl_cluster, "reader")
+    admin = AdminClient(config)  # kept: the future fails if its client is destroyed
+    created = admin.create_topics([NewTopic("logs.new", 1, 1)])["logs.new"]
+    with pytest.raises(KafkaException) as refused:
+        created.result(CLIENT_TIMEOUT_S)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    consumer = Consumer({**config, "group.id": "app-not-mine"})
+    consumer.subscribe(["logs"])
+
+    def group_refused() -> bool:
+        message = consumer.poll(0.5)
+        return (
+            message is not None
+            and message.error() is not None
+            and (message.error().code() == KafkaError.GROUP_AUTHORIZATION_FAILED)
+        )
+
+    try:
+        wait_for(group_refused, "GROUP_AUTHORIZATION_FAILED for a group not in the ACLs")
+    finally:
+        consumer.close()
 
 
 def test_metadata_shows_only_the_topics_the_user_may_touch(sasl_cluster: Cluster) -> None:

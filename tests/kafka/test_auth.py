@@ -116,16 +116,20 @@ def _consume(config: dict[str, Any], topic: str, count: int) -> list[bytes]:
     return got
 
 
-def _metadata_before_authentication(address: str) -> bytes:
-    """What the listener answers a Metadata v0 request sent first on a new connection."""
+METADATA_V0 = struct.pack(">hhih", 3, 0, 1, -1) + struct.pack(">i", 0)  # every topic
+API_VERSIONS_V0 = struct.pack(">hhih", 18, 0, 1, -1)  # (request header v1, no client id)
+
+
+def _first_answer(address: str, request: bytes, tls: ssl.SSLContext | None = None) -> bytes:
+    """What the listener answers `request` sent first on a new connection (b"": it
+    closed the connection)."""
     host, port = address.rsplit(":", 1)
-    # api key 3, version 0, correlation id 1, no client id; every topic (empty array).
-    body = struct.pack(">hhih", 3, 0, 1, -1) + struct.pack(">i", 0)
-    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT_S) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT_S) as raw:
         try:
+            sock = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
+            sock.sendall(struct.pack(">i", len(request)) + request)
             return sock.recv(4096)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             return b""
 
 
@@ -198,7 +202,9 @@ def test_metadata_shows_only_the_topics_the_user_may_touch(sasl_cluster: Cluster
 
 
 def test_requests_before_authentication_close_the_connection(sasl_cluster: Cluster) -> None:
-    assert _metadata_before_authentication(str(sasl_cluster.config.brokers[0].kafka)) == b""
+    address = str(sasl_cluster.config.brokers[0].kafka)
+    assert _first_answer(address, API_VERSIONS_V0) != b""
+    assert _first_answer(address, METADATA_V0) == b""
 
 
 def _recv_frame(sock: socket.socket) -> bytes:
@@ -235,22 +241,40 @@ def test_a_v0_handshake_is_followed_by_the_bare_plain_message(sasl_cluster: Clus
         assert sock.recv(4096) == b""  # and closed
 
 
-def test_sasl_ssl_with_the_https_certificates(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_sasl_ssl_with_the_https_certificates_and_mutual_tls(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With tls_client_ca the Kafka listener, like HTTPS, wants a client certificate too
+    (here the broker's own, signed by the test CA)."""
     certs = make_certificates(tmp_path_factory.mktemp("kafka-certs"))
-    security = Security(cluster_secret=SECRET, users=USERS, tls_cert=certs.chain, tls_key=certs.key)
+    security = Security(
+        cluster_secret=SECRET,
+        users=USERS,
+        tls_cert=certs.chain,
+        tls_key=certs.key,
+        tls_client_ca=certs.ca,
+    )
     cluster = make_cluster(tmp_path_factory.mktemp("kafka-tls"), 1, kafka=True, security=security)
     cluster.ssl_context = ssl.create_default_context(cafile=certs.ca)
+    cluster.ssl_context.load_cert_chain(certs.chain, certs.key)
     try:
         _start(cluster)
         cluster.create_topic(1, "orders.tls", 1, 1)
+        address = str(cluster.config.brokers[0].kafka)
         config = {
             **_config(cluster, "app"),
             "security.protocol": "SASL_SSL",
             "ssl.ca.location": str(certs.ca),
+            "ssl.certificate.location": str(certs.chain),
+            "ssl.key.location": str(certs.key),
         }
         assert _produce(config, "orders.tls", [b"a", b"b"]) == [None, None]
         assert _consume({**config, "group.id": "app-tls"}, "orders.tls", 2) == [b"a", b"b"]
-        # A plaintext client gets no Kafka answer from the TLS listener.
-        assert _metadata_before_authentication(str(cluster.config.brokers[0].kafka)) == b""
+        # ApiVersions is answered over TLS with a client certificate only, never in clear.
+        with_certificate = cluster.ssl_context
+        assert _first_answer(address, API_VERSIONS_V0, with_certificate) != b""
+        without = ssl.create_default_context(cafile=certs.ca)
+        assert _first_answer(address, API_VERSIONS_V0, without) == b""
+        assert _first_answer(address, API_VERSIONS_V0) == b""
     finally:
         cluster.close()

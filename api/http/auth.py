@@ -70,7 +70,11 @@ class Authenticator:
     async def authenticate(self, authorization: str | None) -> User:
         if not authorization or not authorization.startswith(BEARER):
             raise Unauthenticated("this cluster needs Authorization: Bearer TOKEN")
-        token = authorization[len(BEARER) :].strip()
+        return await self.user_of_token(authorization[len(BEARER) :].strip())
+
+    async def user_of_token(self, token: str) -> User:
+        """The user whose token_hash `token` matches (the Kafka listener's SASL/PLAIN
+        password too), or Unauthenticated."""
         digest = hashlib.sha256(token.encode()).digest()
         if digest not in self._known:
             async with self._verifying:

@@ -24,6 +24,7 @@ from raftka.api.broker.open_files import (
     raise_open_files_limit,
 )
 from raftka.api.http.app import create_app, error_json_response
+from raftka.api.http.auth import USERS_KEY
 from raftka.api.http.connections import (
     ACCEPT_BACKLOG,
     RateLimitedWarning,
@@ -31,7 +32,7 @@ from raftka.api.http.connections import (
 )
 from raftka.api.http.context import CONNECTIONS_KEY, COORDINATOR_KEY, METRICS_KEY
 from raftka.api.kafka.server import KafkaServer
-from raftka.api.settings import ClusterConfig, Settings
+from raftka.api.settings import ClusterConfig, Security, Settings
 from raftka.api.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def _log_security(config: ClusterConfig) -> None:
     log.info("serving %s", "HTTPS" if sec.tls else "plain HTTP")
 
 
+def _kafka_security_protocol(security: Security) -> str:
+    """Kafka's name for what the Kafka listener asks of its clients (security.protocol)."""
+    return ("SASL_" if security.users else "") + ("SSL" if security.tls else "PLAINTEXT")
+
+
 async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = None) -> None:
     _log_security(config)
     broker = Broker(config, broker_id, data_dir)
@@ -64,6 +70,7 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
     _quiet_accept_failures(loop)
     max_connections = _max_connections(config.settings)
     app = create_app(broker, max_connections=max_connections)
+    tls_context = server_ssl_context(config.security)
     s = config.settings
     # aiohttp's own keep-alive timer runs from a response to the next request's complete
     # headers: past our idle and header timeouts, so ours always decide first.
@@ -81,16 +88,30 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         broker.address.http_port,
         reuse_address=True,
         backlog=ACCEPT_BACKLOG,
-        ssl=server_ssl_context(config.security),
+        ssl=tls_context,
     )
     log.info("broker %d listening on %s", broker_id, broker.address.url)
     kafka = KafkaServer(
-        broker, app[COORDINATOR_KEY], max_connections, app[METRICS_KEY].kafka_requests
+        broker,
+        app[COORDINATOR_KEY],
+        max_connections,
+        app[USERS_KEY],
+        app[METRICS_KEY].kafka_requests,
     )
     if broker.address.kafka is not None:
         host, port = broker.address.kafka.rsplit(":", 1)
-        await kafka.start(host, int(port))
-        log.info("broker %d speaks the Kafka protocol on %s", broker_id, broker.address.kafka)
+        await kafka.start(host, int(port), tls_context)
+        log.info(
+            "broker %d speaks the Kafka protocol (%s) on %s",
+            broker_id,
+            _kafka_security_protocol(config.security),
+            broker.address.kafka,
+        )
+        if not config.security.users:
+            log.warning(
+                "no [[users]] configured: the Kafka listener is open too, no SASL "
+                "(docs/security.md)"
+            )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

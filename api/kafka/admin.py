@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
 from kafka.protocol.producer import InitProducerIdResponse
 
+from raftka.api.acl import Operation
 from raftka.api.http.routes.topics import create_topic_command
 from raftka.api.kafka import errors
+from raftka.api.kafka.access import Access
 from raftka.metadata.errors import RaftkaError, UnknownTopic
 
 if TYPE_CHECKING:
@@ -56,9 +58,13 @@ def _topic_doc(topic: Any) -> dict[str, Any]:
     }
 
 
-async def _create(broker: Broker, topic: Any, validate_only: bool) -> Any:
+async def _create(broker: Broker, topic: Any, validate_only: bool, access: Access) -> Any:
     code, message = errors.NONE, None
     try:
+        if not access.may(Operation.ADMIN, topic.name):
+            raise errors.KafkaRefusal(
+                errors.TOPIC_AUTHORIZATION_FAILED, f"no admin ACL on topic {topic.name!r}"
+            )
         command = create_topic_command(broker, _topic_doc(topic))
         if not validate_only:
             await broker.topics.create(command)
@@ -69,16 +75,18 @@ async def _create(broker: Broker, topic: Any, validate_only: bool) -> Any:
     return Created_(name=topic.name, error_code=code, error_message=message)
 
 
-async def handle_create_topics(broker: Broker, request: Any, version: int) -> Any:
+async def handle_create_topics(broker: Broker, request: Any, version: int, access: Access) -> Any:
     return CreateTopicsResponse(
         throttle_time_ms=0,
-        topics=[await _create(broker, t, request.validate_only) for t in request.topics],
+        topics=[await _create(broker, t, request.validate_only, access) for t in request.topics],
     )
 
 
-async def _delete(broker: Broker, name: str) -> Any:
+async def _delete(broker: Broker, name: str, access: Access) -> Any:
     code = errors.NONE
     try:
+        if not access.may(Operation.ADMIN, name):
+            return Deleted_(name=name, error_code=errors.TOPIC_AUTHORIZATION_FAILED)
         if name not in broker.state.topics:
             raise UnknownTopic(f"topic {name!r} does not exist")
         await broker.topics.delete(name)
@@ -87,17 +95,26 @@ async def _delete(broker: Broker, name: str) -> Any:
     return Deleted_(name=name, error_code=code)
 
 
-async def handle_delete_topics(broker: Broker, request: Any, version: int) -> Any:
+async def handle_delete_topics(broker: Broker, request: Any, version: int, access: Access) -> Any:
     return DeleteTopicsResponse(
-        throttle_time_ms=0, responses=[await _delete(broker, n) for n in request.topic_names]
+        throttle_time_ms=0,
+        responses=[await _delete(broker, n, access) for n in request.topic_names],
     )
 
 
-async def handle_init_producer_id(broker: Broker, request: Any, version: int) -> Any:
-    """An idempotent producer's id (epoch 0). Transactional ids are refused."""
+async def handle_init_producer_id(
+    broker: Broker, request: Any, version: int, access: Access
+) -> Any:
+    """An idempotent producer's id (epoch 0), for a user who may produce somewhere (as
+    Kafka 3 asks WRITE on any topic). Transactional ids are refused."""
+    refusal = errors.NONE
     if request.transactional_id is not None:
+        refusal = errors.INVALID_REQUEST
+    elif not access.may_produce:
+        refusal = errors.CLUSTER_AUTHORIZATION_FAILED
+    if refusal != errors.NONE:
         return InitProducerIdResponse(
-            throttle_time_ms=0, error_code=errors.INVALID_REQUEST, producer_id=-1, producer_epoch=-1
+            throttle_time_ms=0, error_code=refusal, producer_id=-1, producer_epoch=-1
         )
     try:
         producer_id = await broker.producer_ids.allocate()

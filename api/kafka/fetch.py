@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 
+from raftka.api.acl import Operation
 from raftka.api.kafka import errors
+from raftka.api.kafka.access import Access
 from raftka.api.kafka.records import encode_fetched
 from raftka.metadata.errors import RaftkaError
 from raftka.storage.errors import OffsetOutOfRangeError
@@ -59,6 +61,10 @@ class _NotLeader(Exception):
     pass
 
 
+class _NotAllowed(Exception):
+    pass
+
+
 def _read(broker: Broker, f: _PartitionFetch, budget_bytes: int) -> int:
     """Reads `f` into its records; returns the bytes taken."""
     try:
@@ -90,22 +96,28 @@ def _read_all(broker: Broker, fetches: list[_PartitionFetch], max_bytes: int) ->
     return total
 
 
-async def handle_fetch(broker: Broker, request: Any, version: int) -> Any:
-    fetches = [
-        _PartitionFetch(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
-        for t in request.topics
-        for p in t.partitions
-    ]
+async def handle_fetch(broker: Broker, request: Any, version: int, access: Access) -> Any:
+    fetches: list[_PartitionFetch] = []
+    refused: list[_PartitionFetch] = []  # answered at once, as any error is
+    for t in request.topics:
+        allowed = access.may(Operation.CONSUME, t.topic)
+        for p in t.partitions:
+            f = _PartitionFetch(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+            if allowed:
+                fetches.append(f)
+            else:
+                f.error_code = errors.TOPIC_AUTHORIZATION_FAILED
+                refused.append(f)
     max_bytes = request.max_bytes if request.max_bytes > 0 else 2**31 - 1
     total = _read_all(broker, fetches, max_bytes)
     wait_ms = min(max(request.max_wait_ms, 0), broker.settings.max_fetch_wait_ms)
-    if total < max(request.min_bytes, 1) and wait_ms > 0 and fetches:
+    if total < max(request.min_bytes, 1) and wait_ms > 0 and fetches and not refused:
         waiting = [f for f in fetches if f.replica is not None and f.error_code == errors.NONE]
         if len(waiting) == len(fetches):
             await _wait_for_records(waiting, wait_ms / 1000)
             _read_all(broker, fetches, max_bytes)
     by_topic: dict[str, list[Any]] = {}
-    for f in fetches:
+    for f in fetches + refused:
         replica = f.replica
         hw = replica.high_watermark if replica is not None else -1
         by_topic.setdefault(f.topic, []).append(
@@ -142,9 +154,11 @@ async def _wait_for_records(fetches: list[_PartitionFetch], timeout_s: float) ->
             t.cancel()
 
 
-def _list_offset(broker: Broker, topic: str, partition: int, timestamp: int) -> Any:
+def _list_offset(broker: Broker, topic: str, partition: int, timestamp: int, access: Access) -> Any:
     offset = ts = -1
     try:
+        if not access.may(Operation.CONSUME, topic):
+            raise _NotAllowed
         replica = _leader_replica(broker, topic, partition)
         code = errors.NONE
         if timestamp == EARLIEST_TIMESTAMP:
@@ -159,6 +173,8 @@ def _list_offset(broker: Broker, topic: str, partition: int, timestamp: int) -> 
                 offset, ts = found, timestamp
     except _NotLeader:
         code = errors.NOT_LEADER_OR_FOLLOWER
+    except _NotAllowed:
+        code = errors.TOPIC_AUTHORIZATION_FAILED
     except RaftkaError as exc:
         code = errors.error_code(exc)
     return OffsetsPartition_(
@@ -166,14 +182,14 @@ def _list_offset(broker: Broker, topic: str, partition: int, timestamp: int) -> 
     )
 
 
-def handle_list_offsets(broker: Broker, request: Any, version: int) -> Any:
+def handle_list_offsets(broker: Broker, request: Any, version: int, access: Access) -> Any:
     return ListOffsetsResponse(
         throttle_time_ms=0,
         topics=[
             OffsetsTopic_(
                 name=t.name,
                 partitions=[
-                    _list_offset(broker, t.name, p.partition_index, p.timestamp)
+                    _list_offset(broker, t.name, p.partition_index, p.timestamp, access)
                     for p in t.partitions
                 ],
             )

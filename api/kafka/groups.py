@@ -28,7 +28,9 @@ from kafka.protocol.consumer import (
 )
 from kafka.protocol.metadata import FindCoordinatorResponse
 
+from raftka.api.acl import Operation
 from raftka.api.kafka import errors
+from raftka.api.kafka.access import Access
 from raftka.api.kafka.group_state import GroupPhase, JoinAnswer, KafkaGroup
 from raftka.api.kafka.metadata import kafka_listeners
 from raftka.metadata.errors import RaftkaError
@@ -106,9 +108,11 @@ class KafkaGroupCoordinator:
         if future is not None and not future.done():
             future.set_result((code, assignment))
 
-    def _coordinator_error(self, group_id: str) -> int:
+    def _coordinator_error(self, group_id: str, access: Access) -> int:
         if validate_group_id(group_id) is not None:
             return errors.INVALID_GROUP_ID
+        if not access.may_use_group(group_id):
+            return errors.GROUP_AUTHORIZATION_FAILED
         if not self._broker.has_lease:
             return errors.COORDINATOR_NOT_AVAILABLE
         if self._coordinator.coordinator_id(group_id) != self._broker.broker_id:
@@ -118,13 +122,15 @@ class KafkaGroupCoordinator:
 
     # -- FindCoordinator -----------------------------------------------------------
 
-    def find_coordinator(self, broker: Broker, request: Any, version: int) -> Any:
+    def find_coordinator(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
         node, host, port = -1, "", -1
         code = errors.NONE
         if request.key_type != GROUP_KEY_TYPE:
             code = errors.INVALID_REQUEST  # transactions are not supported
         elif validate_group_id(request.key) is not None:
             code = errors.INVALID_GROUP_ID
+        elif not access.may_use_group(request.key):
+            code = errors.GROUP_AUTHORIZATION_FAILED
         else:
             coordinator = self._coordinator.coordinator_id(request.key)
             address = kafka_listeners(broker).get(coordinator) if coordinator is not None else None
@@ -143,9 +149,9 @@ class KafkaGroupCoordinator:
 
     # -- membership ------------------------------------------------------------------
 
-    async def join_group(self, broker: Broker, request: Any, version: int) -> Any:
+    async def join_group(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
         group_id = request.group_id
-        answer = await self._join(group_id, request, version)
+        answer = await self._join(group_id, request, version, access)
         return JoinGroupResponse(
             throttle_time_ms=0,
             error_code=answer.error_code,
@@ -161,8 +167,8 @@ class KafkaGroupCoordinator:
             ],
         )
 
-    async def _join(self, group_id: str, request: Any, version: int) -> JoinAnswer:
-        code = self._coordinator_error(group_id)
+    async def _join(self, group_id: str, request: Any, version: int, access: Access) -> JoinAnswer:
+        code = self._coordinator_error(group_id, access)
         if code != errors.NONE:
             return JoinAnswer(code, member_id=request.member_id)
         if not MIN_SESSION_TIMEOUT_MS <= request.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
@@ -194,13 +200,13 @@ class KafkaGroupCoordinator:
         self._progress(group)
         return await future
 
-    async def sync_group(self, broker: Broker, request: Any, version: int) -> Any:
-        code, assignment = await self._sync(request)
+    async def sync_group(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
+        code, assignment = await self._sync(request, access)
         return SyncGroupResponse(throttle_time_ms=0, error_code=code, assignment=assignment)
 
-    async def _sync(self, request: Any) -> tuple[int, bytes]:
+    async def _sync(self, request: Any, access: Access) -> tuple[int, bytes]:
         group_id, member_id = request.group_id, request.member_id
-        code = self._coordinator_error(group_id)
+        code = self._coordinator_error(group_id, access)
         group = self._groups.get(group_id)
         if code != errors.NONE:
             return code, b""
@@ -219,8 +225,8 @@ class KafkaGroupCoordinator:
         self._syncs[(group_id, member_id)] = future
         return await future
 
-    def heartbeat(self, broker: Broker, request: Any, version: int) -> Any:
-        code = self._coordinator_error(request.group_id)
+    def heartbeat(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
+        code = self._coordinator_error(request.group_id, access)
         group = self._groups.get(request.group_id)
         if code == errors.NONE:
             code = (
@@ -230,8 +236,8 @@ class KafkaGroupCoordinator:
             )
         return HeartbeatResponse(throttle_time_ms=0, error_code=code)
 
-    def leave_group(self, broker: Broker, request: Any, version: int) -> Any:
-        code = self._coordinator_error(request.group_id)
+    def leave_group(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
+        code = self._coordinator_error(request.group_id, access)
         group = self._groups.get(request.group_id)
         if code == errors.NONE:
             code = (
@@ -245,9 +251,11 @@ class KafkaGroupCoordinator:
 
     # -- offsets -----------------------------------------------------------------------
 
-    async def offset_commit(self, broker: Broker, request: Any, version: int) -> Any:
+    async def offset_commit(
+        self, broker: Broker, request: Any, version: int, access: Access
+    ) -> Any:
         group_id = request.group_id
-        code = self._coordinator_error(group_id)
+        code = self._coordinator_error(group_id, access)
         generation = request.generation_id_or_member_epoch
         if code == errors.NONE and (generation >= 0 or request.member_id):
             group = self._groups.get(group_id)
@@ -256,12 +264,15 @@ class KafkaGroupCoordinator:
                 if group is None
                 else group.check_member(request.member_id, generation, self._clock())
             )
+        # A topic the user may not consume is refused alone; the others are committed.
+        refused = {t.name for t in request.topics if not access.may(Operation.CONSUME, t.name)}
         offsets = tuple(
             (t.name, p.partition_index, p.committed_offset)
             for t in request.topics
+            if t.name not in refused
             for p in t.partitions
         )
-        if code == errors.NONE:
+        if code == errors.NONE and offsets:
             try:
                 await self._coordinator.commit_external(group_id, offsets)
             except RaftkaError as exc:
@@ -272,7 +283,12 @@ class KafkaGroupCoordinator:
                 CommitTopic_(
                     name=t.name,
                     partitions=[
-                        CommitPartition_(partition_index=p.partition_index, error_code=code)
+                        CommitPartition_(
+                            partition_index=p.partition_index,
+                            error_code=errors.TOPIC_AUTHORIZATION_FAILED
+                            if code == errors.NONE and t.name in refused
+                            else code,
+                        )
                         for p in t.partitions
                     ],
                 )
@@ -280,11 +296,17 @@ class KafkaGroupCoordinator:
             ],
         )
 
-    def offset_fetch(self, broker: Broker, request: Any, version: int) -> Any:
+    def offset_fetch(self, broker: Broker, request: Any, version: int, access: Access) -> Any:
         group_id = request.group_id
-        code = self._coordinator_error(group_id)
+        code = self._coordinator_error(group_id, access)
         record = broker.state.groups.get(group_id) if code == errors.NONE else None
-        committed = dict(record.offsets) if record is not None else {}
+        # Offsets of topics the user may not consume stay hidden (left out when all are
+        # asked for, refused when named), as in Kafka.
+        committed = {
+            (topic, partition): offset
+            for (topic, partition), offset in (record.offsets.items() if record else ())
+            if access.may(Operation.CONSUME, topic)
+        }
         if request.topics is None:
             wanted: dict[str, list[int]] = {}
             for topic, partition in sorted(committed):
@@ -304,7 +326,9 @@ class KafkaGroupCoordinator:
                             committed_offset=committed.get((topic, p), NO_OFFSET),
                             committed_leader_epoch=-1,
                             metadata="",
-                            error_code=partition_code,
+                            error_code=partition_code
+                            if access.may(Operation.CONSUME, topic)
+                            else errors.TOPIC_AUTHORIZATION_FAILED,
                         )
                         for p in partitions
                     ],

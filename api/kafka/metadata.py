@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.metadata import MetadataResponse
 
+from raftka.api.acl import Operation
 from raftka.api.http.routes.topics import create_topic_command
 from raftka.api.kafka import errors
+from raftka.api.kafka.access import Access
 from raftka.metadata.errors import RaftkaError
 
 if TYPE_CHECKING:
@@ -51,20 +53,31 @@ async def _auto_create(broker: Broker, names: list[str]) -> None:
             log.info("Metadata did not create topic %r: %s", name, exc.message)
 
 
-async def handle_metadata(broker: Broker, request: Any, version: int) -> Any:
+async def handle_metadata(broker: Broker, request: Any, version: int, access: Access) -> Any:
     if request.topics is None or (version == 0 and not request.topics):
-        names = sorted(broker.state.topics)  # v0 asks for every topic with an empty list
+        # v0 asks for every topic with an empty list; a user sees the ones it may touch.
+        names = sorted(n for n in broker.state.topics if access.may_see(n))
     else:
         names = [t.name for t in request.topics]
         # v0-3 have no flag: those clients expect Kafka's default, creation.
         wanted = version < 4 or request.allow_auto_topic_creation
         if wanted and broker.settings.auto_create_topics_enable:
-            await _auto_create(broker, names)
+            await _auto_create(broker, [n for n in names if access.may(Operation.ADMIN, n)])
     state = broker.state
     listeners = kafka_listeners(broker)
     topics = []
     for name in names:
         record = state.topics.get(name)
+        if not access.may_see(name):  # whether it exists or not, as Kafka answers
+            topics.append(
+                Topic_(
+                    error_code=errors.TOPIC_AUTHORIZATION_FAILED,
+                    name=name,
+                    is_internal=False,
+                    partitions=[],
+                )
+            )
+            continue
         if record is None:
             topics.append(
                 Topic_(

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.protocol.producer import ProduceResponse
 
+from raftka.api.acl import Operation
 from raftka.api.broker.partition_writer import append_at_leader
 from raftka.api.kafka import errors
+from raftka.api.kafka.access import Access
 from raftka.api.kafka.records import InvalidRecordBatch, decode_produced
 from raftka.replication.producer_state import ProducerRef
 
@@ -64,7 +66,11 @@ def refuse_old_produce(broker: Broker, request: Any, version: int) -> Any | None
     return None if request.acks == 0 else _response(broker, results, version)
 
 
-async def handle_produce(broker: Broker, request: Any, version: int) -> Any | None:
+async def _refused(topic: str) -> _Outcome:
+    return errors.TOPIC_AUTHORIZATION_FAILED, NO_OFFSET, f"no produce ACL on topic {topic!r}"
+
+
+async def handle_produce(broker: Broker, request: Any, version: int, access: Access) -> Any | None:
     """The response, or None for acks=0 (Kafka sends none)."""
     acks = ACKS.get(request.acks)
     results: dict[tuple[str, int], _Outcome]
@@ -78,6 +84,8 @@ async def handle_produce(broker: Broker, request: Any, version: int) -> Any | No
         outcomes = await asyncio.gather(
             *(
                 _produce_partition(broker, t.name, p.index, p.records, acks, timeout_s)
+                if access.may(Operation.PRODUCE, t.name)
+                else _refused(t.name)
                 for t in request.topic_data
                 for p in t.partition_data
             )

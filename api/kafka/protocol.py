@@ -49,10 +49,18 @@ from kafka.protocol.producer import (
     ProduceRequest,
     ProduceResponse,
 )
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
 
 from raftka.api.kafka import errors
 
 API_VERSIONS_KEY = 18
+SASL_HANDSHAKE_KEY = 17
+SASL_AUTHENTICATE_KEY = 36
 PRODUCE_KEY = 0
 UNSUPPORTED_VERSION = errors.UNSUPPORTED_VERSION
 
@@ -98,10 +106,12 @@ APIS: dict[int, Api] = {
         _api(12, HeartbeatRequest, HeartbeatResponse, 0, 3),
         _api(13, LeaveGroupRequest, LeaveGroupResponse, 0, 1),
         _api(14, SyncGroupRequest, SyncGroupResponse, 0, 3),
+        _api(SASL_HANDSHAKE_KEY, SaslHandshakeRequest, SaslHandshakeResponse, 0, 1),
         _api(API_VERSIONS_KEY, ApiVersionsRequest, ApiVersionsResponse, 0, 3),
         _api(19, CreateTopicsRequest, CreateTopicsResponse, 2, 4),
         _api(20, DeleteTopicsRequest, DeleteTopicsResponse, 1, 3),
         _api(22, InitProducerIdRequest, InitProducerIdResponse, 0, 1),
+        _api(SASL_AUTHENTICATE_KEY, SaslAuthenticateRequest, SaslAuthenticateResponse, 0, 2),
     )
 }
 

@@ -21,7 +21,7 @@ from raftka.api.acl import Acl, Operation, User
 from raftka.api.launcher import Cluster, http_request, make_cluster, wait_for
 from raftka.api.settings import Security
 from raftka.api.tokens import hash_token
-from raftka.client import Admin, Producer, Unauthenticated
+from raftka.client import Admin, Consumer, Producer, Unauthenticated
 from raftka.client import NotAuthorized as ClientNotAuthorized  # noqa: I001
 
 SECRET = "integration-test-secret-0123456789"
@@ -135,6 +135,13 @@ def test_the_client_needs_a_token_and_may_do_what_its_acls_say(secured: Cluster)
         # Three partitions, led by different brokers: some writes are forwarded.
         offsets = [producer.send("orders.client", i, partition=i % 3).result() for i in range(6)]
     assert sorted(offsets) == sorted((p, o) for p in range(3) for o in range(2))
+    # A group member joins through whichever broker it asks first: the join is checked
+    # there, then forwarded (signed) to the group's coordinator.
+    with Consumer(urls, group="billing", topics=["orders.client"], token=TOKEN) as consumer:
+        seen: list[int] = []
+        while len(seen) < 6:
+            seen += [r.value for r in consumer.poll(5.0)]
+    assert sorted(seen) == list(range(6))
     with pytest.raises(Unauthenticated), Admin(urls, retry_for_s=0) as anonymous:
         anonymous.list_topics()
     with pytest.raises(ClientNotAuthorized), Admin(urls, token=APP_TOKEN, retry_for_s=0) as app:

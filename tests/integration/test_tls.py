@@ -81,3 +81,33 @@ def test_plain_http_is_refused(tls_cluster: Cluster) -> None:
 def test_the_certificates_are_what_docs_show(certs: Certificates) -> None:
     docs = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
     assert "openssl req -x509 -newkey ec" in docs and "subjectAltName = IP:127.0.0.1" in docs
+
+
+def test_mutual_tls_wants_a_client_certificate(
+    tmp_path_factory: pytest.TempPathFactory, certs: Certificates
+) -> None:
+    """With tls_client_ca brokers ask every caller for a certificate, each other included
+    (they present their own): the cluster forms, curl with the certificate gets in,
+    without one it does not."""
+    security = Security(
+        cluster_secret="mtls-test-secret-0123456789",
+        tls_cert=certs.chain,
+        tls_key=certs.key,
+        tls_client_ca=certs.ca,
+    )
+    cluster = make_cluster(tmp_path_factory.mktemp("mtls"), 3, security=security)
+    context = ssl.create_default_context(cafile=certs.ca)
+    context.load_cert_chain(certs.chain, certs.key)  # the broker's, as a client's here
+    cluster.ssl_context = context
+    try:
+        cluster.start_all()
+        cluster.wait_ready()  # sessions and registrations over mutual TLS
+        cluster.create_topic(1, "m", partitions=1, rf=3)
+        assert cluster.produce(2, "m", 0, ["x"]) == [0]  # forwarded unless 2 leads
+        url = cluster.brokers[1].url + "/healthz"
+        curl = ["curl", "-sS", "--cacert", str(certs.ca), url]
+        assert subprocess.run(curl, capture_output=True, timeout=30).returncode != 0
+        with_cert = [*curl, "--cert", str(certs.chain), "--key", str(certs.key)]
+        assert subprocess.run(with_cert, capture_output=True, timeout=30, check=True).stdout
+    finally:
+        cluster.close()

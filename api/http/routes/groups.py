@@ -65,7 +65,8 @@ async def _at_coordinator(request: web.Request, wait_ms: int = 0) -> web.Respons
         raise CoordinatorNotAvailable(
             f"group {group_id}'s coordinator is moving or unreachable; retry shortly"
         )
-    body = await read_body(request) if request.can_read_body else None
+    # body_exists, not can_read_body: a join has read its body already (to check the ACLs).
+    body = await read_body(request) if request.body_exists else None
     wait_s = min(wait_ms, broker.settings.max_fetch_wait_ms) / 1000
     try:
         return await request.app[FORWARDER_KEY].proxy(

@@ -224,7 +224,8 @@ SCHEMAS: dict[str, Schema] = {
     "Offset": {
         "type": "object",
         "required": ["offset"],
-        "properties": {"offset": {"type": "integer"}},
+        # null: no record has that timestamp or a later one.
+        "properties": {"offset": {"type": ["integer", "null"]}},
     },
     "Producer": {
         "type": "object",

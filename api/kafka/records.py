@@ -170,14 +170,13 @@ def _bytes_of(record: dict[str, Any], name: str, name_b64: str) -> bytes | None:
 # The start of one stored fragment in its common shapes, as the log and the two produce
 # paths write it: the offset and timestamp, then a null, plain-string or base64 key, then
 # the value's name. With no headers the fragment ends in `,"headers":{}}`, so the value
-# is everything between: the position table gives each fragment's exact end, and no
-# scan of the value is needed. Other shapes (headers, keys of other JSON types) take
-# the orjson path.
-_KEY_TO_VALUE_NAME = (
+# is everything between. Other shapes (headers, keys of other JSON types, escaped keys)
+# take the orjson path.
+_FRAGMENT_START_PATTERN = (
     rb'\{"offset":\d+,"timestamp":(\d+),'
     rb'(?:"key":(null|"[^"\\]*")|"key_b64":"([A-Za-z0-9+/=]*)"),"value(_b64)?":'
 )
-_FRAGMENT_START = re.compile(_KEY_TO_VALUE_NAME)
+_FRAGMENT_START = re.compile(_FRAGMENT_START_PATTERN)
 _NO_HEADERS_END = b',"headers":{}}'
 _NO_HEADERS_BYTES = len(_NO_HEADERS_END)
 # One boundary between two stored fragments in the common shapes: the end of the first
@@ -185,7 +184,7 @@ _NO_HEADERS_BYTES = len(_NO_HEADERS_END)
 # of the fragments (the first one given a boundary's end too) at every boundary yields,
 # per fragment, its four groups and then its value, all in one C pass.
 _BOUNDARY_END = _NO_HEADERS_END + b","
-_BOUNDARY = re.compile(re.escape(_BOUNDARY_END) + _KEY_TO_VALUE_NAME)
+_BOUNDARY = re.compile(re.escape(_BOUNDARY_END) + _FRAGMENT_START_PATTERN)
 _SPLIT_STRIDE = 5  # per fragment: timestamp, key, key_b64, "_b64" or None, then value
 _FRAGMENT_PREFIX = b'{"offset":'
 _a2b = binascii.a2b_base64

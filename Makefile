@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy metadata storage replication api chaos bench
 
 test: $(STAMP) system-deps lint
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest -q -p no:cacheprovider
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -q

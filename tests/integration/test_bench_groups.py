@@ -44,7 +44,9 @@ def test_bench_groups_commits_and_rebalances_and_leaves_nothing(tmp_path: Path) 
     assert sorted(rebalance["per_partition_s"]) == sorted(
         str(p) for p in rebalance["victim_partitions"]
     )
-    assert 0 < rebalance["expiry_s"] <= rebalance["total_s"]
+    # The expiry is seen by polling the group, so it may be noted just after a survivor
+    # already read a hand-off partition: both are positive, neither bounds the other.
+    assert rebalance["expiry_s"] > 0 and rebalance["total_s"] > 0
     assert rebalance["total_s"] == max(rebalance["per_partition_s"].values())
 
     medians = report["medians"]

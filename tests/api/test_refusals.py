@@ -348,4 +348,7 @@ async def test_an_unknown_route_is_404_in_the_error_shape(api: TestClient, path:
 async def test_a_wrong_method_is_405_in_the_error_shape(
     api: TestClient, method: str, path: str
 ) -> None:
-    await assert_error(await api.request(method, path), 405, "METHOD_NOT_ALLOWED")
+    resp = await api.request(method, path)
+    await assert_error(resp, 405, "METHOD_NOT_ALLOWED")
+    allowed = resp.headers["Allow"].split(", ")  # RFC 9110: a 405 says what is allowed
+    assert allowed and method not in allowed

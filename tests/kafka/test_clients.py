@@ -8,13 +8,14 @@ import base64
 import socket
 import struct
 import urllib.request
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from raftka.api.launcher import Cluster, wait_for
+from raftka.api.launcher import Cluster, make_cluster, wait_for
 from tests.kafka.conftest import CLIENT_TIMEOUT_S, bootstrap, http_records, kcat
 
 pytestmark = pytest.mark.integration
@@ -265,3 +266,52 @@ def test_api_versions_at_an_unknown_version_answers_error_35(kafka_cluster: Clus
     assert (correlation_id, error_code) == (7, 35)
     keys = {struct.unpack_from(">hhh", data, 10 + 6 * i)[0] for i in range(count)}
     assert {0, 1, 2, 3, 18} <= keys
+
+
+def _topic_errors_of_metadata_v1(body: bytes) -> dict[str, int]:
+    """The (topic name -> error code) of a Metadata v1 response body (after its header)."""
+    pos = 4  # correlation id
+    (brokers,) = struct.unpack_from(">i", body, pos)
+    pos += 4
+    for _ in range(brokers):
+        pos += 4  # node id
+        (host_len,) = struct.unpack_from(">h", body, pos)
+        pos += 2 + host_len + 4  # host, port
+        (rack_len,) = struct.unpack_from(">h", body, pos)
+        pos += 2 + max(rack_len, 0)
+    pos += 4  # controller id
+    (topics,) = struct.unpack_from(">i", body, pos)
+    pos += 4
+    errors = {}
+    for _ in range(topics):
+        error, name_len = struct.unpack_from(">hh", body, pos)
+        pos += 4
+        errors[body[pos : pos + name_len].decode()] = error
+        pos += name_len + 1  # name, is_internal
+        (partitions,) = struct.unpack_from(">i", body, pos)
+        pos += 4
+        for _ in range(partitions):
+            pos += 2 + 4 + 4  # error, partition, leader
+            for _ in range(2):  # replicas, isr
+                (count,) = struct.unpack_from(">i", body, pos)
+                pos += 4 + 4 * count
+    return errors
+
+
+def test_without_auto_create_a_metadata_request_leaves_a_missing_topic_missing(
+    tmp_path: Path,
+) -> None:
+    cluster = make_cluster(tmp_path, 1, kafka=True, auto_create_topics_enable=False)
+    cluster.start_all()
+    try:
+        cluster.wait_ready()
+        host, port = str(cluster.config.brokers[0].kafka).rsplit(":", 1)
+        request = struct.pack(">hhih", 3, 1, 9, 1) + b"t" + struct.pack(">ih", 1, 4) + b"nope"
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(struct.pack(">i", len(request)) + request)
+            size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+            answer = s.recv(size, socket.MSG_WAITALL)
+        assert _topic_errors_of_metadata_v1(answer) == {"nope": 3}  # UNKNOWN_TOPIC_OR_PARTITION
+        assert cluster.request(1, "GET", "/v1/topics/nope").status == 404
+    finally:
+        cluster.close()

@@ -43,3 +43,20 @@ def test_a_folder_imports_only_the_layers_below_it(folder: str) -> None:
         own = "client" if path.is_relative_to(ROOT / "api" / "client") else folder
         imported = raftka_imports(path) - {own, folder}
         assert imported <= ALLOWED[folder], f"{path.relative_to(ROOT)} imports {imported}"
+
+
+CLIENT_MAY_IMPORT = {"raftka.client", "raftka.metadata.errors", "raftka.api.partitioner"}
+
+
+def test_the_client_imports_only_the_contract_errors_and_the_partitioner() -> None:
+    """raftka.client speaks the HTTP contract only (docs/architecture.md): a user installs it
+    without the broker."""
+    for path in sorted((ROOT / "api" / "client").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                module = node.module
+                if module.startswith("raftka"):
+                    allowed = any(
+                        module == m or module.startswith(m + ".") for m in CLIENT_MAY_IMPORT
+                    )
+                    assert allowed, f"{path.relative_to(ROOT)} imports {module}"

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from raftka.api.broker.background import BackgroundWrites
+from raftka.api.http.background_writes import BackgroundWrites
 
 WAIT_S = 10.0
 

@@ -19,9 +19,9 @@ from typing import TypeAlias
 import orjson
 from aiohttp import web
 
-from raftka.api.broker.background import BackgroundWrites
 from raftka.api.broker.broker import Broker
 from raftka.api.broker.partition_writer import append_at_leader
+from raftka.api.http.background_writes import BackgroundWrites
 from raftka.api.http.context import (
     BROKER_KEY,
     FORWARDER_KEY,

@@ -10,7 +10,7 @@ from kafka.protocol.admin import CreateTopicsResponse, DeleteTopicsResponse
 from kafka.protocol.producer import InitProducerIdResponse
 
 from raftka.api.acl import Operation
-from raftka.api.http.routes.topics import create_topic_command
+from raftka.api.broker.topic_admin import create_topic_command
 from raftka.api.kafka import errors
 from raftka.api.kafka.access import Access
 from raftka.metadata.errors import RaftkaError, UnknownTopic

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 ACKS = {0: "0", 1: "1", -1: "all"}
 NO_OFFSET = -1
 
-# (error code, base offset, error message) of one partition's produce
-_Outcome = tuple[int, int, str | None]
+# (error code, base offset, log start offset, error message) of one partition's produce
+_Outcome = tuple[int, int, int, str | None]
 
 Topic_ = ProduceResponse.TopicProduceResponse
 Partition_ = Topic_.PartitionProduceResponse
@@ -36,38 +36,43 @@ async def _produce_partition(
     try:
         replica = await broker.local_leader_soon(topic, partition)  # raises UnknownTopic/...
         if replica is None:
-            return errors.NOT_LEADER_OR_FOLLOWER, NO_OFFSET, None
+            return errors.NOT_LEADER_OR_FOLLOWER, NO_OFFSET, NO_OFFSET, None
         if not records:
-            return errors.INVALID_REQUEST, NO_OFFSET, "no records"
+            return errors.INVALID_REQUEST, NO_OFFSET, NO_OFFSET, "no records"
         batch = decode_produced(records, int(time.time() * 1000))
         producer = None
         if batch.producer_id >= 0:
             producer = ProducerRef(batch.producer_id, batch.producer_epoch, batch.base_sequence)
         appended = await append_at_leader(broker, replica, batch.records, acks, producer, timeout_s)
-        return errors.NONE, appended.base_offset, None
+        return errors.NONE, appended.base_offset, replica.log_start_offset, None
     except InvalidRecordBatch as exc:
-        return exc.error_code, NO_OFFSET, str(exc)
+        return exc.error_code, NO_OFFSET, NO_OFFSET, str(exc)
     except Exception as exc:
-        return errors.error_code(exc), NO_OFFSET, str(exc)
+        return errors.error_code(exc), NO_OFFSET, NO_OFFSET, str(exc)
 
 
 def _refuse_all(request: Any, code: int, why: str) -> dict[tuple[str, int], _Outcome]:
     return {
-        (t.name, p.index): (code, NO_OFFSET, why)
+        (t.name, p.index): (code, NO_OFFSET, NO_OFFSET, why)
         for t in request.topic_data
         for p in t.partition_data
     }
 
 
-def refuse_old_produce(broker: Broker, request: Any, version: int) -> Any | None:
+def refuse_old_produce(request: Any, version: int) -> Any | None:
     """Produce v0-2 (message format v0/v1): advertised, as Kafka 4.0 does so librdkafka
     keeps talking, and refused per partition with UNSUPPORTED_VERSION."""
     results = _refuse_all(request, errors.UNSUPPORTED_VERSION, "Produce v3 or later is needed")
-    return None if request.acks == 0 else _response(broker, results, version)
+    return None if request.acks == 0 else _response(results, version)
 
 
 async def _refused(topic: str) -> _Outcome:
-    return errors.TOPIC_AUTHORIZATION_FAILED, NO_OFFSET, f"no produce ACL on topic {topic!r}"
+    return (
+        errors.TOPIC_AUTHORIZATION_FAILED,
+        NO_OFFSET,
+        NO_OFFSET,
+        f"no produce ACL on topic {topic!r}",
+    )
 
 
 async def handle_produce(broker: Broker, request: Any, version: int, access: Access) -> Any | None:
@@ -91,20 +96,19 @@ async def handle_produce(broker: Broker, request: Any, version: int, access: Acc
             )
         )
         results = dict(zip(keys, outcomes, strict=True))
-    return None if acks == "0" else _response(broker, results, version)
+    return None if acks == "0" else _response(results, version)
 
 
-def _response(broker: Broker, results: dict[tuple[str, int], _Outcome], version: int) -> Any:
+def _response(results: dict[tuple[str, int], _Outcome], version: int) -> Any:
     by_topic: dict[str, list[Any]] = {}
-    for (topic, partition), (code, base, message) in results.items():
-        replica = broker.local_leader(topic, partition) if code == errors.NONE else None
+    for (topic, partition), (code, base, log_start, message) in results.items():
         by_topic.setdefault(topic, []).append(
             Partition_(
                 index=partition,
                 error_code=code,
                 base_offset=base,
                 log_append_time_ms=-1,
-                log_start_offset=replica.log_start_offset if replica is not None else -1,
+                log_start_offset=log_start,
                 record_errors=[],
                 error_message=message if version >= 8 else None,
             )

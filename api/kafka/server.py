@@ -230,7 +230,7 @@ class KafkaServer:
                 return protocol.unsupported_api_versions(header)
             if header.api_key == protocol.PRODUCE_KEY and header.api_version >= api.min_version:
                 old = refuse_old_produce(
-                    self._broker, protocol.decode_body(api, header, frame), header.api_version
+                    protocol.decode_body(api, header, frame), header.api_version
                 )
                 return None if old is None else protocol.encode_response(api, header, old)
             raise protocol.MalformedRequest(

@@ -39,13 +39,13 @@ def validate_topic_name(name: object) -> str | None:
     return None
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass in Python; JSON true must not pass for 1.
+def is_int(value: object) -> bool:
+    """A JSON integer: bool is an int subclass in Python, and JSON true must not pass for 1."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_in_range(key: str, value: object, low: int, high: int) -> int:
-    if not _is_int(value):
+    if not is_int(value):
         raise InvalidConfig(f"{key} must be an integer, got {value!r}")
     assert isinstance(value, int)
     if not low <= value <= high:
@@ -54,7 +54,7 @@ def _int_in_range(key: str, value: object, low: int, high: int) -> int:
 
 
 def _optional_limit(key: str, value: object) -> int | None:
-    if value is None or value == UNLIMITED and _is_int(value):
+    if value is None or value == UNLIMITED and is_int(value):
         return None
     return _int_in_range(key, value, 1, 2**63 - 1)
 

@@ -11,6 +11,7 @@ from raftka.metadata.commands import Command, CreateTopic, DeleteTopic
 from raftka.metadata.controller import plan_create_topic
 from raftka.metadata.errors import InvalidRequest, TopicExists, UnknownTopic, error_for_code
 from raftka.metadata.model import InvalidConfig, TopicConfig, TopicRecord, validate_topic_name
+from raftka.metadata.records import is_int
 from raftka.metadata.state import Applied, Rejected
 
 if TYPE_CHECKING:
@@ -50,10 +51,10 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
     if (problem := validate_topic_name(name)) is not None:
         raise InvalidRequest(problem)
     partitions = doc.get("partitions", 1)
-    if not _is_int(partitions) or not 1 <= partitions <= MAX_PARTITIONS:
+    if not is_int(partitions) or not 1 <= partitions <= MAX_PARTITIONS:
         raise InvalidRequest(f"partitions must be an integer from 1 to {MAX_PARTITIONS}")
     rf = doc.get("replication_factor", 1)
-    if not _is_int(rf) or rf < 1:
+    if not is_int(rf) or rf < 1:
         raise InvalidRequest("replication_factor must be a positive integer")
     raw_config = doc.get("config", {})
     if raw_config is None:
@@ -90,7 +91,3 @@ def create_topic_command(broker: Broker, doc: dict[str, Any]) -> CreateTopic:
     if isinstance(plan, Rejected):
         raise error_for_code(plan.code, plan.message)
     return plan
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

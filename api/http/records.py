@@ -300,10 +300,6 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _b64(value: str, where: str) -> bytes:
     try:
         return binascii.a2b_base64(value, strict_mode=True)

@@ -24,7 +24,7 @@ from raftka.api.http.context import (
     long_poll,
     read_body,
 )
-from raftka.api.http.records import int_param, is_int, json_object
+from raftka.api.http.records import int_param, json_object
 from raftka.metadata.errors import CoordinatorNotAvailable, InvalidRequest, LeaderNotAvailable
 from raftka.metadata.groups import (
     ASSIGNORS,
@@ -35,6 +35,7 @@ from raftka.metadata.groups import (
     validate_group_id,
 )
 from raftka.metadata.model import validate_topic_name
+from raftka.metadata.records import is_int
 
 JOIN_FIELDS = frozenset(
     {"topics", "session_timeout_ms", "auto_commit", "auto_offset_reset", "assignor"}

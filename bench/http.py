@@ -260,8 +260,9 @@ async def produce_worker(
         writer.close()
 
 
-async def run_for(tasks: list[asyncio.Task[None]], seconds: float) -> None:
-    """Waits `seconds`, or less if every task ends; a task's error is raised at once."""
+async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
+    """Waits `seconds` (None: until every task ends), or less if every task ends; a task's
+    error is raised at once. Shared by every load client of bench/."""
     done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
         task.result()

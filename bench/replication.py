@@ -42,6 +42,7 @@ from raftka.bench.http import (
 from raftka.bench.http import (
     CpuPlan as ClientCpuPlan,
 )
+from raftka.bench.targets import Endpoint, Target, produce_request
 
 HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
@@ -203,14 +204,6 @@ def plan_cpus(mode: str) -> CpuPlan:
 # -- the load client -------------------------------------------------------------------
 
 
-def produce_request(port: int, topic: str, partition: int, acks: str, body: bytes) -> bytes:
-    return (
-        f"POST /v1/topics/{topic}/partitions/{partition}/records?acks={acks} HTTP/1.1\r\n"
-        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
 @dataclass(slots=True)
 class Window:
     counting: bool = False
@@ -265,7 +258,8 @@ async def produce_window(
     tasks = []
     for c in range(options.connections):
         p = partitions[c % len(partitions)]
-        requests = [produce_request(loaded.port, w.topic, p, w.acks, b) for b in bodies]
+        target = Target(Endpoint(HOST, loaded.port), w.topic, p)
+        requests = [produce_request(target, w.acks, b) for b in bodies]
         tasks.append(asyncio.create_task(produce_worker(loaded.port, requests, c, window)))
     pids = {b: loaded.pid(b) for b in loaded.cluster.brokers}
     try:

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster, wait_for
-from raftka.api.settings import FSYNC_POLICIES
 from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
 from raftka.bench.failover import default_settings
 from raftka.bench.http import (
     BenchError,
     BenchOptions,
+    check_fsync,
+    check_produce_load,
     client_pinned,
     make_bodies,
     read_response,
@@ -91,13 +92,8 @@ class ReplicationOptions:
     cpus: str = "shared"  # CPU_MODES
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "connections", "records_per_request", "record_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.window_s <= 0 or self.warmup_s < 0:
-            raise ValueError("the window must be positive and the warm-up not negative")
-        if self.fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        check_produce_load(self)
+        check_fsync(self.fsync)
         if not self.workloads or set(self.workloads) - set(WORKLOAD_KEYS):
             raise ValueError(f"workloads must be some of {', '.join(WORKLOAD_KEYS)}")
         if self.cpus not in CPU_MODES:

@@ -3,17 +3,20 @@ through the `raftka.commands` entry point, so api/ never imports bench/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import click
-import orjson
 
 from raftka.api.cli.main import handles_errors
-from raftka.api.settings import FSYNC_POLICIES
+from raftka.bench.cli_options import (
+    echo_json,
+    echo_progress,
+    echo_report,
+    output_options,
+    produce_load_options,
+    rounds_option,
+    session_options,
+)
 from raftka.bench.perf_cli import COMMANDS as PERF_COMMANDS
 
-F = TypeVar("F", bound=Callable[..., Any])
 TABLE_WIDTH_CHARS = 140  # the benchmark tables' width when stdout is not a terminal
 
 
@@ -24,10 +27,8 @@ def bench() -> None:
 
 @bench.command("controller-failover")
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 100))
-@click.option("--session-timeout-ms", default=9000, show_default=True, type=click.IntRange(500))
-@click.option("--heartbeat-interval-ms", default=2000, show_default=True, type=click.IntRange(100))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@session_options
+@output_options
 @handles_errors
 def bench_controller_failover(
     runs: int, session_timeout_ms: int, heartbeat_interval_ms: int, as_json: bool, debug: bool
@@ -42,7 +43,7 @@ def bench_controller_failover(
     results = run_controller_failover(runs, settings)
     summary = summarize(results)
     if as_json:
-        click.echo(orjson.dumps({**settings, **summary}).decode())
+        echo_json({**settings, **summary})
         return
     for i, r in enumerate(results, 1):
         click.echo(
@@ -91,10 +92,8 @@ def bench_controller_failover(
     type=click.FloatRange(0, 60),
     help="Seconds observed after a pause or hog ends.",
 )
-@click.option("--session-timeout-ms", default=9000, show_default=True, type=click.IntRange(500))
-@click.option("--heartbeat-interval-ms", default=2000, show_default=True, type=click.IntRange(100))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@session_options
+@output_options
 @handles_errors
 def bench_failover(
     runs: int,
@@ -129,63 +128,12 @@ def bench_failover(
         "broker_session_timeout_ms": session_timeout_ms,
         "broker_heartbeat_interval_ms": heartbeat_interval_ms,
     }
-    report = run_failover_bench(options, settings, progress=lambda line: click.echo(line, err=True))
-    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
-
-
-def produce_load_options(connections: int) -> Callable[[F], F]:
-    """The produce-load options the HTTP benchmarks share."""
-
-    def decorate(func: F) -> F:
-        options = [
-            click.option(
-                "--window",
-                "window_s",
-                default=3.0,
-                show_default=True,
-                type=click.FloatRange(0.1, 60),
-                help="Seconds of measured produce load per measurement and round.",
-            ),
-            click.option(
-                "--warmup",
-                "warmup_s",
-                default=0.5,
-                show_default=True,
-                type=click.FloatRange(0, 60),
-                help="Seconds of unmeasured load before each window.",
-            ),
-            click.option(
-                "--connections",
-                default=connections,
-                show_default=True,
-                type=click.IntRange(1, 256),
-            ),
-            click.option(
-                "--records-per-request",
-                default=200,
-                show_default=True,
-                type=click.IntRange(1, 100_000),
-            ),
-            click.option(
-                "--record-size",
-                default=100,
-                show_default=True,
-                type=click.IntRange(1, 1_000_000),
-                help="Characters per record value.",
-            ),
-            click.option(
-                "--fsync", default="never", show_default=True, type=click.Choice(FSYNC_POLICIES)
-            ),
-        ]
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
+    report = run_failover_bench(options, settings, progress=echo_progress)
+    echo_report(report, as_json, format_report)
 
 
 @bench.command("replication")
-@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
+@rounds_option(default=5, maximum=100)
 @produce_load_options(connections=4)
 @click.option(
     "--workloads",
@@ -202,8 +150,7 @@ def produce_load_options(connections: int) -> Callable[[F], F]:
     help="shared: brokers on one CPU, client on another; leader: the loaded leader alone, "
     "the rest on another; none: not pinned.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_options
 @handles_errors
 def bench_replication(
     rounds: int,
@@ -236,8 +183,8 @@ def bench_replication(
         workloads=tuple(w.strip() for w in workloads.split(",") if w.strip()),
         cpus=cpus,
     )
-    report = run_replication_bench(options, progress=lambda line: click.echo(line, err=True))
-    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+    report = run_replication_bench(options, progress=echo_progress)
+    echo_report(report, as_json, format_report)
 
 
 @bench.command("metadata")
@@ -249,15 +196,14 @@ def bench_replication(
     type=click.IntRange(1, 3),
     help="Of the existing partitions (each replica holds one open file).",
 )
-@click.option("--rounds", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@rounds_option(default=200, maximum=100_000)
 @click.option(
     "--cluster-secret/--no-cluster-secret",
     default=False,
     show_default=True,
     help="Run the cluster with a secret (Raft password, signed broker calls).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_options
 @handles_errors
 def bench_metadata(
     partitions: int,
@@ -276,12 +222,12 @@ def bench_metadata(
         rounds=rounds,
         cluster_secret=cluster_secret,
     )
-    report = run_metadata_bench(options, progress=lambda line: click.echo(line, err=True))
-    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+    report = run_metadata_bench(options, progress=echo_progress)
+    echo_report(report, as_json, format_report)
 
 
 @bench.command("http")
-@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1, 100))
+@rounds_option(default=5, maximum=100)
 @produce_load_options(connections=8)
 @click.option(
     "--fetch-records",
@@ -290,8 +236,7 @@ def bench_metadata(
     type=click.IntRange(1, 100_000_000),
     help="Top the log up to this many records before the fetch passes.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_options
 @handles_errors
 def bench_http(
     rounds: int,
@@ -318,8 +263,8 @@ def bench_http(
         fsync=fsync,
         fetch_records=fetch_records,
     )
-    report = run_http_bench(options, progress=lambda line: click.echo(line, err=True))
-    click.echo(orjson.dumps(report.to_json()).decode() if as_json else format_report(report))
+    report = run_http_bench(options, progress=echo_progress)
+    echo_report(report, as_json, format_report)
 
 
 @bench.command("groups")
@@ -355,8 +300,7 @@ def bench_http(
     is_flag=True,
     help="Committers talk to the group's coordinator instead of to every broker in turn.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_options
 @handles_errors
 def bench_groups(
     brokers: int,
@@ -383,9 +327,9 @@ def bench_groups(
         session_timeout_ms=session_timeout_ms,
         direct=direct,
     )
-    report = run_groups_bench(options, progress=lambda line: click.echo(line, err=True))
+    report = run_groups_bench(options, progress=echo_progress)
     if as_json:
-        click.echo(orjson.dumps(report.to_json()).decode())
+        echo_json(report.to_json())
         return
     console = Console(width=max(Console().width, TABLE_WIDTH_CHARS))
     for renderable in report_tables(report):

@@ -88,15 +88,25 @@ class BenchOptions:
     fetch_records: int = 1_000_000
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "connections", "records_per_request", "record_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.window_s <= 0 or self.warmup_s < 0:
-            raise ValueError("the window must be positive and the warm-up not negative")
+        check_produce_load(self)
         if self.fetch_records < 1:
             raise ValueError("fetch_records must be at least 1")
-        if self.fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        check_fsync(self.fsync)
+
+
+def check_produce_load(options: Any) -> None:
+    """The checks every produce-load benchmark's options share (bench/replication.py's too):
+    its counts, window and warm-up."""
+    for name in ("rounds", "connections", "records_per_request", "record_size"):
+        if getattr(options, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+    if options.window_s <= 0 or options.warmup_s < 0:
+        raise ValueError("the window must be positive and the warm-up not negative")
+
+
+def check_fsync(fsync: str) -> None:
+    if fsync not in FSYNC_POLICIES:
+        raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +270,9 @@ async def produce_worker(
         writer.close()
 
 
-async def run_for(tasks: list[asyncio.Task[None]], seconds: float) -> None:
-    """Waits `seconds`, or less if every task ends; a task's error is raised at once."""
+async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
+    """Waits `seconds` (None: until every task ends), or less if every task ends; a task's
+    error is raised at once. Shared by every load client of bench/."""
     done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
         task.result()

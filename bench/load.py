@@ -25,6 +25,7 @@ from raftka.bench.http import (
     BenchError,
     next_offset_of,
     read_response,
+    run_for,
     stop_workers,
 )
 from raftka.bench.targets import ACKS, Target, fetch_request, produce_request
@@ -227,13 +228,6 @@ async def produce(
         mb_per_s=rate(state.records * spec.record_size / BYTES_PER_MB, elapsed),
         latency=latency(state.latencies_s),
     )
-
-
-async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
-    """Waits `seconds` (None: until every task ends); a task's error is raised at once."""
-    done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
-    for task in done:
-        task.result()
 
 
 # -- consume ---------------------------------------------------------------------------

@@ -10,44 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import orjson
 
 from raftka.api.cli.main import handles_errors
-from raftka.client.http import DEFAULT_BOOTSTRAP
+from raftka.bench.cli_options import cluster_options, echo_json, output_options
 
-F = TypeVar("F", bound=Callable[..., Any])
 ACKS_CHOICE = click.Choice(["0", "1", "all"])
-
-
-def cluster_options(func: F) -> F:
-    """How to reach a running cluster, as every client command does (API.md section 1)."""
-    for option in reversed(
-        [
-            click.option("--topic", required=True, help="An existing topic."),
-            click.option(
-                "--bootstrap",
-                envvar="RAFTKA_BOOTSTRAP",
-                default=DEFAULT_BOOTSTRAP,
-                show_default=True,
-                help="URL of any broker (env RAFTKA_BOOTSTRAP).",
-            ),
-            click.option("--token", envvar="RAFTKA_TOKEN", default=None, help="Bearer token."),
-            click.option("--cacert", default=None, help="CA file for https:// brokers."),
-            click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
-            click.option("--debug", is_flag=True, help="Show tracebacks."),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def echo_json(doc: dict[str, Any]) -> None:
-    click.echo(orjson.dumps(doc).decode())
 
 
 @click.command("produce")
@@ -242,8 +213,7 @@ def e2e(
     help="The markdown file whose suite section is replaced [default: docs/benchmarks.md].",
 )
 @click.option("--no-docs", is_flag=True, help="Write no file.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@output_options
 @handles_errors
 def suite(
     rounds: int,

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster, wait_for
-from raftka.api.settings import FSYNC_POLICIES
 from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
 from raftka.bench.failover import default_settings
 from raftka.bench.http import (
     BenchError,
     BenchOptions,
+    check_fsync,
+    check_produce_load,
     client_pinned,
     make_bodies,
     read_response,
@@ -42,6 +43,7 @@ from raftka.bench.http import (
 from raftka.bench.http import (
     CpuPlan as ClientCpuPlan,
 )
+from raftka.bench.targets import Endpoint, Target, produce_request
 
 HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
@@ -90,13 +92,8 @@ class ReplicationOptions:
     cpus: str = "shared"  # CPU_MODES
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "connections", "records_per_request", "record_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.window_s <= 0 or self.warmup_s < 0:
-            raise ValueError("the window must be positive and the warm-up not negative")
-        if self.fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
+        check_produce_load(self)
+        check_fsync(self.fsync)
         if not self.workloads or set(self.workloads) - set(WORKLOAD_KEYS):
             raise ValueError(f"workloads must be some of {', '.join(WORKLOAD_KEYS)}")
         if self.cpus not in CPU_MODES:
@@ -203,14 +200,6 @@ def plan_cpus(mode: str) -> CpuPlan:
 # -- the load client -------------------------------------------------------------------
 
 
-def produce_request(port: int, topic: str, partition: int, acks: str, body: bytes) -> bytes:
-    return (
-        f"POST /v1/topics/{topic}/partitions/{partition}/records?acks={acks} HTTP/1.1\r\n"
-        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
 @dataclass(slots=True)
 class Window:
     counting: bool = False
@@ -265,7 +254,8 @@ async def produce_window(
     tasks = []
     for c in range(options.connections):
         p = partitions[c % len(partitions)]
-        requests = [produce_request(loaded.port, w.topic, p, w.acks, b) for b in bodies]
+        target = Target(Endpoint(HOST, loaded.port), w.topic, p)
+        requests = [produce_request(target, w.acks, b) for b in bodies]
         tasks.append(asyncio.create_task(produce_worker(loaded.port, requests, c, window)))
     pids = {b: loaded.pid(b) for b in loaded.cluster.brokers}
     try:

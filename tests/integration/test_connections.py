@@ -9,15 +9,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from raftka.api.launcher import Cluster, Response, wait_for
+import orjson
+
+from raftka.api.launcher import Cluster, wait_for
 
 MAX_CONNECTIONS = 200
 # Without the limit, IDLE_SOCKETS would take every file handle the broker has.
 OPEN_FILES_LIMIT = 1024
 IDLE_SOCKETS = 2000
 SLOW_CLIENTS = 20
-# Long enough that the flood fills the broker before its first sockets time out, even on
-# a loaded machine.
+# Long enough that filling the broker, one answered connection at a time, ends before the
+# first of them times out, even on a loaded machine.
 IDLE_TIMEOUT_MS = 10_000
 HEADER_TIMEOUT_MS = 1000
 BODY_TIMEOUT_MS = 1000
@@ -62,25 +64,18 @@ class FloodSocket:
         self.sock.connect_ex((host, port))
         self.received = b""
         self.closed_by_server = False
-        self.reset = False  # refused without a word: too many refusals were lingering
 
     def poll(self) -> None:
         """Reads what the broker sent; notes when it closed the connection."""
         while not self.closed_by_server:
             try:
                 chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                self.reset = True
+            except ConnectionResetError:  # refused without a word: too many lingering
                 chunk = b""
             except OSError:  # nothing to read yet, or not even connected yet
                 return
             self.received += chunk
             self.closed_by_server = not chunk
-
-    @property
-    def timed_out(self) -> bool:
-        """Closed by the broker without a word: the idle timeout, not a refusal."""
-        return self.closed_by_server and not self.received and not self.reset
 
 
 @contextlib.contextmanager
@@ -117,6 +112,53 @@ def _trickling(
             sock.close()
 
 
+def _exchange(sock: socket.socket, path: str) -> tuple[int, bytes]:
+    """One keep-alive GET on `sock`: the answer's status and body."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += _recv_some(sock)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length, head
+    while len(body) < int(length.group(1)):
+        body += _recv_some(sock)
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _recv_some(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise ConnectionError("closed by the broker mid-answer")
+    return chunk
+
+
+def _fill(connect: Callable[[], socket.socket]) -> tuple[list[socket.socket], bytes]:
+    """Opens connections that each had one answer (so the broker holds them, idle) until the
+    broker refuses one; returns them and the refusal's body."""
+    held: list[socket.socket] = []
+    for _ in range(2 * MAX_CONNECTIONS):
+        sock = connect()
+        status, body = _exchange(sock, "/healthz")
+        if status != 200:
+            assert status == 503, body
+            sock.close()
+            return held, body
+        held.append(sock)
+    raise AssertionError(f"{len(held)} connections held and none refused")
+
+
+def _closed_silently(sock: socket.socket) -> bool:
+    """Whether the broker closed an idle connection without sending anything."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:  # still open
+        return False
+    except ConnectionResetError:
+        return True
+
+
 def test_idle_and_slow_connections_time_out_and_a_full_broker_refuses_politely(
     cluster_factory: Callable[..., Cluster],
 ) -> None:
@@ -136,58 +178,45 @@ def test_idle_and_slow_connections_time_out_and_a_full_broker_refuses_politely(
     )
     slow = [slow_header] * (SLOW_CLIENTS // 2) + [slow_body] * (SLOW_CLIENTS // 2)
     with _trickling(connect, slow):
+        # Connections the broker has answered once, and so holds, fill it; then a new
+        # client gets a prompt 503, not a hang.
+        held, refusal = _fill(connect)
+        assert len(held) <= MAX_CONNECTIONS
+        assert orjson.loads(refusal)["error"]["code"] == "TOO_MANY_CONNECTIONS"
+
+        # A flood of idle sockets against the full broker: refused with a 503 (or reset
+        # while MAX_LINGERING_REFUSALS refused sockets still linger), never a crash.
         flood = [FloodSocket(address.http_host, address.http_port) for _ in range(IDLE_SOCKETS)]
         try:
-            # Once the flood is in, the broker is full: a new client gets a prompt 503, not
-            # a hang (or a reset while MAX_LINGERING_REFUSALS refused sockets of the flood
-            # still linger). Until the broker has accepted the flood, a 200 is right.
-            def refusal() -> Response | None:
-                answer = cluster.request(1, "GET", "/healthz", timeout_s=5)
-                return answer if answer.status == 503 else None
 
-            refused = wait_for(
-                refusal, "a 503 from the full broker", deadline_s=IDLE_TIMEOUT_MS / 1000
-            )
-            assert refused.body["error"]["code"] == "TOO_MANY_CONNECTIONS"
-
-            # Idle sockets are closed after the idle timeout, so a normal client gets in.
-            wait_for(
-                lambda: cluster.request(1, "GET", "/healthz").status == 200,
-                "/healthz answering again",
-                deadline_s=3 * IDLE_TIMEOUT_MS / 1000,
-            )
-            assert cluster.produce(1, "t", 0, ["after the flood"], acks="1") == [0]
-
-            # Flood sockets still queued in the kernel's backlog take the slots freed
-            # meanwhile, so a read may be refused again for a moment: a client retries a 503.
-            def read_back() -> list[object] | None:
-                resp = cluster.request(1, "GET", "/v1/topics/t/partitions/0/records?offset=0")
-                if resp.status == 503:
-                    return None
-                assert resp.status == 200, resp.body
-                return [r["value"] for r in resp.body["records"]]
-
-            assert wait_for(read_back, "a fetch after the flood", deadline_s=30) == [
-                "after the flood"
-            ]
-
-            # Accepted idle connections are closed by the broker, silently (the refused
-            # ones got a 503 first; the kernel's SYN cookies leave some the broker never
-            # accepted open on our side only).
-            def timed_out_sockets() -> int:
+            def refusals() -> int:
                 for s in flood:
                     s.poll()
-                return sum(s.timed_out for s in flood)
+                return sum(s.received.startswith(b"HTTP/1.1 503") for s in flood)
 
-            closed = wait_for(
-                lambda: (n := timed_out_sockets()) >= MAX_CONNECTIONS - SLOW_CLIENTS and n,
+            refused = wait_for(refusals, "a 503 to the flood", deadline_s=IDLE_TIMEOUT_MS / 1000)
+
+            # The held connections are idle: the broker closes them, silently.
+            wait_for(
+                lambda: all(map(_closed_silently, held)),
                 "the broker closing idle connections",
                 deadline_s=3 * IDLE_TIMEOUT_MS / 1000,
             )
-            refusals = sum(s.received.startswith(b"HTTP/1.1 503") for s in flood)
         finally:
             for s in flood:
                 s.sock.close()
+            for sock in held:
+                sock.close()
+
+    # With the flood gone, a normal client gets in.
+    wait_for(
+        lambda: cluster.request(1, "GET", "/healthz").status == 200,
+        "/healthz answering again",
+        deadline_s=3 * IDLE_TIMEOUT_MS / 1000,
+    )
+    assert cluster.produce(1, "t", 0, ["after the flood"], acks="1") == [0]
+    read_back = cluster.request(1, "GET", "/v1/topics/t/partitions/0/records?offset=0")
+    assert [r["value"] for r in read_back.body["records"]] == ["after the flood"]
 
     wait_for(
         lambda: _metric(cluster, "raftka_open_connections") <= 1,
@@ -196,14 +225,13 @@ def test_idle_and_slow_connections_time_out_and_a_full_broker_refuses_politely(
     )
     timed_out = 'raftka_timed_out_connections_total{{phase="{}"}}'
     log_bytes = cluster.brokers[1].log_path.stat().st_size
-    print(f"\nof {IDLE_SOCKETS} idle sockets: {closed} timed out, {refusals} refused with a 503")
+    print(f"\n{len(held)} held connections timed out; {refused} of {IDLE_SOCKETS} refused")
     print(f"broker log: {log_bytes} bytes")
     for name in ("raftka_refused_connections_total", "idle", "header", "body"):
         full_name = name if name.startswith("raftka") else timed_out.format(name)
         print(full_name, _metric(cluster, full_name))
-    assert refusals > 0
-    assert _metric(cluster, "raftka_refused_connections_total") > 0
-    assert _metric(cluster, timed_out.format("idle")) >= closed
+    assert _metric(cluster, "raftka_refused_connections_total") >= refused + 1
+    assert _metric(cluster, timed_out.format("idle")) >= len(held)
     assert _metric(cluster, timed_out.format("header")) >= SLOW_CLIENTS // 2
     assert _metric(cluster, timed_out.format("body")) >= SLOW_CLIENTS // 2
     assert log_bytes < MAX_LOG_BYTES, cluster.log_tail(1)

@@ -2,6 +2,7 @@
 general path stores, key bytes are Kafka's, and nothing stored is JSON that orjson (a
 consumer) cannot read back."""
 
+import json
 from typing import Any
 
 import orjson
@@ -108,3 +109,30 @@ def test_whatever_is_accepted_is_json_orjson_reads(edits: list[tuple[int, bytes]
     orjson.loads(body)
     for stored in parsed.bodies:
         orjson.loads(b"{" + stored + b"}")
+
+
+digit_strings = st.text(alphabet="0123456789", min_size=19, max_size=40)
+any_integers = st.integers(min_value=-(2**70), max_value=2**70)
+
+
+@given(
+    records=st.lists(
+        st.tuples(st.none() | digit_strings | any_integers, digit_strings | any_integers),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_integers_are_kept_exact_or_refused_whatever_strings_surround_them(
+    records: list[tuple[Any, Any]],
+) -> None:
+    """Bodies whose keys and values are all strings or null skip the exact integer check:
+    a wide integer anywhere among them must still be refused, and long digit runs inside
+    strings taken as text."""
+    body = json.dumps({"records": [{"key": k, "value": v} for k, v in records]}).encode()
+    fits = [-(2**63) <= x <= 2**64 - 1 for pair in records for x in pair if isinstance(x, int)]
+    if not all(fits):
+        with pytest.raises(InvalidRequest):
+            parse_produce(body)
+        return
+    stored = [json.loads(b"{" + b + b"}") for b in parse_produce(body).bodies]
+    assert [(s["key"], s["value"]) for s in stored] == records

@@ -136,3 +136,21 @@ def test_integers_are_kept_exact_or_refused_whatever_strings_surround_them(
         return
     stored = [json.loads(b"{" + b + b"}") for b in parse_produce(body).bodies]
     assert [(s["key"], s["value"]) for s in stored] == records
+
+
+@pytest.mark.parametrize(
+    ("record", "stored"),
+    [
+        (b'{"value": 18446744073709551616, "value": "s"}', b'"key":null,"value":"s"'),
+        (b'{"value": "s", "value": 18446744073709551616}', None),
+        (b'{"key": 18446744073709551616, "key": "k", "value": 1}', b'"key":"k","value":1'),
+    ],
+)
+def test_a_repeated_field_is_read_as_orjson_reads_it(record: bytes, stored: bytes | None) -> None:
+    """The stored text and the wide-integer check see the same (last) occurrence."""
+    body = b'{"records": [%s]}' % record
+    if stored is None:
+        with pytest.raises(InvalidRequest):
+            parse_produce(body)
+    else:
+        assert parse_produce(body).bodies == [stored + b',"headers":{}']

@@ -112,7 +112,6 @@ class ReplicaFetcher:
                     replica.role.leader_epoch,
                     offset,
                     last_epoch,
-                    replica.high_watermark,
                 )
             )
         request = FetchRequest(

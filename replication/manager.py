@@ -393,17 +393,13 @@ class ReplicaManager:
                 min(request.max_bytes, budget),
             )
             budget -= len(answer.records)
-            news = news or (
-                answer.verdict is not FetchVerdict.READ
-                or len(answer.records) > 0
-                or min(answer.high_watermark, p.fetch_offset) > p.high_watermark
-            )
+            news = news or answer.verdict is not FetchVerdict.READ or len(answer.records) > 0
             answers.append(PartitionAnswer(p.topic, p.partition, answer))
         return answers, news
 
     async def wait_for_news(self, request: FetchRequest, timeout_s: float) -> None:
         """Waits until one of the request's partitions has records past the follower's
-        position or a higher high watermark, or stops being led here, or is opened here
+        position, or stops being led here, or is opened here
         (it was not open yet: a new partition), or `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -426,7 +422,7 @@ class ReplicaManager:
             if replica is None or replica.topic_id != p.topic_id:
                 missing.append(p)
                 continue
-            if replica.follower_has_news(p.fetch_offset, p.high_watermark):
+            if replica.follower_has_news(p.fetch_offset):
                 return False
             replica.add_fetch_waiter(waiter)
             watched.append(replica)

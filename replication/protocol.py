@@ -37,7 +37,6 @@ class PartitionFetch:
     leader_epoch: int
     fetch_offset: int
     last_fetched_epoch: int
-    high_watermark: int  # the follower's: the leader answers at once when it knows a higher one
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +80,6 @@ def encode_request(request: FetchRequest) -> bytes:
                     p.leader_epoch,
                     p.fetch_offset,
                     p.last_fetched_epoch,
-                    p.high_watermark,
                 ]
                 for p in request.partitions
             ],
@@ -98,8 +96,8 @@ def decode_request(raw: bytes) -> FetchRequest:
         raise ValueError("fetch request must be an object with a partitions list")
     partitions = []
     for i, entry in enumerate(doc["partitions"]):
-        if not isinstance(entry, list) or len(entry) != 7:
-            raise ValueError(f"partitions[{i}] must be a list of 7 fields")
+        if not isinstance(entry, list) or len(entry) != 6:
+            raise ValueError(f"partitions[{i}] must be a list of 6 fields")
         topic, topic_id, *numbers = entry
         n = [_int(v, f"partitions[{i}]") for v in numbers]
         partitions.append(

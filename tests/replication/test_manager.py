@@ -555,7 +555,7 @@ async def test_a_fetch_for_a_partition_not_open_here_yet_waits_until_it_is(
         replica_id=2,
         max_wait_ms=3_600_000,
         max_bytes=1 << 20,
-        partitions=(PartitionFetch("new", "id-new", 0, 0, 0, -1, 0),),
+        partitions=(PartitionFetch("new", "id-new", 0, 0, 0, -1),),
     )
     _, news = manager.answer_fetch(request)
     assert not news, "a partition not open here is no news"

@@ -7,6 +7,7 @@ close every log, then leave the metadata quorum.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import signal
@@ -122,6 +123,10 @@ async def serve(config: ClusterConfig, broker_id: int, data_dir: Path | None = N
         if starting.done():
             starting.result()
             log.info("broker %d is up", broker_id)
+            # What exists now (modules, config, the loaded metadata and logs) lives as long
+            # as the broker: out of the collector's sight, a full collection no longer walks
+            # it. One took ~65 ms here, a stall of every request in flight (e2e p99).
+            gc.freeze()
             await stopped
         else:
             starting.cancel()

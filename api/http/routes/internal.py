@@ -22,7 +22,7 @@ from raftka.replication.protocol import decode_request, encode_answer
 MAX_REPLICA_FETCH_WAIT_MS = 30_000
 
 
-async def replica_fetch(request: web.Request) -> web.StreamResponse:
+async def replica_fetch(request: web.Request) -> web.Response:
     broker = request.app[BROKER_KEY]
     try:
         fetch = decode_request(await request.read())
@@ -34,16 +34,8 @@ async def replica_fetch(request: web.Request) -> web.StreamResponse:
     if not news and wait_ms > 0:
         await manager.wait_for_news(fetch, wait_ms / 1000)
         answers, _ = manager.answer_fetch(fetch)
-    pieces = encode_answer(answers)
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    response.content_length = sum(len(p) for p in pieces)
-    try:
-        await response.prepare(request)
-        for piece in pieces:
-            await response.write(piece)
-    except ConnectionResetError:
-        pass  # the follower went away during the long-poll (killed, restarted): no one to tell
-    return response
+    # A Response, not a StreamResponse: aiohttp sends its headers and body in one system call.
+    return web.Response(body=encode_answer(answers), content_type="application/octet-stream")
 
 
 async def broker_session(request: web.Request) -> web.StreamResponse:

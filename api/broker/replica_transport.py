@@ -1,8 +1,10 @@
 """The replica fetch over HTTP: how a follower's fetcher reaches a leader broker.
 
-Owns one aiohttp session for broker-to-broker fetches and the mapping of failures: anything
-that means "the leader cannot be reached" becomes ConnectionError, an error answer becomes
-the contract's error. The fetch protocol itself is in replication/.
+Sends each fetch on a kept-alive connection to the leader (api/keepalive.py: a fetcher
+sends one request at a time, so one connection per leader carries them all) and maps
+failures as the fetcher expects: anything that means "the leader cannot be reached"
+becomes ConnectionError, an error answer the contract's error. The fetch protocol itself
+is in replication/.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-import aiohttp
 import orjson
 
 from raftka.api.broker_auth import BrokerAuth
+from raftka.api.keepalive import KeepAliveClient
 from raftka.metadata.errors import error_for_code
 from raftka.replication.protocol import (
     FetchRequest,
@@ -34,8 +36,7 @@ class HttpFetchTransport:
     ) -> None:
         self._broker_url = broker_url
         self._auth = auth or BrokerAuth(None)
-        self._ssl = client_ssl
-        self._session: aiohttp.ClientSession | None = None
+        self._client = KeepAliveClient(client_ssl)
 
     async def __call__(
         self, leader_id: int, request: FetchRequest, timeout_s: float
@@ -43,33 +44,23 @@ class HttpFetchTransport:
         url = self._broker_url(leader_id)
         if url is None:
             raise ConnectionError(f"broker {leader_id} has no known URL")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
-            )
-        try:
-            async with self._session.post(
-                url + REPLICA_FETCH_PATH,
-                data=encode_request(request),
-                headers={
-                    "Content-Type": "application/json",
-                    **self._auth.headers("POST", REPLICA_FETCH_PATH),
-                },
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionError(f"broker {leader_id} at {url}: {exc}") from None
-        if status != 200:
+        answer = await self._client.request(
+            "POST",
+            url + REPLICA_FETCH_PATH,
+            headers={
+                "Content-Type": "application/json",
+                **self._auth.headers("POST", REPLICA_FETCH_PATH),
+            },
+            body=encode_request(request),
+            timeout_s=timeout_s,
+        )
+        if answer.status != 200:
             try:
-                error = orjson.loads(body)["error"]
+                error = orjson.loads(answer.body)["error"]
                 raise error_for_code(error["code"], error["message"])
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise ConnectionError(f"broker {leader_id} answered {status}") from None
-        return decode_answer(body)
+                raise ConnectionError(f"broker {leader_id} answered {answer.status}") from None
+        return decode_answer(answer.body)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from raftka.api.broker_auth import BrokerAuth
+from raftka.api.keepalive import KeepAliveClient
 from raftka.metadata.errors import LeaderNotAvailable
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
 FORWARD_RETRY_WINDOW_S = 2.0
 FORWARD_RETRY_BACKOFF_S = 0.05
+# What of the leader's answer headers goes back to the client.
+PASSED_HEADERS = {"retry-after": "Retry-After", "content-type": "Content-Type"}
 
 
 class Forwarder:
@@ -33,52 +35,40 @@ class Forwarder:
         client_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self._request_timeout_s = request_timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._auth = auth or BrokerAuth(None)
-        self._ssl = client_ssl
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True),
-            )
-        return self._session
+        self._client = KeepAliveClient(client_ssl)
 
     async def send(
         self, method: str, url: str, *, body: bytes | None = None, extra_wait_s: float = 0.0
     ) -> tuple[int, bytes, dict[str, str]]:
         """`extra_wait_s` lengthens the timeout by what the leader may legitimately hold
         the request (a long-poll's max_wait_ms)."""
-        timeout = aiohttp.ClientTimeout(total=self._request_timeout_s + extra_wait_s)
+        timeout_s = self._request_timeout_s + extra_wait_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FORWARD_RETRY_WINDOW_S
-        path = URL(url).path
+        path = unquote(urlsplit(url).path)  # the receiver checks the proof on its decoded path
         while True:
             headers = {FORWARDED_HEADER: "1", "Content-Type": "application/json"}
             headers.update(self._auth.headers(method, path))
             try:
-                async with self.session.request(
-                    method, url, data=body, timeout=timeout, headers=headers
-                ) as resp:
-                    payload = await resp.read()
-                    status = resp.status
-                    headers = {
-                        k: v
-                        for k, v in resp.headers.items()
-                        if k in ("Retry-After", "Content-Type")
-                    }
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                answer = await self._client.request(
+                    method, url, headers=headers, body=body or b"", timeout_s=timeout_s
+                )
+            except (ConnectionError, TimeoutError) as exc:
                 raise LeaderNotAvailable(
                     f"the partition leader at {url} is unreachable: {exc}"
                 ) from None
+            status, payload = answer.status, answer.body
             # Only "that broker does not lead it (yet)" can change within the window, and
             # only a read may safely be sent twice; anything else goes back at once.
             retriable = method == "GET" and _leader_not_available(status, payload)
             if not retriable or loop.time() >= deadline:
-                return status, payload, headers
+                passed = {
+                    PASSED_HEADERS[name]: value
+                    for name, value in answer.headers.items()
+                    if name in PASSED_HEADERS
+                }
+                return status, payload, passed
             await asyncio.sleep(FORWARD_RETRY_BACKOFF_S)
 
     async def proxy(
@@ -91,9 +81,7 @@ class Forwarder:
         return web.Response(status=status, body=payload, headers=headers)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
 
 def _leader_not_available(status: int, payload: bytes) -> bool:

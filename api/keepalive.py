@@ -1,7 +1,8 @@
 """HTTP/1.1 keep-alive connections from this broker to the others, written and read by hand.
 
 Brokers talk to each other on hot paths (a follower's replica fetch, a produce forwarded to
-its leader), always to the same few aiohttp servers, which answer with a Content-Length.
+its leader), always to the same few aiohttp servers. An answer's body is sized by its
+Content-Length, by chunks, or (204, 304) absent.
 aiohttp's client (request and response objects, URL parsing, tracing hooks, a timer per
 request) cost more CPU per round trip than the work it carries (docs/benchmarks.md,
 "Broker-to-broker round trips"); this client writes a request in one call and reads the
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 
 # An answer's head is a few lines.
 MAX_HEAD_BYTES = 64 * 1024
+# Answers that never have a body (RFC 9112, 6.3), whatever their headers say.
+NO_BODY_STATUSES = frozenset({204, 304})
 # Idle connections kept per origin, and for how long: well below the brokers' own idle
 # timeout (connections_max_idle_ms), so a kept connection is rarely one the peer has just
 # closed; when it is, the peer never read the request (PeerClosed), and it goes again on
@@ -159,11 +162,33 @@ async def _exchange(connection: _Connection, message: bytes) -> tuple[Answer, bo
         # a closed socket answers to data).
         raise PeerClosed("the peer closed the connection before answering") from None
     status, headers = _parse_head(raw_head)
+    keep = headers.get("connection", "").lower() != "close"
     length = headers.get("content-length", "")
-    if not length.isdigit() or "transfer-encoding" in headers:
-        raise ConnectionError("an answer without a Content-Length")
-    body = await connection.reader.readexactly(int(length))
-    return Answer(status, headers, body), headers.get("connection", "").lower() != "close"
+    if status in NO_BODY_STATUSES:
+        body = b""
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = await _read_chunked(connection.reader)
+    elif length.isdigit():
+        body = await connection.reader.readexactly(int(length))
+    else:  # delimited by the end of the connection
+        body, keep = await connection.reader.read(), False
+    return Answer(status, headers, body), keep
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        size_field = (await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            raise ConnectionError(f"a bad chunk size {size_field[:20]!r}") from None
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailer lines, up to the blank one
+            return b"".join(chunks)
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)  # the CRLF after the chunk
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

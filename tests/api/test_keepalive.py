@@ -52,6 +52,16 @@ class Leader:
     hold: asyncio.Event | None = None
 
 
+async def _chunked(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for piece in (b"first,", b"second"):
+        await response.write(piece)
+    await response.write_eof()
+    return response
+
+
 @pytest_asyncio.fixture
 async def leader() -> AsyncIterator[tuple[Leader, TestServer]]:
     state = Leader()
@@ -67,6 +77,7 @@ async def leader() -> AsyncIterator[tuple[Leader, TestServer]]:
 
     app = web.Application()
     app.router.add_post(REPLICA_FETCH_PATH, fetch)
+    app.router.add_get("/chunked", _chunked)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield state, server
@@ -197,3 +208,33 @@ async def test_a_connection_the_peer_closed_while_idle_is_replaced_without_losin
         await client.close()
     assert state.requests == [REQUEST, REQUEST]
     assert len(state.peers) == 2
+
+
+def _no_content() -> web.StreamResponse:
+    return web.Response(status=204)
+
+
+async def test_answers_without_a_content_length_are_read_whole_and_the_connection_kept(
+    leader: tuple[Leader, TestServer],
+) -> None:
+    """A 204 has no body (a commit's answer); a streamed answer comes in chunks."""
+    state, server = leader
+    state.answer = _no_content
+    client = KeepAliveClient()
+    base = f"http://127.0.0.1:{server.port}"
+    headers = BrokerAuth(SECRET).headers("POST", REPLICA_FETCH_PATH)
+    try:
+        for _ in range(2):
+            empty = await client.request(
+                "POST",
+                base + REPLICA_FETCH_PATH,
+                headers=headers,
+                body=encode_request(REQUEST),
+                timeout_s=5,
+            )
+            assert (empty.status, empty.body) == (204, b"")
+            streamed = await client.request("GET", base + "/chunked", headers={}, timeout_s=5)
+            assert (streamed.status, streamed.body) == (200, b"first,second")
+    finally:
+        await client.close()
+    assert len(state.peers) == 1

@@ -348,16 +348,19 @@ def make_cluster(
     broker a Kafka protocol listener too (loopback only). `security` (a secret, TLS,
     users) goes into the config as is."""
     count = voters + observers
+    # One call for every loopback port: ports from two calls may be the same (the first
+    # call's were free again once it returned; a Kafka listener once got its HTTP port).
+    ports = free_ports(((2 if network is None else 0) + (1 if kafka else 0)) * count)
+    kafka_ports = ports[:count] if kafka else []
     if network is None:
-        ports = free_ports(2 * count)
-        http = [f"127.0.0.1:{ports[2 * i]}" for i in range(count)]
-        raft = [f"127.0.0.1:{ports[2 * i + 1]}" for i in range(count)]
+        loopback = ports[len(kafka_ports) :]
+        http = [f"127.0.0.1:{loopback[2 * i]}" for i in range(count)]
+        raft = [f"127.0.0.1:{loopback[2 * i + 1]}" for i in range(count)]
     else:
         missing = set(range(1, count + 1)) - set(network.nodes)
         assert not missing, f"the hosts have no node for brokers {sorted(missing)}"
         http = [f"{network.address(i + 1)}:{NETNS_HTTP_PORT}" for i in range(count)]
         raft = [f"{network.address(i + 1)}:{NETNS_RAFT_PORT}" for i in range(count)]
-    kafka_ports = free_ports(count) if kafka else []
     security = security or Security()
     if network is not None and security.cluster_secret is None:
         # Brokers off loopback need a secret (api/settings.py).

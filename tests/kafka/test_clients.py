@@ -141,7 +141,8 @@ def test_kafka_python_admin_producer_and_consumer(kafka_cluster: Cluster):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap(kafka_cluster))
     try:
         admin.create_topics([NewTopic("kp", num_partitions=2, replication_factor=3)])
-        assert "kp" in kafka_cluster.get(1, "/v1/topics")["topics"]
+        # Created at the controller; broker 1 learns it from the metadata log a moment later.
+        wait_for(lambda: "kp" in kafka_cluster.get(1, "/v1/topics")["topics"], "kp on broker 1")
         producer = KafkaProducer(bootstrap_servers=bootstrap(kafka_cluster), acks="all")
         sent = [
             producer.send("kp", value=b"v%d" % i, key=b"k", headers=[("h", b"x")]).get(30)

@@ -294,5 +294,9 @@ def test_a_restarted_leaders_partition_keeps_its_records_and_offsets(
         lambda: partition(cluster, other, "kept")["leader"] == leader,
         "the restarted broker to lead its partition again once in sync",
     )
-    assert cluster.read_all(other, "kept", 0) == ["a", "b", "c"]
+    # A new leader's high watermark catches up once its followers fetch (docs/guarantees.md).
+    wait_for(
+        lambda: cluster.read_all(other, "kept", 0) == ["a", "b", "c"],
+        "the records readable at the restarted leader",
+    )
     assert cluster.produce(other, "kept", 0, ["d"]) == [3]

@@ -30,6 +30,10 @@ NO_BODY_STATUSES = frozenset({204, 304})
 # a new connection.
 MAX_IDLE_PER_ORIGIN = 32
 MAX_IDLE_S = 1.0
+# Connections open to one peer at once (aiohttp's connector allowed 100 in all): more
+# requests wait for one, so a burst of forwards cannot take this broker's file handles,
+# nor the peer's max_connections.
+MAX_CONNECTIONS_PER_ORIGIN = 100
 
 
 class PeerClosed(ConnectionError):
@@ -57,6 +61,7 @@ class KeepAliveClient:
     def __init__(self, client_ssl: ssl.SSLContext | None = None) -> None:
         self._ssl = client_ssl
         self._idle: dict[tuple[str, str], deque[_Connection]] = {}
+        self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
 
     async def request(
         self,
@@ -76,7 +81,10 @@ class KeepAliveClient:
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"Content-Length: {len(body)}")
         message = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-        async with asyncio.timeout(timeout_s):
+        slots = self._slots.get(origin)
+        if slots is None:
+            slots = self._slots[origin] = asyncio.Semaphore(MAX_CONNECTIONS_PER_ORIGIN)
+        async with asyncio.timeout(timeout_s), slots:
             while True:
                 connection = self._take_idle(origin)
                 reused = connection is not None

@@ -238,3 +238,25 @@ async def test_answers_without_a_content_length_are_read_whole_and_the_connectio
     finally:
         await client.close()
     assert len(state.peers) == 1
+
+
+async def test_requests_past_the_connection_limit_wait_for_a_connection(
+    leader: tuple[Leader, TestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of requests to one peer opens at most MAX_CONNECTIONS_PER_ORIGIN connections;
+    the rest wait and go on connections as they come free."""
+    monkeypatch.setattr("raftka.api.keepalive.MAX_CONNECTIONS_PER_ORIGIN", 2)
+    state, server = leader
+    state.hold = asyncio.Event()
+    transport = transport_to(server)
+    try:
+        burst = [asyncio.ensure_future(transport(1, REQUEST, 10)) for _ in range(5)]
+        while len(state.requests) < 2:
+            await asyncio.sleep(0.01)
+        assert len(state.requests) == 2  # the other three wait for a connection
+        state.hold.set()
+        assert [len(answers) for answers in await asyncio.gather(*burst)] == [1] * 5
+    finally:
+        await transport.close()
+    assert len(state.requests) == 5
+    assert len(state.peers) == 2

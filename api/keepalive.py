@@ -5,7 +5,7 @@ its leader), always to the same few aiohttp servers. An answer's body is sized b
 Content-Length, by chunks, or (204, 304) absent.
 aiohttp's client (request and response objects, URL parsing, tracing hooks, a timer per
 request) cost more CPU per round trip than the work it carries (docs/benchmarks.md,
-"Broker-to-broker round trips"); this client writes a request in one call and reads the
+"Profile findings (issue 15)", section 8); this client writes a request in one call and reads the
 answer with two. Idle connections are kept per origin and reused; one that failed, timed
 out, was cancelled mid-answer, or that the peer asked to close is closed, never reused.
 """

@@ -118,7 +118,7 @@ def decode_request(raw: bytes) -> FetchRequest:
 def encode_answer(answers: list[PartitionAnswer]) -> bytes:
     """The whole answer in one buffer: copying the records (~0.1 ms per MiB) costs less
     than writing each piece with a system call of its own, as the leader did (measured in
-    docs/benchmarks.md, "Replication round trips")."""
+    docs/benchmarks.md, "Profile findings (issue 15)", section 8)."""
     header = []
     records: list[bytes | memoryview] = []
     for p in answers:

@@ -610,3 +610,43 @@ async def test_a_partition_followed_during_a_long_poll_is_fetched_at_once(logs_d
         assert dropped == requests[:1] and manager._fetchers[2].requests_dropped == 1
     finally:
         await manager.close()
+
+
+def follower_fetch(replica_id: int, offset: int) -> FetchRequest:
+    return FetchRequest(
+        replica_id=replica_id,
+        max_wait_ms=3_600_000,
+        max_bytes=1 << 20,
+        partitions=(PartitionFetch("a", "id-a", 0, 0, offset, 0 if offset else -1),),
+    )
+
+
+async def test_a_higher_high_watermark_alone_does_not_answer_a_held_fetch(
+    manager: ReplicaManager,
+) -> None:
+    """Followers learn the high watermark with their next records (docs/replication.md):
+    a caught-up follower's fetch waits, though the high watermark moved past what it knows,
+    and is answered by the next records, which carry the new high watermark."""
+    replicated = topic("a", (BROKER, 2, 3))
+    await manager.reconcile_topics(state(replicated), ["a"])
+    leader = held(manager, "a")
+    await append_values(leader, 1, 2)
+    for follower in (2, 3):
+        [answer], news = manager.answer_fetch(follower_fetch(follower, 0))
+        assert news and answer.answer.records
+    # Follower 2 reports its end first: the high watermark waits for follower 3.
+    [answer], news = manager.answer_fetch(follower_fetch(2, 2))
+    assert not news and answer.answer.high_watermark == 0
+    held_fetch = asyncio.ensure_future(manager.wait_for_news(follower_fetch(2, 2), 3600))
+    await asyncio.sleep(0)
+    manager.answer_fetch(follower_fetch(3, 2))  # follower 3 reports: the high watermark moves
+    assert leader.high_watermark == 2
+    # A woken fetch ends within microseconds; this one must still be waiting after 0.2 s.
+    done, _ = await asyncio.wait({held_fetch}, timeout=0.2)
+    assert not done, "a high watermark alone woke the held fetch"
+    [answer], news = manager.answer_fetch(follower_fetch(2, 2))
+    assert not news and answer.answer.high_watermark == 2  # told when it asks, not pushed
+    await append_values(leader, 3)
+    await asyncio.wait_for(held_fetch, 60)  # the next records wake it
+    [answer], news = manager.answer_fetch(follower_fetch(2, 2))
+    assert news and answer.answer.records

@@ -182,9 +182,7 @@ def parse_produce(raw: bytes) -> ProduceRequest:
     records = plain.records
     keys = list(map(_KEY, records))
     values = list(map(_VALUE, records))
-    doc = _orjson_reads(raw)
-    if not _scalars_only(doc["records"]):
-        _refuse_wide_integers_in(raw)
+    _check_like_orjson(raw)
     return ProduceRequest(_producer_ref(plain.producer, len(records)), plain=(keys, values))
 
 
@@ -244,9 +242,11 @@ def _check_like_orjson(raw: bytes) -> None:
     """Refuse what msgspec's raw skip accepted but orjson (and so a consumer) would not:
     invalid UTF-8, a lone surrogate escape, a number past a double's range. One
     `orjson.loads` of the body does it exactly, and costs less than msgspec's decode
-    (measured: docs/benchmarks.md, "Profile findings"); so do integers wider than 64 bits,
-    which orjson would round."""
-    load_json(raw)
+    (measured: docs/benchmarks.md, "Profile findings"). Integers wider than 64 bits, which
+    orjson would round, are looked for only where they can be (`_scalars_only`)."""
+    doc = _orjson_reads(raw)
+    if not _scalars_only(doc["records"]):
+        _refuse_wide_integers_in(raw)
 
 
 def _orjson_reads(raw: bytes) -> Any:
@@ -258,8 +258,9 @@ def _orjson_reads(raw: bytes) -> Any:
 
 def _scalars_only(records: list[dict[str, Any]]) -> bool:
     """Whether every key and value (as orjson read them) is a string, an integer, a bool
-    or null, so that no integer in the body is wider than 64 bits: orjson reads such an
-    integer as a float, and the typed decode bounds every integer outside keys and values.
+    or null (or absent: `_b64` forms), so that no integer in the body is wider than 64 bits:
+    orjson reads such an integer as a float, and the typed decode bounds every integer
+    outside keys and values (producer, partition, timestamp; headers are strings).
     Then a run of digits in the body (`"value": "0123456789..."`, an id, a phone number) is
     text, and the exact check it would trigger (3x orjson's parse) is not needed. Run by
     `map` (C): no Python bytecode per record."""

@@ -154,3 +154,14 @@ def test_a_repeated_field_is_read_as_orjson_reads_it(record: bytes, stored: byte
             parse_produce(body)
     else:
         assert parse_produce(body).bodies == [stored + b',"headers":{}']
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1])
+@pytest.mark.parametrize("extra", [{"headers": {"h": "v"}}, {"timestamp": 5}, {"partition": 0}])
+def test_the_general_path_refuses_a_wide_integer_too(number: int, extra: dict[str, Any]) -> None:
+    """Fields other than key and value send a record down the general path, which checks
+    integers the same way."""
+    with pytest.raises(InvalidRequest):
+        parse_produce(json.dumps({"records": [{"value": {"n": number}, **extra}]}).encode())
+    parsed = parse_produce(json.dumps({"records": [{"value": {"n": 2**64 - 1}, **extra}]}).encode())
+    assert json.loads(b"{" + parsed.bodies[0] + b"}")["value"] == {"n": 2**64 - 1}

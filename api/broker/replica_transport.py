@@ -3,8 +3,8 @@
 Sends each fetch on a kept-alive connection to the leader (api/keepalive.py: a fetcher
 sends one request at a time, so one connection per leader carries them all) and maps
 failures as the fetcher expects: anything that means "the leader cannot be reached"
-becomes ConnectionError, an error answer the contract's error. The fetch protocol itself
-is in replication/.
+becomes ConnectionError, an error answer the contract's error (forward.peer_error). The
+fetch protocol itself is in replication/.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-import orjson
-
 from raftka.api.broker_auth import BrokerAuth
+from raftka.api.http.forward import peer_error
 from raftka.api.keepalive import KeepAliveClient
-from raftka.metadata.errors import error_for_code
 from raftka.replication.protocol import (
     FetchRequest,
     PartitionAnswer,
@@ -55,11 +53,7 @@ class HttpFetchTransport:
             timeout_s=timeout_s,
         )
         if answer.status != 200:
-            try:
-                error = orjson.loads(answer.body)["error"]
-                raise error_for_code(error["code"], error["message"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise ConnectionError(f"broker {leader_id} answered {answer.status}") from None
+            raise peer_error(answer.status, answer.body, f"broker {leader_id}")
         return decode_answer(answer.body)
 
     async def close(self) -> None:

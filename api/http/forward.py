@@ -14,11 +14,12 @@ import asyncio
 import ssl
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from aiohttp import web
 
 from raftka.api.broker_auth import BrokerAuth
 from raftka.api.keepalive import KeepAliveClient
-from raftka.metadata.errors import LeaderNotAvailable
+from raftka.metadata.errors import LeaderNotAvailable, RaftkaError, error_for_code
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
 FORWARD_RETRY_WINDOW_S = 2.0
@@ -82,6 +83,16 @@ class Forwarder:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def peer_error(status: int, payload: bytes, peer: str) -> RaftkaError:
+    """The contract error in another broker's error answer; anything else is an
+    INTERNAL_ERROR naming the peer."""
+    try:
+        error = orjson.loads(payload)["error"]
+        return error_for_code(str(error["code"]), str(error["message"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return error_for_code("INTERNAL_ERROR", f"{peer} answered {status} without an error")
 
 
 def _leader_not_available(status: int, payload: bytes) -> bool:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from raftka.api.broker.replica_transport import REPLICA_FETCH_PATH, HttpFetchTransport
 from raftka.api.broker_auth import BROKER_AUTH_HEADER, BrokerAuth
 from raftka.api.keepalive import KeepAliveClient
-from raftka.metadata.errors import LeaderNotAvailable
+from raftka.metadata.errors import LeaderNotAvailable, RaftkaError
 from raftka.replication.leader import FetchVerdict
 from raftka.replication.protocol import (
     FetchAnswer,
@@ -260,3 +260,18 @@ async def test_requests_past_the_connection_limit_wait_for_a_connection(
         await transport.close()
     assert len(state.requests) == 5
     assert len(state.peers) == 2
+
+
+async def test_an_answer_that_is_not_the_contract_is_an_internal_error(
+    leader: tuple[Leader, TestServer],
+) -> None:
+    state, server = leader
+    state.answer = lambda: web.Response(status=502, text="bad gateway")
+    transport = transport_to(server)
+    try:
+        with pytest.raises(RaftkaError) as refused:
+            await transport(1, REQUEST, 5)
+    finally:
+        await transport.close()
+    assert refused.value.code == "INTERNAL_ERROR"
+    assert "broker 1 answered 502" in str(refused.value)

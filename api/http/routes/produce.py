@@ -31,14 +31,13 @@ from raftka.api.http.context import (
     read_body,
     topic_param,
 )
-from raftka.api.http.forward import Forwarder
+from raftka.api.http.forward import Forwarder, peer_error
 from raftka.api.http.records import ProduceRequest, parse_acks, parse_produce
 from raftka.api.partitioner import StickyPartitioner, partition_for_key
 from raftka.metadata.errors import (
     InvalidRequest,
     LeaderNotAvailable,
     UnknownPartition,
-    error_for_code,
 )
 from raftka.replication.partition import PartitionReplica
 
@@ -114,13 +113,9 @@ async def write_partition(
     status, payload, _ = await forwarder.send(
         "POST", partition_path(target, topic, partition, acks), body=body
     )
-    answer = orjson.loads(payload)
     if status != 200:
-        err = answer.get("error", {})
-        raise error_for_code(
-            err.get("code", "INTERNAL_ERROR"), err.get("message", "forwarding failed")
-        )
-    first = answer["offsets"][0]["offset"]
+        raise peer_error(status, payload, target)
+    first = orjson.loads(payload)["offsets"][0]["offset"]
     return -1 if first is None else int(first)
 
 

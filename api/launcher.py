@@ -350,7 +350,8 @@ def make_cluster(
     count = voters + observers
     # One call for every loopback port: ports from two calls may be the same (the first
     # call's were free again once it returned; a Kafka listener once got its HTTP port).
-    ports = free_ports(((2 if network is None else 0) + (1 if kafka else 0)) * count)
+    loopback_ports_per_broker = (0 if network is not None else 2) + (1 if kafka else 0)
+    ports = free_ports(loopback_ports_per_broker * count)
     kafka_ports = ports[:count] if kafka else []
     if network is None:
         loopback = ports[len(kafka_ports) :]

@@ -56,8 +56,8 @@ from raftka.replication.producer_state import (
 from raftka.storage.batch import (
     HEADER_BYTES,
     BatchHeader,
+    JsonRecords,
     Records,
-    TemplatedRecords,
     split_batches,
 )
 from raftka.storage.disk import DiskSpace, is_disk_full
@@ -752,6 +752,6 @@ def producer_batch_of(header: BatchHeader) -> ProducerBatch:
 
 
 def _bodies_bytes(records: Records) -> int:
-    if isinstance(records, TemplatedRecords):
+    if isinstance(records, JsonRecords):
         return records.bodies_bytes()
     return sum(map(len, map(itemgetter(1), records)))

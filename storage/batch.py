@@ -17,13 +17,14 @@ import struct
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, repeat
 from itertools import count as count_from
 from operator import add, itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 from crc32c import crc32c
 
@@ -91,36 +92,97 @@ class BatchHeader:
         return self.size_bytes - self.payload_start
 
 
+class _StoredRecord(msgspec.Struct):
+    """A stored fragment's fields, in the order `build_fragments` writes them."""
+
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+    headers: Any
+
+
+_ENCODER = msgspec.json.Encoder()
+_JSON_NULL = msgspec.Raw(b"null")
+_NO_HEADERS = msgspec.Raw(b"{}")
+# A fragment of JsonRecords without its offset, timestamp, key and value.
+_FRAGMENT_FIXED_BYTES = len(b'{"offset":,"timestamp":,"key":,"value":,"headers":{}}')
+
+
 @dataclass(frozen=True, slots=True)
-class TemplatedRecords:
-    """Records that share one timestamp and one body template: record k's body is
-    `body_template % (columns[0][k], columns[1][k], ...)`. The log builds each fragment
-    with one `%` (offset, timestamp and body at once), instead of one `%` for the body and
-    another for the fragment: the produce path's largest per-record cost (measured:
-    docs/benchmarks.md, "Profile findings"). The fragments are the bytes that
-    `build_fragments` makes of the same (timestamp, body) pairs."""
+class JsonRecords:
+    """Records that share one timestamp and have no headers, whose keys and values are
+    JSON: each column holds `msgspec.Raw` JSON texts (stored as they are), or `str`s that
+    need no escape (no `"`, backslash or control character: stored between quotes); `keys`
+    None means every key is null. msgspec's encoder writes a whole batch's fragments in one
+    call and the position table comes from the texts' lengths, so no Python code runs per
+    record (the produce path's largest cost: docs/benchmarks.md, "Profile findings"). The
+    fragments are the bytes that `build_fragments` makes of the same (timestamp, body)
+    pairs, body `"key":K,"value":V,"headers":{}`."""
 
     timestamp: int
-    body_template: bytes
-    columns: tuple[Sequence[Any], ...]
+    values: Sequence[msgspec.Raw | str]
+    keys: Sequence[msgspec.Raw | str] | None = None
 
     def __len__(self) -> int:
-        return len(self.columns[0])
+        return len(self.values)
 
     def bodies_bytes(self) -> int:
-        """The bodies' total size (the template's `%b` slots filled with the columns'
-        bytes-like values, which is all that templates hold)."""
-        filled = sum(sum(map(len, column)) for column in self.columns)
-        fixed = len(self.body_template) - 2 * len(self.columns)
-        return len(self) * fixed + filled
+        """The keys' and values' JSON text, in bytes (a bound for the disk-room check)."""
+        texts = _text_bytes(self.values)
+        return texts + (
+            len(self.values) * len(b"null") if self.keys is None else _text_bytes(self.keys)
+        )
 
-    def fragments(self, base_offset: int) -> list[bytes]:
-        # The shared timestamp goes into the template once: a `%d` fewer per record (-20%).
-        template = b'{"offset":%%d,"timestamp":%d,' % self.timestamp + self.body_template + b"}"
-        return list(map(template.__mod__, zip(count_from(base_offset), *self.columns)))
+    def payload(self, base_offset: int) -> tuple[memoryview, array[int]]:
+        """The batch payload (the fragments joined by commas) and its position table."""
+        count = len(self.values)
+        keys = repeat(_JSON_NULL) if self.keys is None else self.keys
+        encoded = _ENCODER.encode(
+            list(
+                map(
+                    _StoredRecord,
+                    count_from(base_offset),
+                    repeat(self.timestamp),
+                    keys,
+                    self.values,
+                    repeat(_NO_HEADERS),
+                )
+            )
+        )
+        payload = memoryview(encoded)[1:-1]  # without the list's brackets
+        # Each fragment's length is a constant plus its key's, value's and offset's widths.
+        constant = _FRAGMENT_FIXED_BYTES + len(str(self.timestamp)) + 1  # and its comma
+        lengths: Iterable[int] = _text_lengths(self.values)
+        if self.keys is None:
+            constant += len(b"null")
+        else:
+            lengths = map(add, lengths, _text_lengths(self.keys))
+        last_offset = base_offset + count - 1
+        if len(str(base_offset)) == len(str(last_offset)):
+            constant += len(str(base_offset))
+        else:  # the offsets gain a digit inside this batch
+            lengths = map(add, lengths, map(len, map(str, range(base_offset, last_offset + 1))))
+        ends = array(
+            "I", map(add, accumulate(lengths), range(constant - 1, constant * count, constant))
+        )
+        if ends[-1] != len(payload):
+            raise ValueError("a key or value is neither JSON text nor a string without escapes")
+        return payload, ends
 
 
-Records = Sequence[tuple[int, bytes]] | TemplatedRecords
+def _text_lengths(column: Sequence[msgspec.Raw | str]) -> Iterable[int]:
+    """Each JSON text's length in bytes: a Raw's own, a str's plus its two quotes."""
+    lengths = map(len, column)
+    return map(add, lengths, repeat(2)) if type(column[0]) is str else lengths
+
+
+def _text_bytes(column: Sequence[msgspec.Raw | str]) -> int:
+    total = sum(map(len, column))
+    return total + 2 * len(column) if type(column[0]) is str else total
+
+
+Records = Sequence[tuple[int, bytes]] | JsonRecords
 
 
 def build_fragments(base_offset: int, records: Sequence[tuple[int, bytes]]) -> list[bytes]:
@@ -157,9 +219,60 @@ def encode_batch(
     count = len(fragments)
     if not 1 <= count <= MAX_RECORD_COUNT:
         raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {count}")
-    payload = b",".join(fragments)
     # end of fragment k = its length sum so far + the k commas before it
     ends = array("I", map(add, accumulate(map(len, fragments)), range(count)))
+    return _encode(
+        base_offset,
+        b",".join(fragments),
+        ends,
+        first_timestamp=first_timestamp,
+        max_timestamp=max_timestamp,
+        leader_epoch=leader_epoch,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+    )
+
+
+def encode_json_records(
+    base_offset: int,
+    records: JsonRecords,
+    *,
+    leader_epoch: int = 0,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
+) -> bytes:
+    """Encode JsonRecords as one batch: the bytes `encode_batch` makes of their fragments."""
+    if not 1 <= len(records) <= MAX_RECORD_COUNT:
+        raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {len(records)}")
+    payload, ends = records.payload(base_offset)
+    return _encode(
+        base_offset,
+        payload,
+        ends,
+        first_timestamp=records.timestamp,
+        max_timestamp=records.timestamp,
+        leader_epoch=leader_epoch,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+    )
+
+
+def _encode(
+    base_offset: int,
+    payload: bytes | memoryview,
+    ends: array[int],
+    *,
+    first_timestamp: int,
+    max_timestamp: int,
+    leader_epoch: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+) -> bytes:
+    count = len(ends)
     if _NEEDS_BYTESWAP:
         ends.byteswap()
     table = ends.tobytes()

@@ -24,11 +24,12 @@ from pathlib import Path
 from raftka.storage.batch import (
     HEADER_BYTES,
     BatchHeader,
+    JsonRecords,
     Records,
-    TemplatedRecords,
     build_fragments,
     decode_header,
     encode_batch,
+    encode_json_records,
     fragment_timestamp,
     record_ends,
     record_fragments,
@@ -307,7 +308,7 @@ class PartitionLog:
         producer_epoch: int = -1,
         base_sequence: int = -1,
     ) -> AppendInfo:
-        """Append (timestamp_ms, body) records, or TemplatedRecords, as one batch; offsets
+        """Append (timestamp_ms, body) records, or JsonRecords, as one batch; offsets
         are assigned here.
 
         Never waits for the disk, so it may run on the event loop. When the active
@@ -320,23 +321,22 @@ class PartitionLog:
             raise ValueError(f"leader_epoch must be >= 0, got {leader_epoch}")
         self._check_open()
         base = self.log_end_offset
-        if isinstance(records, TemplatedRecords):
-            fragments = records.fragments(base)
-            first_timestamp = max_timestamp = records.timestamp
+        producer = {
+            "leader_epoch": leader_epoch,
+            "producer_id": producer_id,
+            "producer_epoch": producer_epoch,
+            "base_sequence": base_sequence,
+        }
+        if isinstance(records, JsonRecords):
+            batch = encode_json_records(base, records, **producer)
         else:
-            fragments = build_fragments(base, records)
-            first_timestamp = records[0][0]
-            max_timestamp = max(map(itemgetter(0), records))
-        batch = encode_batch(
-            base,
-            fragments,
-            first_timestamp=first_timestamp,
-            max_timestamp=max_timestamp,
-            leader_epoch=leader_epoch,
-            producer_id=producer_id,
-            producer_epoch=producer_epoch,
-            base_sequence=base_sequence,
-        )
+            batch = encode_batch(
+                base,
+                build_fragments(base, records),
+                first_timestamp=records[0][0],
+                max_timestamp=max(map(itemgetter(0), records)),
+                **producer,
+            )
         return self._append_batch(batch, decode_header(batch, 0, verify_crc=False))
 
     def append_raw(self, batch: bytes | memoryview) -> AppendInfo:

@@ -4,13 +4,18 @@ A produce body becomes a `ProduceRequest`: per record the JSON text a consumer r
 back without braces (`"key":..,"value":..,"headers":{..}`, or the `_b64` forms as
 written), which the log stores as is, so a fetch never re-encodes a record.
 
-The hot path touches records only in C (docs/benchmarks.md, "Profile findings"):
-`msgspec` decodes the body into structs whose `key` and `value` are `msgspec.Raw`, the
-client's own JSON text, unparsed, and hands them to the log as `TemplatedRecords`, which
-builds each stored fragment with one `%` run by `map`. A body with other fields than `key` and `value` takes the general path
-(per-record checks in Python). `msgspec` skips a raw value without checking all that
-`orjson` does (UTF-8, surrogates, numbers past a double), so the body also goes through
-one `orjson.loads`: whatever is stored, a consumer's `orjson` reads back.
+The hot path touches records only in C (docs/benchmarks.md, "Profile findings"): `msgspec`
+decodes the body into structs and hands the keys and values to the log as `JsonRecords`,
+whose fragments msgspec's encoder writes in one call. Three decoders, cheapest first:
+- a body of ASCII without a backslash whose keys and values are all strings (a null key
+  too) is decoded with typed `str` fields: msgspec has then checked all there is to check
+  (a string holds no number, and its text is exactly its quotes around its content);
+- other bodies of `key`/`value` records keep each key and value as `msgspec.Raw`, the
+  client's own JSON text, unparsed. msgspec skips a raw value without checking all that
+  `orjson` does (UTF-8, numbers past a double), so the body also goes through one
+  `orjson.loads`: whatever is stored, a consumer's `orjson` reads back;
+- a body with other fields (headers, `_b64`, partition, timestamp) takes the general path,
+  with per-record checks in Python.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import re
 from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeAlias, TypeVar, cast
 
 import msgspec
 import orjson
@@ -29,7 +34,7 @@ from msgspec import UNSET, Meta, Raw, UnsetType
 
 from raftka.metadata.errors import InvalidRequest
 from raftka.replication.producer_state import ProducerRef
-from raftka.storage.batch import Records, TemplatedRecords
+from raftka.storage.batch import JsonRecords, Records
 
 MAX_TIMESTAMP_MS = 2**62
 # int() alone would also take "1_000", " 7 " and non-ASCII digits such as "٣". At most
@@ -78,6 +83,18 @@ class _PlainBody(msgspec.Struct, forbid_unknown_fields=True):
     producer: _Producer | None = None
 
 
+class _TextRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """A plain record whose value is a JSON string, and its key one too, or null."""
+
+    value: str
+    key: str | None = None
+
+
+class _TextBody(msgspec.Struct, forbid_unknown_fields=True):
+    records: Annotated[list[_TextRecord], Meta(min_length=1)]
+    producer: _Producer | None = None
+
+
 class _Record(msgspec.Struct, forbid_unknown_fields=True):
     key: Raw | UnsetType = UNSET
     key_b64: str | UnsetType = UNSET
@@ -93,29 +110,45 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True):
     producer: _Producer | None = None
 
 
+_TEXT_DECODER = msgspec.json.Decoder(_TextBody)
 _PLAIN_DECODER = msgspec.json.Decoder(_PlainBody)
 _DECODER = msgspec.json.Decoder(_Body)
 
 
+# A plain body's keys or values: all msgspec.Raw JSON texts, or all strs that need no escape.
+Column: TypeAlias = Sequence[Raw | str]
+
+
 class ProduceRequest:
     """A validated produce body: per record its stored text, and what routes it. A body of
-    plain records keeps each key's and value's raw text instead: the log builds their
-    fragments from a template, one `%` per record (storage.batch.TemplatedRecords)."""
+    plain records keeps its keys and values as columns instead (JSON texts, or strings
+    without escapes; keys None when every key is null), which the log encodes in one call
+    (storage.batch.JsonRecords)."""
 
-    __slots__ = ("_bodies", "timestamps", "partitions", "producer", "_keys", "_plain")
+    __slots__ = (
+        "_bodies",
+        "timestamps",
+        "partitions",
+        "producer",
+        "_keys",
+        "_values",
+        "_plain_keys",
+    )
 
     def __init__(
         self,
         producer: ProducerRef | None,
         *,
         bodies: list[bytes] | None = None,
-        plain: tuple[list[Raw], list[Raw]] | None = None,
+        values: Column | None = None,
+        plain_keys: Column | None = None,
         timestamps: list[int | None] | None = None,
         partitions: list[int | None] | None = None,
         keys: list[bytes | None] | None = None,
     ) -> None:
         self._bodies = bodies
-        self._plain = plain  # (raw keys, raw values)
+        self._values = values
+        self._plain_keys = plain_keys
         self.producer = producer
         # None when no record has one: the common case costs nothing per record.
         self.timestamps = timestamps
@@ -123,35 +156,43 @@ class ProduceRequest:
         self._keys = keys
 
     def __len__(self) -> int:
-        return len(self._plain[1]) if self._plain is not None else len(self.bodies)
+        return len(self._values) if self._values is not None else len(self.bodies)
 
     @property
     def bodies(self) -> list[bytes]:
         """Each record's stored text without braces (built on first use for plain ones)."""
         if self._bodies is None:
-            assert self._plain is not None
-            self._bodies = list(map(PLAIN_BODY.__mod__, zip(*self._plain, strict=True)))
+            assert self._values is not None
+            values = _texts(self._values)
+            keys = (
+                [JSON_NULL] * len(values) if self._plain_keys is None else _texts(self._plain_keys)
+            )
+            self._bodies = list(map(PLAIN_BODY.__mod__, zip(keys, values, strict=True)))
         return self._bodies
 
     def keyless(self) -> bool:
-        if self._plain is not None:
-            return all(map(JSON_NULL.__eq__, self._plain[0]))
+        if self._values is not None:
+            return self._plain_keys is None
         return self._keys is None or all(k is None for k in self._keys)
 
     def key_bytes(self) -> list[bytes | None]:
         """Each record's key as the partitioner hashes it (None without a key)."""
         if self._keys is None:
-            raw_keys = self._plain[0] if self._plain is not None else []
-            self._keys = [None if k == JSON_NULL else _json_key_bytes(k) for k in raw_keys]
+            plain = self._plain_keys
+            if plain is None:
+                self._keys = [None] * (len(self._values) if self._values is not None else 0)
+            else:
+                self._keys = [_key_bytes(k) for k in plain]
         return self._keys
 
     def log_records(self, now_ms: int, indexes: Sequence[int] | None = None) -> Records:
         """What the log appends; records without a timestamp get now_ms."""
-        if self._plain is not None:
-            columns = self._plain
+        if self._values is not None:
+            values, keys = self._values, self._plain_keys
             if indexes is not None:
-                columns = (_pick(columns[0], indexes), _pick(columns[1], indexes))
-            return TemplatedRecords(now_ms, PLAIN_BODY, columns)
+                values = _pick(values, indexes)
+                keys = None if keys is None else _pick(keys, indexes)
+            return JsonRecords(now_ms, values, keys)
         bodies = self.bodies if indexes is None else _pick(self.bodies, indexes)
         if self.timestamps is None:
             return list(zip(repeat(now_ms, len(bodies)), bodies, strict=True))
@@ -168,11 +209,38 @@ class ProduceRequest:
         return b"{" + self.bodies[i] + tail
 
 
+def _texts(column: Column) -> Sequence[Raw | bytes]:
+    """A column's JSON texts (a str's: its quotes around it, as it needs no escape)."""
+    return [b'"%b"' % text.encode() if isinstance(text, str) else text for text in column]
+
+
+def _key_bytes(key: Raw | str) -> bytes | None:
+    if isinstance(key, str):
+        return key.encode()
+    return None if key == JSON_NULL else _json_key_bytes(key)
+
+
 def _pick(items: Sequence[T], indexes: Sequence[int]) -> list[T]:
     return list(map(items.__getitem__, indexes))
 
 
 def parse_produce(raw: bytes) -> ProduceRequest:
+    if raw.isascii() and b"\\" not in raw:
+        try:
+            text = _TEXT_DECODER.decode(raw)
+        except msgspec.ValidationError:
+            pass  # not every key and value is a string
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+        else:
+            keys: list[str | None] = list(map(_KEY, text.records))
+            nulls = keys.count(None)
+            if nulls in (0, len(keys)):  # else a mix, which the raw path takes
+                return ProduceRequest(
+                    _producer_ref(text.producer, len(keys)),
+                    values=list(map(_VALUE, text.records)),
+                    plain_keys=None if nulls else cast(list[str], keys),
+                )
     try:
         plain = _PLAIN_DECODER.decode(raw)
     except msgspec.ValidationError:
@@ -180,10 +248,14 @@ def parse_produce(raw: bytes) -> ProduceRequest:
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     records = plain.records
-    keys = list(map(_KEY, records))
+    raw_keys = list(map(_KEY, records))
     values = list(map(_VALUE, records))
     _check_like_orjson(raw)
-    return ProduceRequest(_producer_ref(plain.producer, len(records)), plain=(keys, values))
+    return ProduceRequest(
+        _producer_ref(plain.producer, len(records)),
+        values=values,
+        plain_keys=None if all(map(JSON_NULL.__eq__, raw_keys)) else raw_keys,
+    )
 
 
 def _parse_general(raw: bytes) -> ProduceRequest:

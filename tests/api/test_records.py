@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from raftka.api.http.records import parse_produce
 from raftka.metadata.errors import InvalidRequest
+from raftka.storage.batch import JsonRecords, build_fragments, encode_batch, encode_json_records
 
 json_values = st.recursive(
     st.none()
@@ -28,30 +29,48 @@ def body_of(*records: dict[str, Any]) -> bytes:
     return orjson.dumps({"records": list(records)})
 
 
-@given(key=st.none() | json_values, value=json_values, with_key=st.booleans())
-def test_a_plain_record_is_stored_as_the_general_path_stores_it(
-    key: Any, value: Any, with_key: bool
+plain_keys = st.none() | json_values | st.text(st.characters(max_codepoint=0x7F))
+
+
+@given(
+    records=st.lists(
+        st.tuples(plain_keys, json_values | st.text(st.characters(max_codepoint=0x7F))),
+        min_size=1,
+        max_size=4,
+    ),
+    with_keys=st.booleans(),
+)
+def test_plain_records_are_stored_as_the_general_path_stores_them(
+    records: list[tuple[Any, Any]], with_keys: bool
 ) -> None:
-    plain = {"key": key, "value": value} if with_key else {"value": value}
-    fast = parse_produce(body_of(plain))
+    """Whichever decoder takes the body (strings only, raw texts, or mixed null and string
+    keys), the stored batch is the general path's, byte for byte."""
+    plain = [{"key": k, "value": v} if with_keys else {"value": v} for k, v in records]
+    fast = parse_produce(body_of(*plain))
     # An explicit empty "headers" takes the general path; the stored bytes must not differ.
-    general = parse_produce(body_of({**plain, "headers": {}}))
+    general = parse_produce(body_of(*({**r, "headers": {}} for r in plain)))
     assert fast.bodies == general.bodies
     assert fast.key_bytes() == general.key_bytes()
-    stored_key = key if with_key else None
-    expected_key = (
-        None
-        if stored_key is None
-        else stored_key.encode()
-        if isinstance(stored_key, str)
-        else orjson.dumps(stored_key)
+    stored = fast.log_records(now_ms=7)
+    assert isinstance(stored, JsonRecords)
+    assert encode_json_records(10, stored) == encode_batch(
+        10, build_fragments(10, general.log_records(now_ms=7)), first_timestamp=7, max_timestamp=7
     )
-    assert fast.key_bytes() == [expected_key]
-    assert orjson.loads(b"{" + fast.bodies[0] + b"}") == {
-        "key": stored_key,
-        "value": value,
-        "headers": {},
-    }
+    for i, ((key, value), body) in enumerate(zip(records, fast.bodies, strict=True)):
+        stored_key = key if with_keys else None
+        expected_key = (
+            None
+            if stored_key is None
+            else stored_key.encode()
+            if isinstance(stored_key, str)
+            else orjson.dumps(stored_key)
+        )
+        assert fast.key_bytes()[i] == expected_key
+        assert orjson.loads(b"{" + body + b"}") == {
+            "key": stored_key,
+            "value": value,
+            "headers": {},
+        }
 
 
 def test_a_value_is_stored_as_the_client_wrote_its_json() -> None:

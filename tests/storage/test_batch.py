@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given
@@ -9,10 +10,11 @@ from hypothesis import strategies as st
 
 from raftka.storage.batch import (
     HEADER_BYTES,
-    TemplatedRecords,
+    JsonRecords,
     build_fragments,
     decode_header,
     encode_batch,
+    encode_json_records,
     payload_of,
     record_ends,
     record_fragments,
@@ -111,23 +113,52 @@ def test_empty_batch_is_refused() -> None:
         encode_batch(0, [], first_timestamp=0, max_timestamp=0)
 
 
-@given(
-    base=st.integers(min_value=0, max_value=2**40),
-    timestamp=st.integers(min_value=0, max_value=2**62 - 1),
-    cells=st.lists(
-        st.tuples(st.binary(max_size=12), st.binary(max_size=12)), min_size=1, max_size=20
-    ),
+# What JsonRecords columns hold: JSON texts, or strings that need no escape.
+json_texts = st.builds(
+    lambda v: msgspec.Raw(orjson.dumps(v)),
+    st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8) | st.lists(st.booleans()),
 )
-def test_templated_records_make_the_fragments_of_their_bodies(
-    base: int, timestamp: int, cells: list[tuple[bytes, bytes]]
+plain_strings = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7F, exclude_characters='"\\'), max_size=12
+)
+
+
+def json_text(item: msgspec.Raw | str) -> bytes:
+    return b'"%s"' % item.encode() if isinstance(item, str) else bytes(item)
+
+
+@given(
+    base=st.integers(min_value=0, max_value=2**40) | st.sampled_from([0, 7, 95, 999_990]),
+    timestamp=st.integers(min_value=0, max_value=2**62 - 1),
+    data=st.data(),
+    count=st.integers(1, 20),
+    keyless=st.booleans(),
+)
+def test_json_records_encode_as_the_batch_of_their_fragments(
+    base: int, timestamp: int, data: st.DataObject, count: int, keyless: bool
 ) -> None:
-    template = b'"key":"%b","value":[%b]'
-    records = TemplatedRecords(
-        timestamp,
-        template,
-        ([a.hex().encode() for a, _ in cells], [b.hex().encode() for _, b in cells]),
+    """Also across a power of ten (999_990 + 20 records), where the offsets gain a digit."""
+    column = st.lists(json_texts, min_size=count, max_size=count) | st.lists(
+        plain_strings, min_size=count, max_size=count
     )
-    bodies = [template % (a.hex().encode(), b.hex().encode()) for a, b in cells]
-    assert len(records) == len(cells)
-    assert records.bodies_bytes() == sum(map(len, bodies))
-    assert records.fragments(base) == build_fragments(base, [(timestamp, b) for b in bodies])
+    values = data.draw(column)
+    keys = None if keyless else data.draw(column)
+    records = JsonRecords(timestamp, values, keys)
+    key_texts = [b"null"] * count if keys is None else list(map(json_text, keys))
+    bodies = [
+        b'"key":%b,"value":%b,"headers":{}' % (k, json_text(v))
+        for k, v in zip(key_texts, values, strict=True)
+    ]
+    fragments = build_fragments(base, [(timestamp, b) for b in bodies])
+    assert len(records) == count
+    assert records.bodies_bytes() == sum(map(len, key_texts)) + sum(
+        map(len, map(json_text, values))
+    )
+    assert encode_json_records(base, records, leader_epoch=3) == encode_batch(
+        base, fragments, first_timestamp=timestamp, max_timestamp=timestamp, leader_epoch=3
+    )
+
+
+def test_a_string_that_needs_an_escape_is_refused_not_stored() -> None:
+    with pytest.raises(ValueError, match="escape"):
+        encode_json_records(0, JsonRecords(1, ['say "hi"']))

@@ -114,11 +114,11 @@ def test_empty_batch_is_refused() -> None:
 
 
 # What JsonRecords columns hold: JSON texts, or strings that need no escape.
-json_texts = st.builds(
+json_texts: st.SearchStrategy[msgspec.Raw | str] = st.builds(
     lambda v: msgspec.Raw(orjson.dumps(v)),
     st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8) | st.lists(st.booleans()),
 )
-plain_strings = st.text(
+plain_strings: st.SearchStrategy[msgspec.Raw | str] = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7F, exclude_characters='"\\'), max_size=12
 )
 

@@ -19,7 +19,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, repeat
+from itertools import accumulate, islice, repeat
 from itertools import count as count_from
 from operator import add, itemgetter
 from typing import Any
@@ -151,35 +151,35 @@ class JsonRecords:
             )
         )
         payload = memoryview(encoded)[1:-1]  # without the list's brackets
-        # Each fragment's length is a constant plus its key's, value's and offset's widths.
-        constant = _FRAGMENT_FIXED_BYTES + len(str(self.timestamp)) + 1  # and its comma
-        lengths: Iterable[int] = _text_lengths(self.values)
+        # Each fragment's length (with its comma) is a constant plus its key's and value's
+        # lengths (and its offset's width when that varies). The running sum starts at -1:
+        # a fragment ends before its comma.
+        constant = _FRAGMENT_FIXED_BYTES + len(str(self.timestamp)) + 1 + _quotes(self.values)
+        lengths: Iterable[int] = map(len, self.values)
         if self.keys is None:
             constant += len(b"null")
         else:
-            lengths = map(add, lengths, _text_lengths(self.keys))
+            constant += _quotes(self.keys)
+            lengths = map(add, lengths, map(len, self.keys))
         last_offset = base_offset + count - 1
         if len(str(base_offset)) == len(str(last_offset)):
             constant += len(str(base_offset))
         else:  # the offsets gain a digit inside this batch
             lengths = map(add, lengths, map(len, map(str, range(base_offset, last_offset + 1))))
-        ends = array(
-            "I", map(add, accumulate(lengths), range(constant - 1, constant * count, constant))
-        )
+        sums = accumulate(map(add, lengths, repeat(constant)), initial=-1)
+        ends = array("I", islice(sums, 1, None))
         if ends[-1] != len(payload):
             raise ValueError("a key or value is neither JSON text nor a string without escapes")
         return payload, ends
 
 
-def _text_lengths(column: Sequence[msgspec.Raw | str]) -> Iterable[int]:
-    """Each JSON text's length in bytes: a Raw's own, a str's plus its two quotes."""
-    lengths = map(len, column)
-    return map(add, lengths, repeat(2)) if type(column[0]) is str else lengths
+def _quotes(column: Sequence[msgspec.Raw | str]) -> int:
+    """What a column's JSON text adds to its items' lengths: a str's two quotes."""
+    return 2 if type(column[0]) is str else 0
 
 
 def _text_bytes(column: Sequence[msgspec.Raw | str]) -> int:
-    total = sum(map(len, column))
-    return total + 2 * len(column) if type(column[0]) is str else total
+    return sum(map(len, column)) + _quotes(column) * len(column)
 
 
 Records = Sequence[tuple[int, bytes]] | JsonRecords

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TypeAlias
 
 import orjson
@@ -32,6 +31,7 @@ from raftka.api.http.context import (
     topic_param,
 )
 from raftka.api.http.forward import Forwarder, peer_error
+from raftka.api.http.offsets_answer import Writes, offsets_answer
 from raftka.api.http.records import ProduceRequest, parse_acks, parse_produce
 from raftka.api.partitioner import StickyPartitioner, partition_for_key
 from raftka.metadata.errors import (
@@ -47,14 +47,9 @@ STICKY_KEY = web.AppKey("sticky_partitioner", StickyPartitioner)
 # acks=0 writes still running after their answer, bounded (push-back past the limit).
 BACKGROUND_KEY = web.AppKey("acks0_writes", BackgroundWrites)
 MAX_ACKS0_WRITES_IN_FLIGHT = 256
-# Answers of one partition up to this many records are filled into a cached template.
-MAX_TEMPLATED_ANSWER = 1024
-ANSWER_TEMPLATE_CACHE_SIZE = 64
 
 # Where a partition's records go: this broker's replica, or its leader's URL.
 Target: TypeAlias = PartitionReplica | str
-# The records of one request bound for each partition: their places in the request.
-Writes: TypeAlias = dict[int, Sequence[int]]
 
 
 async def locate_target(broker: Broker, topic: str, partition: int, forwarded: bool) -> Target:
@@ -119,39 +114,6 @@ async def write_partition(
     return -1 if first is None else int(first)
 
 
-@lru_cache(maxsize=ANSWER_TEMPLATE_CACHE_SIZE)
-def _answer_template(partition: int, count: int) -> bytes:
-    """The answer for `count` records of one partition, its offsets left as `%d`: one `%`
-    fills it (about half the cost of a `%` per record)."""
-    entry = b'{"partition":%d,"offset":%%d}' % partition
-    return b'{"offsets":[' + b",".join([entry] * count) + b"]}"
-
-
-def _offsets_answer(writes: Writes, count: int, bases: dict[int, int] | None) -> bytes:
-    """`{"offsets": [...]}` in request order; offsets null when `bases` is None (acks=0).
-    One `%` per record run by `map` (C), joined once: cheaper than dicts and orjson."""
-    if len(writes) == 1:
-        ((p, _),) = writes.items()
-        if bases is None:
-            return (
-                b'{"offsets":[' + b",".join([b'{"partition":%d,"offset":null}' % p] * count) + b"]}"
-            )
-        if count <= MAX_TEMPLATED_ANSWER:
-            return _answer_template(p, count) % tuple(range(bases[p], bases[p] + count))
-        template = b'{"partition":%d,"offset":%%d}' % p
-        entries = map(template.__mod__, range(bases[p], bases[p] + count))
-        return b'{"offsets":[' + b",".join(entries) + b"]}"
-    answer: list[bytes] = [b""] * count
-    for p, indexes in writes.items():
-        if bases is None:
-            for i in indexes:
-                answer[i] = b'{"partition":%d,"offset":null}' % p
-        else:
-            for offset, i in enumerate(indexes, bases[p]):
-                answer[i] = b'{"partition":%d,"offset":%d}' % (p, offset)
-    return b'{"offsets":[' + b",".join(answer) + b"]}"
-
-
 async def _produce(
     request: web.Request,
     topic: str,
@@ -183,7 +145,7 @@ async def _produce(
     else:
         bases = dict(await asyncio.gather(*(write(p) for p in writes)))
     return web.Response(
-        body=_offsets_answer(writes, len(parsed), bases), content_type="application/json"
+        body=offsets_answer(writes, len(parsed), bases), content_type="application/json"
     )
 
 

@@ -233,13 +233,17 @@ def parse_produce(raw: bytes) -> ProduceRequest:
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
         else:
-            keys: list[str | None] = list(map(_KEY, text.records))
-            nulls = keys.count(None)
-            if nulls in (0, len(keys)):  # else a mix, which the raw path takes
+            keys: list[str | None] | None = None
+            if b'"key"' in raw:  # else no record has a key: no pass over them
+                keys = list(map(_KEY, text.records))
+                nulls = keys.count(None)
+                if nulls == len(keys):
+                    keys = None
+            if keys is None or nulls == 0:  # else a mix, which the raw path takes
                 return ProduceRequest(
-                    _producer_ref(text.producer, len(keys)),
+                    _producer_ref(text.producer, len(text.records)),
                     values=list(map(_VALUE, text.records)),
-                    plain_keys=None if nulls else cast(list[str], keys),
+                    plain_keys=cast(list[str] | None, keys),
                 )
     try:
         plain = _PLAIN_DECODER.decode(raw)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from raftka.api.http.context import BROKER_KEY
+from raftka.api.http.routes.fetch import LARGE_ANSWER_BYTES
 from tests.api.support import assert_error, body_of, create_topic, fetch, produce, read_all
 
 LONG_POLL_MS = 10_000
@@ -67,6 +69,30 @@ async def test_max_bytes_caps_the_answer_but_returns_at_least_one_record(
     assert some["next_offset"] == 1 + len(some["records"])
     everything = await fetch(client, "t", offset=0, max_bytes=1_000_000)
     assert len(everything["records"]) == 4
+
+
+async def test_an_answer_past_the_large_answer_size_is_the_same_json(client: TestClient) -> None:
+    """Answers with more than LARGE_ANSWER_BYTES of records are written in pieces."""
+    await create_topic(client, "t")
+    values = [f"{i:04d}" + "x" * 2_000 for i in range(80)]
+    for start in range(0, len(values), 20):
+        await produce(client, "t", [{"value": v} for v in values[start : start + 20]])
+    answers = []
+    for max_bytes in (LARGE_ANSWER_BYTES // 2, 4 * LARGE_ANSWER_BYTES):
+        resp = await client.get(
+            "/v1/topics/t/partitions/0/records",
+            params={"offset": "0", "max_records": "1000", "max_bytes": str(max_bytes)},
+        )
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        raw = await resp.read()
+        assert int(resp.headers["Content-Length"]) == len(raw)
+        answers.append(orjson.loads(raw))
+    small, large = answers
+    assert len(small["records"]) < len(values) == len(large["records"])
+    assert [r["value"] for r in large["records"]] == values
+    assert large["records"][: len(small["records"])] == small["records"]
+    assert (large["next_offset"], large["high_watermark"]) == (len(values), len(values))
 
 
 async def test_paging_with_next_offset_reads_every_record_once(client: TestClient) -> None:

@@ -71,6 +71,13 @@ STALE_LEADER_CODES = frozenset(
 # leaves its outcome unknown: it may still commit.
 REFUSED_CODES = frozenset({"INVALID_REQUEST", "LEADER_NOT_AVAILABLE"})
 
+# A held fetch woken by records lets the event loop run this many passes before it is
+# answered, so that the writes already received (read, not yet appended) go out in the same
+# answer: under load a batch then no longer costs each follower its own round trip
+# (docs/benchmarks.md, "Profile findings", section 9). Passes, not a timer: an idle broker's
+# take microseconds (notes/hot-path.md measured fixed timers to hurt).
+NEWS_GATHER_PASSES = 3
+
 PartitionKey = tuple[str, int]
 # (topic, partition, leader_epoch, partition_epoch, isr) -> the state after the commit.
 AlterPartitionFn = Callable[[str, int, int, int, tuple[int, ...]], Awaitable[MetadataState]]
@@ -400,16 +407,19 @@ class ReplicaManager:
     async def wait_for_news(self, request: FetchRequest, timeout_s: float) -> None:
         """Waits until one of the request's partitions has records past the follower's
         position, or stops being led here, or is opened here
-        (it was not open yet: a new partition), or `timeout_s`."""
+        (it was not open yet: a new partition), or `timeout_s`; then NEWS_GATHER_PASSES
+        passes of the event loop."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         self.fetches_waiting += 1
         try:
             while (left := deadline - loop.time()) > 0:
                 if not await self._wait_once_for_news(request, left):
-                    return
+                    break
         finally:
             self.fetches_waiting -= 1
+        for _ in range(NEWS_GATHER_PASSES):
+            await asyncio.sleep(0)
 
     async def _wait_once_for_news(self, request: FetchRequest, timeout_s: float) -> bool:
         """One wait of wait_for_news; True when it must wait again: only the replicas or

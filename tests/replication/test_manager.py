@@ -25,6 +25,7 @@ from raftka.replication.manager import (
     DELETED_SUFFIX,
     HIGH_WATERMARK_FILE,
     LOG_BATCH,
+    NEWS_GATHER_PASSES,
     TOPIC_ID_FILE,
     ReplicaManager,
     ReplicationSettings,
@@ -32,6 +33,7 @@ from raftka.replication.manager import (
 from raftka.replication.partition import PartitionReplica, PartitionRole
 from raftka.replication.producer_state import ProducerRef
 from raftka.replication.protocol import FetchRequest, PartitionAnswer, PartitionFetch
+from raftka.storage.batch import split_batches
 from raftka.storage.errors import LogClosedError
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 from raftka.storage.log import CLEAN_SHUTDOWN_FILE as LOG_CLEAN_SHUTDOWN_FILE
@@ -650,3 +652,36 @@ async def test_a_higher_high_watermark_alone_does_not_answer_a_held_fetch(
     await asyncio.wait_for(held_fetch, 60)  # the next records wake it
     [answer], news = manager.answer_fetch(follower_fetch(2, 2))
     assert news and answer.answer.records
+
+
+async def test_a_woken_fetch_carries_the_writes_that_land_within_its_gather_passes(
+    manager: ReplicaManager,
+) -> None:
+    """A held fetch woken by one write is answered NEWS_GATHER_PASSES loop passes later (as
+    the replica fetch route answers it), with the writes that landed by then: under load a
+    batch does not cost each follower its own round trip."""
+    await manager.reconcile_topics(state(topic("a", (BROKER, 2, 3))), ["a"])
+    leader = held(manager, "a")
+
+    async def fetch_as_the_route_does() -> list[PartitionAnswer]:
+        await manager.wait_for_news(follower_fetch(2, 0), 3600)
+        answers, _ = manager.answer_fetch(follower_fetch(2, 0))
+        return answers
+
+    async def write_after(passes: int, value: int) -> None:
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        await append_values(leader, value)
+
+    held_fetch = asyncio.ensure_future(fetch_as_the_route_does())
+    await asyncio.sleep(0)  # it is waiting
+    await append_values(leader, 1)  # wakes it
+    # Writes received meanwhile append one per pass from now on.
+    later = [
+        asyncio.ensure_future(write_after(passes, 2 + passes))
+        for passes in range(2 * NEWS_GATHER_PASSES)
+    ]
+    [answer] = await asyncio.wait_for(held_fetch, 60)
+    await asyncio.gather(*later)
+    # Without the passes it carries the waking write and the one in the same pass.
+    assert len(split_batches(answer.answer.records)) > NEWS_GATHER_PASSES

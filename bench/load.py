@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from raftka.bench import answer_reader
 from raftka.bench.figures import BYTES_PER_MB, Latency, latency, rate
 from raftka.bench.http import (
     STREAM_LIMIT_BYTES,
@@ -38,6 +39,8 @@ FIRST_ANSWER_POLL_S = 0.01
 DEFAULT_FETCH_MAX_BYTES = 1024 * 1024
 # The broker's ceiling on records per fetch: max_bytes is what bounds each fetch.
 FETCH_MAX_RECORDS = 100_000
+# A fetch answer ends with its offsets: `],"next_offset":N,"high_watermark":N,...}`.
+TAIL_BYTES = 256
 BODY_VARIANTS = 16  # distinct full request bodies, sent in turn
 
 Progress = Callable[[int], None]  # told the records done so far, a few times a second
@@ -267,22 +270,22 @@ async def consume_worker(state: ConsumeState) -> None:
     while state.ranges:
         r = state.ranges.pop()
         endpoint = r.target.endpoint
-        reader, writer = await asyncio.open_connection(
-            endpoint.host, endpoint.port, ssl=endpoint.tls, limit=STREAM_LIMIT_BYTES
-        )
+        connection = await answer_reader.connect(endpoint.host, endpoint.port, endpoint.tls)
         try:
             offset = r.start
             while offset < r.stop:
-                writer.write(fetch_request(r.target, offset, state.max_bytes, FETCH_MAX_RECORDS))
-                status, body = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
+                request = fetch_request(r.target, offset, state.max_bytes, FETCH_MAX_RECORDS)
+                status, body = await asyncio.wait_for(
+                    connection.exchange(request), RESPONSE_TIMEOUT_S
+                )
                 if status != 200:
                     raise BenchError(
                         f"fetch {r.target.topic}-{r.target.partition}@{offset}: "
-                        f"HTTP {status} {body[:300]!r}"
+                        f"HTTP {status} {bytes(body[:300])!r}"
                     )
                 state.fetches += 1
                 state.bytes += len(body)
-                next_offset = next_offset_of(body)
+                next_offset = next_offset_of(bytes(body[-TAIL_BYTES:]))
                 if next_offset <= offset:
                     raise BenchError(
                         f"fetch {r.target.topic}-{r.target.partition}@{offset} returned nothing "
@@ -291,7 +294,7 @@ async def consume_worker(state: ConsumeState) -> None:
                 state.records += min(next_offset, r.stop) - offset
                 offset = next_offset
         finally:
-            writer.close()
+            connection.close()
 
 
 async def consume(

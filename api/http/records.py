@@ -226,25 +226,9 @@ def _pick(items: Sequence[T], indexes: Sequence[int]) -> list[T]:
 
 def parse_produce(raw: bytes) -> ProduceRequest:
     if raw.isascii() and b"\\" not in raw:
-        try:
-            text = _TEXT_DECODER.decode(raw)
-        except msgspec.ValidationError:
-            pass  # not every key and value is a string
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
-        else:
-            keys: list[str | None] | None = None
-            if b'"key"' in raw:  # else no record has a key: no pass over them
-                keys = list(map(_KEY, text.records))
-                nulls = keys.count(None)
-                if nulls == len(keys):
-                    keys = None
-            if keys is None or nulls == 0:  # else a mix, which the raw path takes
-                return ProduceRequest(
-                    _producer_ref(text.producer, len(text.records)),
-                    values=list(map(_VALUE, text.records)),
-                    plain_keys=cast(list[str] | None, keys),
-                )
+        strings = _parse_strings(raw)
+        if strings is not None:
+            return strings
     try:
         plain = _PLAIN_DECODER.decode(raw)
     except msgspec.ValidationError:
@@ -259,6 +243,32 @@ def parse_produce(raw: bytes) -> ProduceRequest:
         _producer_ref(plain.producer, len(records)),
         values=values,
         plain_keys=None if all(map(JSON_NULL.__eq__, raw_keys)) else raw_keys,
+    )
+
+
+def _parse_strings(raw: bytes) -> ProduceRequest | None:
+    """A body of ASCII without a backslash whose keys and values are all strings (its keys
+    may all be null): then a string's stored text is its content between quotes, exactly as
+    sent, and a string holds no number, so msgspec has checked all that orjson would. None
+    when another value or a mix of null and string keys leaves it to the raw path."""
+    try:
+        text = _TEXT_DECODER.decode(raw)
+    except msgspec.ValidationError:
+        return None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    keys: list[str | None] | None = None
+    if b'"key"' in raw:  # else no record has a key: no pass over them
+        keys = list(map(_KEY, text.records))
+        nulls = keys.count(None)
+        if nulls == len(keys):
+            keys = None
+        elif nulls:
+            return None
+    return ProduceRequest(
+        _producer_ref(text.producer, len(text.records)),
+        values=list(map(_VALUE, text.records)),
+        plain_keys=cast(list[str] | None, keys),
     )
 
 

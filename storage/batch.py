@@ -175,7 +175,7 @@ class JsonRecords:
 
 def _quotes(column: Sequence[msgspec.Raw | str]) -> int:
     """What a column's JSON text adds to its items' lengths: a str's two quotes."""
-    return 2 if type(column[0]) is str else 0
+    return 2 if column and type(column[0]) is str else 0
 
 
 def _text_bytes(column: Sequence[msgspec.Raw | str]) -> int:

@@ -26,7 +26,8 @@ from raftka.replication.partition import PartitionReplica
 
 # An answer with more record bytes is written in three pieces, so that its records are not
 # copied again: into one body here, then with the headers (aiohttp joins those on Python
-# before 3.12.9) (docs/benchmarks.md, "Profile findings").
+# before 3.12.9). Not the replica fetch answer, which measured better in one write
+# (docs/benchmarks.md, "Profile findings", section 9).
 LARGE_ANSWER_BYTES = 64 * 1024
 RECORDS_HEAD = b'{"records":['
 DEFAULT_MAX_RECORDS = 500

@@ -275,3 +275,34 @@ async def test_an_answer_that_is_not_the_contract_is_an_internal_error(
         await transport.close()
     assert refused.value.code == "INTERNAL_ERROR"
     assert "broker 1 answered 502" in str(refused.value)
+
+
+async def test_idle_connections_are_kept_up_to_a_number_and_for_a_time(
+    leader: tuple[Leader, TestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a burst at most MAX_IDLE_PER_ORIGIN connections stay for reuse, and one idle
+    for MAX_IDLE_S or longer is not reused."""
+    monkeypatch.setattr("raftka.api.keepalive.MAX_IDLE_PER_ORIGIN", 2)
+    state, server = leader
+    transport = transport_to(server)
+
+    async def burst(size: int) -> None:
+        state.hold = asyncio.Event()
+        seen = len(state.requests)
+        requests = [asyncio.ensure_future(transport(1, REQUEST, 10)) for _ in range(size)]
+        while len(state.requests) < seen + size:  # all in flight at once
+            await asyncio.sleep(0.01)
+        state.hold.set()
+        await asyncio.gather(*requests)
+        state.hold = None
+
+    try:
+        await burst(4)
+        assert len(state.peers) == 4
+        await burst(4)
+        assert len(state.peers) == 6  # two kept from the first burst, two new
+        monkeypatch.setattr("raftka.api.keepalive.MAX_IDLE_S", 0.0)
+        await transport(1, REQUEST, 5)
+        assert len(state.peers) == 7  # the kept ones were idle too long
+    finally:
+        await transport.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from raftka.bench.http import BenchError
+from raftka.bench.http import BenchError, status_and_length
 
 INITIAL_BUFFER_BYTES = 2 * 1024 * 1024
 MIN_FREE_BYTES = 256 * 1024  # room offered to each read of the socket
@@ -62,15 +62,12 @@ class AnswerReader(asyncio.BufferedProtocol):
                 self._lost = BenchError("an answer's head is longer than 64 KiB")
                 self._wake()
             return
-        head = view[:head_end].lower()
-        marker = head.find(b"content-length:")
-        if marker < 0:
-            self._lost = BenchError(f"an answer without Content-Length: {head[:200]!r}")
+        try:
+            self._status, length = status_and_length(view[:head_end])
+        except BenchError as exc:
+            self._lost = exc
             self._wake()
             return
-        line_end = head.find(b"\r\n", marker)
-        length = int(head[marker + len(b"content-length:") : line_end if line_end >= 0 else None])
-        self._status = int(head[9:12])
         self._head_bytes = head_end + 4
         self._end = self._head_bytes + length
 

@@ -220,15 +220,21 @@ def fetch_request(port: int, offset: int) -> bytes:
 # -- the load client -------------------------------------------------------------------
 
 
+def status_and_length(head: bytes) -> tuple[int, int]:
+    """The status and Content-Length of an HTTP/1.1 response's head."""
+    marker = head.lower().find(b"content-length:")
+    if marker < 0:
+        raise BenchError(f"a response without Content-Length: {head[:200]!r}")
+    line_end = head.find(b"\r\n", marker)
+    length = head[marker + len(b"content-length:") : line_end if line_end >= 0 else None]
+    return int(head[9:12]), int(length)
+
+
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """One HTTP/1.1 response with a Content-Length: (status, body)."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-        marker = head.lower().find(b"content-length:")
-        if marker < 0:
-            raise BenchError(f"a response without Content-Length: {head[:200]!r}")
-        length = int(head[marker + len(b"content-length:") : head.index(b"\r\n", marker)])
-        return int(head[9:12]), await reader.readexactly(length)
+        status, length = status_and_length(await reader.readuntil(b"\r\n\r\n"))
+        return status, await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise BenchError("the server closed a connection in the middle of a response") from None
 

@@ -558,28 +558,39 @@ class PartitionReplica:
         return False
 
     async def _append_as_follower(self, step: Append) -> bool:
+        # Every batch's CRC is checked before any of them is acted on.
+        headers = [header for header, _ in split_batches(step.records)]
+        data = memoryview(step.records)
+        position = 0  # of headers[i] in data
+        i = 0
         appended = False
-        for header, view in split_batches(step.records):
+        while i < len(headers):
+            header = headers[i]
             if header.next_offset <= self.log.log_end_offset:
+                position += header.size_bytes
+                i += 1
                 continue  # already here (an answer to a repeated fetch)
             if header.base_offset < self.log.log_end_offset:
                 # Batch boundaries differ from the leader's: cut back to its batch's start.
                 await self._truncate(self.log.truncate_to, header.base_offset)
-            while True:
-                await self._log_idle()
-                if not self.is_follower:
-                    return appended
-                if self._disk is not None:
-                    self._disk.check_room(len(view))
-                try:
-                    self.log.append_raw(bytes(view))
-                except SegmentFullError:
-                    await self._run_log_op(self.log.roll)
-                    continue
-                break
+            await self._log_idle()
+            if not self.is_follower:
+                return appended
+            if self._disk is not None:
+                self._disk.check_room(len(data) - position)
+            rest = headers[i:]
+            try:
+                # The rest in one write (as many as the active segment takes).
+                taken = self.log.append_batches(data[position:], rest)
+            except SegmentFullError:
+                await self._run_log_op(self.log.roll)
+                continue
             appended = True
-            if header.producer_id != NO_PRODUCER_ID:
-                self.producers.record(producer_batch_of(header))
+            for header in rest[:taken]:
+                position += header.size_bytes
+                if header.producer_id != NO_PRODUCER_ID:
+                    self.producers.record(producer_batch_of(header))
+            i += taken
         hw = min(step.high_watermark, self.log.log_end_offset)
         if hw > self.high_watermark:
             self.high_watermark = hw

@@ -18,6 +18,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from operator import itemgetter
 from pathlib import Path
 
@@ -35,7 +36,6 @@ from raftka.storage.batch import (
     record_fragments,
     records_fitting,
     slice_bounds,
-    verify_batch,
 )
 from raftka.storage.disk import DISK_FULL_ERRNOS
 from raftka.storage.epochs import EpochEntry, LeaderEpochCache
@@ -337,34 +337,54 @@ class PartitionLog:
                 max_timestamp=max(map(itemgetter(0), records)),
                 **producer,
             )
-        return self._append_batch(batch, decode_header(batch, 0, verify_crc=False))
+        header = decode_header(batch, 0, verify_crc=False)
+        self._append_batches(batch, (header,))
+        return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)
 
-    def append_raw(self, batch: bytes | memoryview) -> AppendInfo:
-        """Append one encoded batch copied from a leader, after checking its CRC and offset.
+    def append_batches(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> int:
+        """Append batches copied from a leader: `data` holds them back to back, `headers`
+        are their headers as `split_batches` returned them, having checked every CRC (a
+        follower checks a whole fetched answer before it acts on any of it). As many as
+        the active segment takes go in with one write; returns how many, so the caller
+        rolls and appends the rest.
 
-        Like append: never waits for the disk, raises SegmentFullError when a roll is due.
+        Like append: never waits for the disk, raises SegmentFullError when not even the
+        first batch fits.
         """
         self._check_open()
-        header = verify_batch(batch)
-        if header.leader_epoch < 0:
-            raise ValueError(f"batch at {header.base_offset} has no leader epoch")
-        return self._append_batch(batch, header)
+        if not headers:
+            raise ValueError("append_batches needs at least one batch")
+        if sum(h.size_bytes for h in headers) != len(data):
+            raise ValueError("the batches' sizes do not add up to the data")
+        for before, header in pairwise(headers):
+            if header.base_offset != before.next_offset:
+                raise UnexpectedAppendOffsetError(header.base_offset, before.next_offset)
+        for header in headers:
+            if header.leader_epoch < 0:
+                raise ValueError(f"batch at {header.base_offset} has no leader epoch")
+        return self._append_batches(data, headers)
 
-    def _append_batch(self, batch: bytes | memoryview, header: BatchHeader) -> AppendInfo:
+    def _append_batches(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> int:
         with self._lock:
             self._check_open()
             active = self._segments[-1]
-            if header.base_offset != active.next_offset:
-                raise UnexpectedAppendOffsetError(header.base_offset, active.next_offset)
-            if self._rolling or not active.fits(header, self._config.segment_bytes):
+            first = headers[0]
+            if first.base_offset != active.next_offset:
+                raise UnexpectedAppendOffsetError(first.base_offset, active.next_offset)
+            taken = (
+                0 if self._rolling else active.count_fitting(headers, self._config.segment_bytes)
+            )
+            if taken == 0:
                 raise SegmentFullError(
                     f"segment {active.base_offset} of {self._directory} cannot take "
-                    f"{header.size_bytes} more bytes; roll() and append again"
+                    f"{first.size_bytes} more bytes; roll() and append again"
                 )
-            active.append(batch, header)
-            if header.leader_epoch > self._epochs.latest_epoch:
-                self._epochs.assign(header.leader_epoch, header.base_offset)
-        return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)
+            run = headers[:taken]
+            active.append(memoryview(data)[: sum(h.size_bytes for h in run)], run)
+            for header in run:
+                if header.leader_epoch > self._epochs.latest_epoch:
+                    self._epochs.assign(header.leader_epoch, header.base_offset)
+        return taken
 
     def roll(self) -> None:
         """Start a new active segment at the log end offset. Run it in a worker thread.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from crc32c import crc32c
@@ -204,27 +204,35 @@ class Segment:
     def is_empty(self) -> bool:
         return self.size == 0
 
-    def fits(self, header: BatchHeader, segment_bytes: int) -> bool:
-        """Would appending this batch keep the segment within its limits?"""
-        if self.is_empty():
-            return True  # a batch bigger than segment_bytes still needs a home
-        return (
-            self.size + header.size_bytes <= min(segment_bytes, MAX_SEGMENT_FILE_BYTES)
-            and header.last_offset - self.base_offset <= MAX_RELATIVE_OFFSET
-        )
+    def count_fitting(self, headers: Sequence[BatchHeader], segment_bytes: int) -> int:
+        """How many of these batches, in order, the segment can take within its limits."""
+        limit = min(segment_bytes, MAX_SEGMENT_FILE_BYTES)
+        size = self.size
+        for taken, header in enumerate(headers):
+            # An empty segment takes its first batch whatever its size: it needs a home.
+            if size > 0 and (
+                size + header.size_bytes > limit
+                or header.last_offset - self.base_offset > MAX_RELATIVE_OFFSET
+            ):
+                return taken
+            size += header.size_bytes
+        return len(headers)
 
-    def append(self, batch: bytes | memoryview, header: BatchHeader) -> None:
-        """Write one batch with one write; on failure cut the file back so no torn tail stays."""
+    def append(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> None:
+        """Write batches (`data` holds them back to back) with one write; on failure cut the
+        file back so no torn tail stays."""
         position = self.size
         with self._file as fd:
             try:
-                _write_all(fd, batch)
+                _write_all(fd, data)
             except BaseException as exc:
                 os.ftruncate(fd, position)
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFullError(f"{self.path}: no space for {len(batch)} bytes") from exc
+                    raise DiskFullError(f"{self.path}: no space for {len(data)} bytes") from exc
                 raise
-        self._index_batch(position, header)
+        for header in headers:
+            self._index_batch(position, header)
+            position += header.size_bytes
 
     def _index_batch(self, position: int, header: BatchHeader) -> None:
         if self._bytes_since_index_entry >= self.index_interval_bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 from raftka.storage.batch import (
@@ -104,12 +105,23 @@ class MemoryLog:
         )
         return self._append_batch(batch, verify_batch(batch))
 
-    def append_raw(self, batch: bytes | memoryview) -> AppendInfo:
+    def append_batches(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> int:
+        """Takes every batch: one segment holds everything."""
         self._check_open()
-        header = verify_batch(batch)
-        if header.leader_epoch < 0:
-            raise ValueError(f"batch at {header.base_offset} has no leader epoch")
-        return self._append_batch(bytes(batch), header)
+        if not headers:
+            raise ValueError("append_batches needs at least one batch")
+        if sum(h.size_bytes for h in headers) != len(data):
+            raise ValueError("the batches' sizes do not add up to the data")
+        for before, header in pairwise(headers):
+            if header.base_offset != before.next_offset:
+                raise UnexpectedAppendOffsetError(header.base_offset, before.next_offset)
+        if any(h.leader_epoch < 0 for h in headers):
+            raise ValueError("a batch has no leader epoch")
+        position = 0
+        for header in headers:
+            self._append_batch(bytes(data[position : position + header.size_bytes]), header)
+            position += header.size_bytes
+        return len(headers)
 
     def _append_batch(self, batch: bytes, header: BatchHeader) -> AppendInfo:
         if header.base_offset != self.log_end_offset:

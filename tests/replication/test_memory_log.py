@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.storage.batch import build_fragments, encode_batch
+from raftka.storage.batch import build_fragments, encode_batch, split_batches
 from raftka.storage.errors import OffsetOutOfRangeError
 from raftka.storage.log import LogConfig, PartitionLog
 from raftka.storage.segment import LOG_SUFFIX, segment_name
@@ -85,8 +85,10 @@ class Append:
 
 
 @dataclass(frozen=True)
-class AppendRaw:
-    count: int
+class AppendBatches:
+    """Batches copied from a leader, back to back, of these record counts."""
+
+    counts: tuple[int, ...]
     epoch_step: int
 
 
@@ -111,12 +113,16 @@ class Sync:
     pass
 
 
-Op = Append | AppendRaw | AssignEpoch | TruncateTo | StartAt | Sync
+Op = Append | AppendBatches | AssignEpoch | TruncateTo | StartAt | Sync
 
 where = st.floats(0.0, 1.2)
 ops = st.one_of(
     st.builds(Append, st.integers(1, 4), st.integers(-1, 2), st.booleans()),
-    st.builds(AppendRaw, st.integers(1, 4), st.integers(0, 2)),
+    st.builds(
+        AppendBatches,
+        st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+        st.integers(0, 2),
+    ),
     st.builds(AssignEpoch, st.integers(0, 2), where),
     st.builds(TruncateTo, where),
     st.builds(StartAt, st.integers(0, 3)),
@@ -138,16 +144,24 @@ def apply_op(op: Op, memory: MemoryLog, real: PartitionLog, tag: int) -> None:
         )
         got = memory.append(records(op.count, ts, tag), leader_epoch=epoch, **producer)
         assert got == real.append(records(op.count, ts, tag), leader_epoch=epoch, **producer)
-    elif isinstance(op, AppendRaw):
+    elif isinstance(op, AppendBatches):
         base = real.log_end_offset
-        batch = encode_batch(
-            base,
-            build_fragments(base, records(op.count, ts, tag)),
-            first_timestamp=ts,
-            max_timestamp=ts + op.count - 1,
-            leader_epoch=max(0, real.latest_epoch) + op.epoch_step,
-        )
-        assert memory.append_raw(batch) == real.append_raw(batch)
+        epoch = max(0, real.latest_epoch) + op.epoch_step
+        batches = []
+        for count in op.counts:
+            batches.append(
+                encode_batch(
+                    base,
+                    build_fragments(base, records(count, ts, tag)),
+                    first_timestamp=ts,
+                    max_timestamp=ts + count - 1,
+                    leader_epoch=epoch,
+                )
+            )
+            base += count
+        data = b"".join(batches)
+        headers = [header for header, _ in split_batches(data)]
+        assert memory.append_batches(data, headers) == real.append_batches(data, headers)
     elif isinstance(op, AssignEpoch):
         epoch = max(0, real.latest_epoch + op.epoch_step)
         offset = min(_at(real, op.where), real.log_end_offset)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from raftka.storage.batch import split_batches
 from raftka.storage.errors import SegmentFullError
 from raftka.storage.log import AppendInfo, LogConfig, PartitionLog
 
@@ -46,13 +47,20 @@ def append_rolling(
         return log.append(batch, leader_epoch=leader_epoch)
 
 
-def append_raw_rolling(log: PartitionLog, batch: bytes | memoryview) -> AppendInfo:
-    """log.append_raw, rolling when the active segment is full."""
-    try:
-        return log.append_raw(batch)
-    except SegmentFullError:
-        log.roll()
-        return log.append_raw(batch)
+def append_fetched(log: PartitionLog, data: bytes | memoryview) -> None:
+    """Appends batches copied from a leader as a follower does: split_batches checks them,
+    log.append_batches writes them, rolling when the active segment is full."""
+    batches = split_batches(data)
+    headers = [header for header, _ in batches]
+    view = memoryview(data)
+    while headers:
+        try:
+            taken = log.append_batches(view, headers)
+        except SegmentFullError:
+            log.roll()
+            continue
+        view = view[sum(h.size_bytes for h in headers[:taken]) :]
+        headers = headers[taken:]
 
 
 def apply_retention(log: PartitionLog, now_ms: int) -> int:

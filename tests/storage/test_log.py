@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from raftka.storage.batch import build_fragments, encode_batch
+from raftka.storage.batch import build_fragments, encode_batch, split_batches
 from raftka.storage.errors import (
     CorruptBatchError,
     LogClosedError,
     OffsetOutOfRangeError,
+    SegmentFullError,
     UnexpectedAppendOffsetError,
 )
 from raftka.storage.log import LogConfig, PartitionLog
 
 from .helpers import (
-    append_raw_rolling,
+    append_fetched,
     append_rolling,
     apply_retention,
     body,
@@ -205,17 +207,60 @@ def test_truncate_fully_and_start_at(log: PartitionLog) -> None:
     assert (again.log_start_offset, again.log_end_offset) == (5000, 5002)
 
 
-def test_append_raw_checks_crc_and_base_offset(log: PartitionLog, tmp_path: Path) -> None:
-    frags = build_fragments(100, records(100, 3))
-    good = encode_batch(100, frags, first_timestamp=1, max_timestamp=3, leader_epoch=2)
+def leader_batches(base: int, counts: list[int], epoch: int = 2) -> bytes:
+    """Batches of these record counts from `base` on, back to back, as a leader sends them."""
+    batches = []
+    for count in counts:
+        frags = build_fragments(base, records(base, count))
+        batches.append(
+            encode_batch(base, frags, first_timestamp=1, max_timestamp=3, leader_epoch=epoch)
+        )
+        base += count
+    return b"".join(batches)
+
+
+def test_fetched_batches_are_checked_before_any_is_written(log: PartitionLog) -> None:
+    good = leader_batches(100, [3])
     with pytest.raises(CorruptBatchError):
-        log.append_raw(good[:-1] + bytes([good[-1] ^ 1]))
-    wrong = encode_batch(101, frags, first_timestamp=1, max_timestamp=3)
+        append_fetched(log, good[:-1] + bytes([good[-1] ^ 1]))
     with pytest.raises(UnexpectedAppendOffsetError):
-        log.append_raw(wrong)
-    assert append_raw_rolling(log, good).last_offset == 102
+        append_fetched(log, leader_batches(101, [3]))
+    gap = leader_batches(100, [3]) + leader_batches(104, [3])
+    with pytest.raises(UnexpectedAppendOffsetError):
+        append_fetched(log, gap)
+    headers = [h for h, _ in split_batches(good)]
+    with pytest.raises(ValueError):
+        log.append_batches(good[:-1], headers)
+    assert log.log_end_offset == 100
+    append_fetched(log, good)
     assert [h.leader_epoch for h in log.batches(100)] == [2]
     assert [r["offset"] for r in read_all(log, 99)] == [99, 100, 101, 102]
+
+
+def test_fetched_batches_go_in_with_one_write_up_to_the_segments_end(
+    log: PartitionLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = leader_batches(100, [10] * 6)  # ~380 bytes each; the fixture's segments hold 4,500
+    headers = [h for h, _ in split_batches(data)]
+    writes = []
+    real_write = os.write
+
+    def counting_write(fd: int, buf: bytes | memoryview) -> int:
+        writes.append(len(buf))
+        return real_write(fd, buf)
+
+    monkeypatch.setattr(os, "write", counting_write)
+    taken = log.append_batches(data, headers)
+    assert 0 < taken < len(headers)  # the active segment is full after those
+    taken_bytes = sum(h.size_bytes for h in headers[:taken])
+    assert writes == [taken_bytes]
+    with pytest.raises(SegmentFullError):
+        log.append_batches(data[taken_bytes:], headers[taken:])
+    log.roll()
+    writes.clear()
+    assert log.append_batches(data[taken_bytes:], headers[taken:]) == len(headers) - taken
+    assert writes == [len(data) - taken_bytes]
+    assert offsets(log, 100) == list(range(100, 160))
 
 
 def test_batches_lists_headers_from_an_offset(log: PartitionLog) -> None:

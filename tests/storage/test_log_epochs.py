@@ -23,7 +23,7 @@ from raftka.storage.log import (
     PartitionLog,
 )
 
-from .helpers import append_raw_rolling, append_rolling, apply_retention, open_log, records
+from .helpers import append_fetched, append_rolling, apply_retention, open_log, records
 
 Pairs = list[tuple[int, int]]
 SEGMENT_BYTES = 2000  # a batch of five records is ~450 bytes: four batches a segment
@@ -87,12 +87,12 @@ def test_appends_record_the_first_batch_of_each_newer_epoch(tmp_path: Path) -> N
     assert {e: log.end_offset_for_epoch(e) for e in expected} == expected
 
 
-def test_append_raw_records_the_epoch_in_the_batch_header(tmp_path: Path) -> None:
+def test_fetched_batches_record_the_epoch_in_their_headers(tmp_path: Path) -> None:
     log = open_log(tmp_path / "p")
     for base, epoch in [(0, 2), (3, 2), (6, 5)]:
         frags = build_fragments(base, records(base, 3))
         batch = encode_batch(base, frags, first_timestamp=1, max_timestamp=3, leader_epoch=epoch)
-        append_raw_rolling(log, batch)
+        append_fetched(log, batch)
     assert entries(log) == [(2, 0), (5, 6)]
 
 
@@ -108,7 +108,9 @@ def test_negative_leader_epochs_are_refused(tmp_path: Path) -> None:
         log.append(records(0, 1), leader_epoch=-1)
     frags = build_fragments(0, records(0, 1))
     with pytest.raises(ValueError):
-        log.append_raw(encode_batch(0, frags, first_timestamp=1, max_timestamp=1, leader_epoch=-1))
+        append_fetched(
+            log, encode_batch(0, frags, first_timestamp=1, max_timestamp=1, leader_epoch=-1)
+        )
     assert log.log_end_offset == 0
 
 

@@ -1,5 +1,5 @@
 """Raw reads for followers: the leader's stored batches byte for byte, whole batches only,
-and split_batches, which verifies them on the follower's side before append_raw."""
+and split_batches, which verifies them on the follower's side before append_batches."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from raftka.storage.batch import BatchHeader, split_batches
 from raftka.storage.errors import CorruptBatchError, OffsetOutOfRangeError
 from raftka.storage.log import PartitionLog
 
-from .helpers import append_raw_rolling, append_rolling, apply_retention, open_log, records
+from .helpers import append_fetched, append_rolling, apply_retention, open_log, records
 
 SEGMENT_BYTES = 4500
 FOLLOWER_FETCH_BYTES = 2000  # about two batches of the fixture per fetch
@@ -115,8 +115,7 @@ def test_a_follower_copying_read_raw_holds_the_leaders_bytes(
     follower = open_log(tmp_path / "f", segment_bytes=SEGMENT_BYTES, index_interval_bytes=1000)
     while follower.log_end_offset < log.log_end_offset:
         fetched = log.read_raw(follower.log_end_offset, FOLLOWER_FETCH_BYTES)
-        for _header, batch in split_batches(fetched):
-            append_raw_rolling(follower, batch)
+        append_fetched(follower, fetched)
     assert stored_bytes(follower) == stored_bytes(log)
     assert follower.epoch_entries() == log.epoch_entries()
 

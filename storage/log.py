@@ -157,6 +157,22 @@ def _recover_epochs(
     return cache, on_disk
 
 
+def check_copied_batches(data: bytes | memoryview, headers: Sequence[BatchHeader]) -> None:
+    """What `append_batches` asks of batches copied from a leader, before it writes any:
+    at least one, `data` exactly their bytes, each following the one before, each with a
+    leader epoch."""
+    if not headers:
+        raise ValueError("append_batches needs at least one batch")
+    if sum(h.size_bytes for h in headers) != len(data):
+        raise ValueError("the batches' sizes do not add up to the data")
+    for before, header in pairwise(headers):
+        if header.base_offset != before.next_offset:
+            raise UnexpectedAppendOffsetError(header.base_offset, before.next_offset)
+    for header in headers:
+        if header.leader_epoch < 0:
+            raise ValueError(f"batch at {header.base_offset} has no leader epoch")
+
+
 class PartitionLog:
     """An append-only sequence of record batches split into segments.
 
@@ -352,16 +368,7 @@ class PartitionLog:
         first batch fits.
         """
         self._check_open()
-        if not headers:
-            raise ValueError("append_batches needs at least one batch")
-        if sum(h.size_bytes for h in headers) != len(data):
-            raise ValueError("the batches' sizes do not add up to the data")
-        for before, header in pairwise(headers):
-            if header.base_offset != before.next_offset:
-                raise UnexpectedAppendOffsetError(header.base_offset, before.next_offset)
-        for header in headers:
-            if header.leader_epoch < 0:
-                raise ValueError(f"batch at {header.base_offset} has no leader epoch")
+        check_copied_batches(data, headers)
         return self._append_batches(data, headers)
 
     def _append_batches(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from itertools import pairwise
 from pathlib import Path
 
 from raftka.storage.batch import (
@@ -37,7 +36,7 @@ from raftka.storage.errors import (
     OffsetOutOfRangeError,
     UnexpectedAppendOffsetError,
 )
-from raftka.storage.log import AppendInfo, ReadResult
+from raftka.storage.log import AppendInfo, ReadResult, check_copied_batches
 
 
 class MemoryLog:
@@ -108,15 +107,7 @@ class MemoryLog:
     def append_batches(self, data: bytes | memoryview, headers: Sequence[BatchHeader]) -> int:
         """Takes every batch: one segment holds everything."""
         self._check_open()
-        if not headers:
-            raise ValueError("append_batches needs at least one batch")
-        if sum(h.size_bytes for h in headers) != len(data):
-            raise ValueError("the batches' sizes do not add up to the data")
-        for before, header in pairwise(headers):
-            if header.base_offset != before.next_offset:
-                raise UnexpectedAppendOffsetError(header.base_offset, before.next_offset)
-        if any(h.leader_epoch < 0 for h in headers):
-            raise ValueError("a batch has no leader epoch")
+        check_copied_batches(data, headers)
         position = 0
         for header in headers:
             self._append_batch(bytes(data[position : position + header.size_bytes]), header)

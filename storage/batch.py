@@ -206,7 +206,7 @@ def build_fragments(base_offset: int, records: Sequence[tuple[int, bytes]]) -> l
 
 def encode_batch(
     base_offset: int,
-    fragments: Sequence[bytes],
+    records: Sequence[bytes] | JsonRecords,
     *,
     first_timestamp: int,
     max_timestamp: int,
@@ -215,44 +215,24 @@ def encode_batch(
     producer_epoch: int = NO_PRODUCER_EPOCH,
     base_sequence: int = NO_SEQUENCE,
 ) -> bytes:
-    """Encode fragments (each one record's complete JSON object) as one batch."""
-    count = len(fragments)
+    """Encode records as one batch: fragments (each one record's complete JSON object), or
+    JsonRecords, whose fragments msgspec writes in one call (the same bytes)."""
+    count = len(records)
     if not 1 <= count <= MAX_RECORD_COUNT:
         raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {count}")
-    # end of fragment k = its length sum so far + the k commas before it
-    ends = array("I", map(add, accumulate(map(len, fragments)), range(count)))
-    return _encode(
-        base_offset,
-        b",".join(fragments),
-        ends,
-        first_timestamp=first_timestamp,
-        max_timestamp=max_timestamp,
-        leader_epoch=leader_epoch,
-        producer_id=producer_id,
-        producer_epoch=producer_epoch,
-        base_sequence=base_sequence,
-    )
-
-
-def encode_json_records(
-    base_offset: int,
-    records: JsonRecords,
-    *,
-    leader_epoch: int = 0,
-    producer_id: int = NO_PRODUCER_ID,
-    producer_epoch: int = NO_PRODUCER_EPOCH,
-    base_sequence: int = NO_SEQUENCE,
-) -> bytes:
-    """Encode JsonRecords as one batch: the bytes `encode_batch` makes of their fragments."""
-    if not 1 <= len(records) <= MAX_RECORD_COUNT:
-        raise ValueError(f"a batch holds 1..{MAX_RECORD_COUNT} records, got {len(records)}")
-    payload, ends = records.payload(base_offset)
+    payload: bytes | memoryview
+    if isinstance(records, JsonRecords):
+        payload, ends = records.payload(base_offset)
+    else:
+        payload = b",".join(records)
+        # end of fragment k = its length sum so far + the k commas before it
+        ends = array("I", map(add, accumulate(map(len, records)), range(count)))
     return _encode(
         base_offset,
         payload,
         ends,
-        first_timestamp=records.timestamp,
-        max_timestamp=records.timestamp,
+        first_timestamp=first_timestamp,
+        max_timestamp=max_timestamp,
         leader_epoch=leader_epoch,
         producer_id=producer_id,
         producer_epoch=producer_epoch,

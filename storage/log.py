@@ -30,7 +30,6 @@ from raftka.storage.batch import (
     build_fragments,
     decode_header,
     encode_batch,
-    encode_json_records,
     fragment_timestamp,
     record_ends,
     record_fragments,
@@ -337,22 +336,23 @@ class PartitionLog:
             raise ValueError(f"leader_epoch must be >= 0, got {leader_epoch}")
         self._check_open()
         base = self.log_end_offset
-        producer = {
-            "leader_epoch": leader_epoch,
-            "producer_id": producer_id,
-            "producer_epoch": producer_epoch,
-            "base_sequence": base_sequence,
-        }
         if isinstance(records, JsonRecords):
-            batch = encode_json_records(base, records, **producer)
+            content: Sequence[bytes] | JsonRecords = records
+            first_timestamp = max_timestamp = records.timestamp
         else:
-            batch = encode_batch(
-                base,
-                build_fragments(base, records),
-                first_timestamp=records[0][0],
-                max_timestamp=max(map(itemgetter(0), records)),
-                **producer,
-            )
+            content = build_fragments(base, records)
+            first_timestamp = records[0][0]
+            max_timestamp = max(map(itemgetter(0), records))
+        batch = encode_batch(
+            base,
+            content,
+            first_timestamp=first_timestamp,
+            max_timestamp=max_timestamp,
+            leader_epoch=leader_epoch,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=base_sequence,
+        )
         header = decode_header(batch, 0, verify_crc=False)
         self._append_batches(batch, (header,))
         return AppendInfo(header.base_offset, header.last_offset, header.max_timestamp)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from raftka.api.http.records import parse_produce
 from raftka.metadata.errors import InvalidRequest
-from raftka.storage.batch import JsonRecords, build_fragments, encode_batch, encode_json_records
+from raftka.storage.batch import JsonRecords, build_fragments, encode_batch
 
 json_values = st.recursive(
     st.none()
@@ -53,7 +53,7 @@ def test_plain_records_are_stored_as_the_general_path_stores_them(
     assert fast.key_bytes() == general.key_bytes()
     stored = fast.log_records(now_ms=7)
     assert isinstance(stored, JsonRecords)
-    assert encode_json_records(10, stored) == encode_batch(
+    assert encode_batch(10, stored, first_timestamp=7, max_timestamp=7) == encode_batch(
         10, build_fragments(10, general.log_records(now_ms=7)), first_timestamp=7, max_timestamp=7
     )
     for i, ((key, value), body) in enumerate(zip(records, fast.bodies, strict=True)):

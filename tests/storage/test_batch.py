@@ -14,7 +14,6 @@ from raftka.storage.batch import (
     build_fragments,
     decode_header,
     encode_batch,
-    encode_json_records,
     payload_of,
     record_ends,
     record_fragments,
@@ -154,11 +153,14 @@ def test_json_records_encode_as_the_batch_of_their_fragments(
     assert records.bodies_bytes() == sum(map(len, key_texts)) + sum(
         map(len, map(json_text, values))
     )
-    assert encode_json_records(base, records, leader_epoch=3) == encode_batch(
+    as_json_records = encode_batch(
+        base, records, first_timestamp=timestamp, max_timestamp=timestamp, leader_epoch=3
+    )
+    assert as_json_records == encode_batch(
         base, fragments, first_timestamp=timestamp, max_timestamp=timestamp, leader_epoch=3
     )
 
 
 def test_a_string_that_needs_an_escape_is_refused_not_stored() -> None:
     with pytest.raises(ValueError, match="escape"):
-        encode_json_records(0, JsonRecords(1, ['say "hi"']))
+        encode_batch(0, JsonRecords(1, ['say "hi"']), first_timestamp=1, max_timestamp=1)

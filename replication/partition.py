@@ -561,13 +561,12 @@ class PartitionReplica:
         # Every batch's CRC is checked before any of them is acted on.
         headers = [header for header, _ in split_batches(step.records)]
         data = memoryview(step.records)
-        position = 0  # of headers[i] in data
+        starts = list(itertools.accumulate((h.size_bytes for h in headers), initial=0))  # in data
         i = 0
         appended = False
         while i < len(headers):
             header = headers[i]
             if header.next_offset <= self.log.log_end_offset:
-                position += header.size_bytes
                 i += 1
                 continue  # already here (an answer to a repeated fetch)
             if header.base_offset < self.log.log_end_offset:
@@ -577,17 +576,15 @@ class PartitionReplica:
             if not self.is_follower:
                 return appended
             if self._disk is not None:
-                self._disk.check_room(len(data) - position)
-            rest = headers[i:]
+                self._disk.check_room(len(data) - starts[i])
             try:
                 # The rest in one write (as many as the active segment takes).
-                taken = self.log.append_batches(data[position:], rest)
+                taken = self.log.append_batches(data[starts[i] :], headers[i:])
             except SegmentFullError:
                 await self._run_log_op(self.log.roll)
                 continue
             appended = True
-            for header in rest[:taken]:
-                position += header.size_bytes
+            for header in headers[i : i + taken]:
                 if header.producer_id != NO_PRODUCER_ID:
                     self.producers.record(producer_batch_of(header))
             i += taken

@@ -29,6 +29,7 @@ from raftka.replication.partition import (
     rebuild_producer_states,
 )
 from raftka.replication.producer_state import Duplicate, ProducerBatch, ProducerRef, ProducerStates
+from raftka.storage.errors import CorruptBatchError
 from raftka.storage.log import LogConfig, PartitionLog
 
 BROKER, F1, F2 = 1, 2, 3
@@ -472,6 +473,33 @@ async def test_a_follower_copies_the_leaders_batches_byte_for_byte(replicas: Rep
     assert leader.high_watermark == 5
     await follower.apply_follower_step(Append(answer.records, answer.high_watermark))
     assert follower.high_watermark == 5
+
+
+def _flip_last_byte(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+async def test_a_corrupt_fetched_answer_is_refused_before_anything_is_cut_or_written(
+    replicas: Replicas,
+) -> None:
+    """The follower checks every batch of an answer before it acts on any: a corrupt last
+    batch leaves the log as it was, neither cut back to the first batch's start (its
+    boundaries differ from the leader's) nor added to."""
+    leader = replicas.make("t", BROKER)
+    follower = replicas.make("t", F1)
+    for r in (leader, follower):
+        r.become(role(replicas=(BROKER, F1)))
+    follower.log.append(records(2), leader_epoch=1)  # offsets 0-1, one batch
+    await leader.append(records(5))  # offsets 0-4, one batch: the follower would cut to 0
+    await leader.append(records(3))
+    before = follower.log.read_raw(0, 1 << 20)
+    answer = leader.answer_follower(F1, 1, 0, -1, 1 << 20)
+    with pytest.raises(CorruptBatchError):
+        await follower.apply_follower_step(
+            Append(_flip_last_byte(answer.records), answer.high_watermark)
+        )
+    assert follower.log.log_end_offset == 2
+    assert follower.log.read_raw(0, 1 << 20) == before
 
 
 # Found by the simulation: a replica elected leader records its epoch at its log end; when

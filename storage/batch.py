@@ -227,32 +227,6 @@ def encode_batch(
         payload = b",".join(records)
         # end of fragment k = its length sum so far + the k commas before it
         ends = array("I", map(add, accumulate(map(len, records)), range(count)))
-    return _encode(
-        base_offset,
-        payload,
-        ends,
-        first_timestamp=first_timestamp,
-        max_timestamp=max_timestamp,
-        leader_epoch=leader_epoch,
-        producer_id=producer_id,
-        producer_epoch=producer_epoch,
-        base_sequence=base_sequence,
-    )
-
-
-def _encode(
-    base_offset: int,
-    payload: bytes | memoryview,
-    ends: array[int],
-    *,
-    first_timestamp: int,
-    max_timestamp: int,
-    leader_epoch: int,
-    producer_id: int,
-    producer_epoch: int,
-    base_sequence: int,
-) -> bytes:
-    count = len(ends)
     if _NEEDS_BYTESWAP:
         ends.byteswap()
     table = ends.tobytes()

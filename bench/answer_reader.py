@@ -13,11 +13,21 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from raftka.bench.http import BenchError, status_and_length
+from raftka.bench.errors import BenchError
 
 INITIAL_BUFFER_BYTES = 2 * 1024 * 1024
 MIN_FREE_BYTES = 256 * 1024  # room offered to each read of the socket
 MAX_HEAD_BYTES = 64 * 1024
+
+
+def status_and_length(head: bytes) -> tuple[int, int]:
+    """The status and Content-Length of an HTTP/1.1 response's head."""
+    marker = head.lower().find(b"content-length:")
+    if marker < 0:
+        raise BenchError(f"a response without Content-Length: {head[:200]!r}")
+    line_end = head.find(b"\r\n", marker)
+    length = head[marker + len(b"content-length:") : line_end if line_end >= 0 else None]
+    return int(head[9:12]), int(length)
 
 
 class AnswerReader(asyncio.BufferedProtocol):

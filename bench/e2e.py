@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from raftka.bench.errors import BenchError
 from raftka.bench.figures import Latency, latency, rate
-from raftka.bench.http import BenchError
 from raftka.bench.load import Progress, report_progress
 from raftka.bench.targets import ACKS
 from raftka.client.aio import Admin, Consumer, Producer

@@ -38,7 +38,7 @@ import orjson
 from raftka.api.launcher import Cluster, http_request, make_cluster, wait_for
 from raftka.api.settings import Settings
 from raftka.bench.cpu import set_process_affinity
-from raftka.bench.http import BenchError
+from raftka.bench.errors import BenchError
 
 TOPIC = "failover"
 PARTITIONS = 6  # two per broker, so every broker leads some

@@ -37,8 +37,8 @@ import orjson
 
 from raftka.api.launcher import Cluster, make_cluster, wait_for
 from raftka.bench.cpu import cpu_seconds, machine_cpu_seconds, own_cpu_seconds
+from raftka.bench.errors import BenchError
 from raftka.bench.failover import default_settings
-from raftka.bench.http import BenchError
 
 COMMIT_TOPIC = "bench-commits"
 COMMIT_GROUP = "bench-commits"

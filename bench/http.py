@@ -1,10 +1,9 @@
 """`raftka bench http`: produce and fetch throughput of one raftka broker over HTTP, next to
 a bare aiohttp server (bench/baseline.py) on the same machine.
 
-Each round starts a fresh single broker and a fresh baseline server, one after the other
-in alternating order, each pinned to one CPU while the load client (this process) runs on
-another. The client is cheap on purpose (raw keep-alive sockets, requests built once, one
-request in flight per connection) so that the server is what saturates. Every load loop
+Each round starts a fresh single broker (bench/clusters.py, through the one launcher) and a
+fresh baseline server, one after the other in alternating order, each pinned to one CPU
+while the load client (bench/load.py, in this process) runs on another. Every load loop
 ends after its window or deadline, and every server is stopped by PID and its files
 removed, whatever happens. This module only measures: it never changes how a broker runs.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http.client
-import math
 import os
 import shutil
 import statistics
@@ -28,49 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from raftka.api.launcher import http_request
 from raftka.api.ports import free_ports
-from raftka.api.settings import (
-    FSYNC_POLICIES,
-    BrokerAddress,
-    ClusterConfig,
-    Settings,
-    render_config,
-)
-from raftka.metadata.errors import RaftkaError
+from raftka.api.settings import FSYNC_POLICIES, Settings
+from raftka.bench import load
+from raftka.bench.clusters import create_topic, running_cluster, targets_of, url
+from raftka.bench.errors import BenchError
+from raftka.bench.targets import Endpoint, Target, describe
 
 HOST = "127.0.0.1"
 TOPIC = "t"
 PRODUCE_PATH = f"/v1/topics/{TOPIC}/partitions/0/records?acks=1"
-OFFSETS_PATH = f"/v1/topics/{TOPIC}/partitions/0/offsets"
-FETCH_PATH = f"/v1/topics/{TOPIC}/partitions/0/records"
-FETCH_MAX_BYTES = 1024 * 1024
-# The broker's ceiling on records per fetch: FETCH_MAX_BYTES is what bounds each fetch.
-FETCH_MAX_RECORDS = 100_000
+FETCH_MAX_BYTES = load.DEFAULT_FETCH_MAX_BYTES
 FETCH_CONNECTIONS = (1, 4)
-BODY_VARIANTS = 32  # distinct request bodies, sent in turn
 
 READY_DEADLINE_S = 60.0
 READY_POLL_S = 0.1
-RESPONSE_TIMEOUT_S = 10.0
-TOP_UP_DEADLINE_S = 30.0
-FETCH_DEADLINE_S = 30.0
 STOP_TIMEOUT_S = 15.0
 HTTP_PROBE_TIMEOUT_S = 5.0
-# The asyncio reader's buffer must hold a whole response head plus a 1 MiB fetch answer.
-STREAM_LIMIT_BYTES = 8 * 1024 * 1024
 LOG_TAIL_LINES = 20
 
 BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
-
-
-class BenchError(RaftkaError):
-    """A server did not start or answered badly: the run cannot give figures."""
-
-    code = "BENCH_FAILED"
 
 
 # -- options and results -------------------------------------------------------------
@@ -183,202 +160,46 @@ class HttpBenchReport:
 # -- the workload ----------------------------------------------------------------------
 
 
-def make_bodies(options: BenchOptions) -> list[bytes]:
-    """BODY_VARIANTS produce bodies of records {"key": "user-N", "value": <record_size chars>}."""
-    value = ("0123456789" * (options.record_size // 10 + 1))[: options.record_size]
-    bodies = []
-    for variant in range(BODY_VARIANTS):
-        first = variant * options.records_per_request
-        records = [
-            {"key": f"user-{first + i}", "value": value} for i in range(options.records_per_request)
-        ]
-        bodies.append(orjson.dumps({"records": records}))
+def produce_spec(options: BenchOptions, records: int | None = None) -> load.ProduceSpec:
+    """Keyed records ("user-N") to partition 0; a window, or `records` acknowledged."""
+    return load.ProduceSpec(
+        records=records,
+        record_size=options.record_size,
+        batch=options.records_per_request,
+        acks="1",
+        concurrency=options.connections,
+        window_s=options.window_s,
+        warmup_s=options.warmup_s,
+        keyed=True,
+    )
+
+
+def request_body_bytes(options: BenchOptions) -> int:
+    """One full request's body; refused when the broker would refuse it."""
+    size = len(load.produce_body(options.records_per_request, options.record_size, 0, True))
     limit = Settings().max_request_bytes
-    if max(len(b) for b in bodies) > limit:
+    if size > limit:
         raise ValueError(f"a request body would exceed the broker's {limit} bytes limit")
-    return bodies
+    return size
 
 
-def produce_requests(port: int, bodies: list[bytes]) -> list[bytes]:
-    return [
-        (
-            f"POST {PRODUCE_PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-        for body in bodies
-    ]
-
-
-def fetch_request(port: int, offset: int) -> bytes:
-    return (
-        f"GET {FETCH_PATH}?offset={offset}&max_bytes={FETCH_MAX_BYTES}"
-        f"&max_records={FETCH_MAX_RECORDS} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n"
-    ).encode()
-
-
-# -- the load client -------------------------------------------------------------------
-
-
-def status_and_length(head: bytes) -> tuple[int, int]:
-    """The status and Content-Length of an HTTP/1.1 response's head."""
-    marker = head.lower().find(b"content-length:")
-    if marker < 0:
-        raise BenchError(f"a response without Content-Length: {head[:200]!r}")
-    line_end = head.find(b"\r\n", marker)
-    length = head[marker + len(b"content-length:") : line_end if line_end >= 0 else None]
-    return int(head[9:12]), int(length)
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One HTTP/1.1 response with a Content-Length: (status, body)."""
-    try:
-        status, length = status_and_length(await reader.readuntil(b"\r\n\r\n"))
-        return status, await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise BenchError("the server closed a connection in the middle of a response") from None
-
-
-async def exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, what: str
-) -> bytes:
-    """Sends one request; returns the body of its 200 answer."""
-    writer.write(request)
-    status, body = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
-    if status != 200:
-        raise BenchError(f"{what}: HTTP {status} {body[:200]!r}")
-    return body
-
-
-@dataclass(slots=True)
-class LoadCounters:
-    counting: bool = False
-    stopped: bool = False
-    requests: int = 0
-    limit: int | None = None  # stop after this many counted requests
-
-
-async def produce_worker(
-    port: int, requests: list[bytes], first: int, step: int, counters: LoadCounters
-) -> None:
-    """One keep-alive connection, one request in flight, until the counters say stop."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        k = first
-        while not counters.stopped:
-            await exchange(reader, writer, requests[k % len(requests)], "produce")
-            k += step
-            if counters.counting:
-                counters.requests += 1
-                if counters.limit is not None and counters.requests >= counters.limit:
-                    counters.stopped = True
-    finally:
-        writer.close()
-
-
-async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
-    """Waits `seconds` (None: until every task ends), or less if every task ends; a task's
-    error is raised at once. Shared by every load client of bench/."""
-    done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
-    for task in done:
-        task.result()
-
-
-async def stop_workers(tasks: list[asyncio.Task[None]]) -> None:
-    """Lets in-flight requests finish (bounded), then cancels what is left."""
-    _, pending = await asyncio.wait(tasks, timeout=RESPONSE_TIMEOUT_S)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def start_workers(
-    port: int, requests: list[bytes], connections: int, counters: LoadCounters
-) -> list[asyncio.Task[None]]:
-    return [
-        asyncio.create_task(produce_worker(port, requests, c, connections, counters))
-        for c in range(connections)
-    ]
-
-
-async def produce_load(
-    port: int, requests: list[bytes], body_bytes: float, options: BenchOptions
-) -> ProduceResult:
-    """Closed-loop produce: warm up, then count the answers of one window."""
-    counters = LoadCounters()
-    tasks = start_workers(port, requests, options.connections, counters)
-    try:
-        await run_for(tasks, options.warmup_s)
-        counters.counting = True
-        started = time.perf_counter()
-        await run_for(tasks, options.window_s)
-        done, elapsed = counters.requests, time.perf_counter() - started
-    finally:
-        counters.stopped = True
-        await stop_workers(tasks)
-    if done == 0:
-        raise BenchError(f"no produce answered within the {options.window_s} s window")
-    requests_per_s = done / elapsed
+def produce_figures(result: load.ProduceResult, body_bytes: float) -> ProduceResult:
+    requests_per_s = result.requests / result.elapsed_s
     return ProduceResult(
         requests_per_s=requests_per_s,
-        records_per_s=requests_per_s * options.records_per_request,
+        records_per_s=result.records_per_s,
         mb_per_s=requests_per_s * body_bytes / BYTES_PER_MB,
         us_per_request=US_PER_S / requests_per_s,
     )
 
 
-async def top_up(port: int, requests: list[bytes], records: int, options: BenchOptions) -> None:
-    """Produces about `records` more records, within TOP_UP_DEADLINE_S."""
-    counters = LoadCounters(counting=True, limit=math.ceil(records / options.records_per_request))
-    tasks = start_workers(port, requests, options.connections, counters)
-    try:
-        await run_for(tasks, TOP_UP_DEADLINE_S)
-    finally:
-        counters.stopped = True
-        await stop_workers(tasks)
-
-
-def next_offset_of(body: bytes) -> int:
-    """The fetch answer ends with `],"next_offset":N,"high_watermark":...}`."""
-    tail = body[body.rindex(b'"next_offset":') + len(b'"next_offset":') :]
-    return int(tail[: tail.index(b",")])
-
-
-async def fetch_range(port: int, start: int, stop: int, deadline: float) -> tuple[int, int, int]:
-    """Sequential fetches of [start, stop) on one connection: (records, bytes, fetches)."""
-    reader, writer = await asyncio.open_connection(HOST, port, limit=STREAM_LIMIT_BYTES)
-    offset, records, received, fetches = start, 0, 0, 0
-    try:
-        while offset < stop and time.monotonic() < deadline:
-            body = await exchange(reader, writer, fetch_request(port, offset), f"fetch {offset}")
-            fetches += 1
-            received += len(body)
-            next_offset = next_offset_of(body)
-            if next_offset <= offset:
-                break
-            records += min(next_offset, stop) - offset
-            offset = next_offset
-    finally:
-        writer.close()
-    return records, received, fetches
-
-
-async def fetch_log(port: int, log_end: int, connections: int) -> FetchResult:
-    """Reads [0, log_end) once, split into one contiguous range per connection."""
-    deadline = time.monotonic() + FETCH_DEADLINE_S
-    bounds = [log_end * i // connections for i in range(connections + 1)]
-    started = time.perf_counter()
-    parts = await asyncio.gather(
-        *(fetch_range(port, bounds[i], bounds[i + 1], deadline) for i in range(connections))
-    )
-    elapsed = time.perf_counter() - started
-    records = sum(p[0] for p in parts)
+def fetch_figures(result: load.ConsumeResult, connections: int) -> FetchResult:
     return FetchResult(
         connections=connections,
-        records=records,
-        fetches=sum(p[2] for p in parts),
-        records_per_s=records / elapsed,
-        mb_per_s=sum(p[1] for p in parts) / elapsed / BYTES_PER_MB,
+        records=result.records,
+        fetches=result.fetches,
+        records_per_s=result.records_per_s,
+        mb_per_s=result.mb_per_s,
     )
 
 
@@ -467,46 +288,20 @@ def http_status(port: int, method: str, path: str, body: Any = None) -> tuple[in
     return resp.status, resp.body
 
 
-def wait_ready(server: ServerProcess, create_topic: bool) -> None:
-    """Until the server accepts a produce to t-0 (after creating `t` on raftka)."""
+def wait_ready(server: ServerProcess) -> None:
+    """Until the server accepts a produce to t-0."""
     probe = {"records": [{"key": "probe", "value": "probe"}]}
-    topic_ready = not create_topic
     deadline = time.monotonic() + READY_DEADLINE_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(f"{server.name} exited at start:\n{server.log_tail()}")
         try:
-            if not topic_ready:
-                # 503 while the broker starts; 409 if an earlier attempt timed out but worked.
-                status, _ = http_status(
-                    server.port, "POST", "/v1/topics", {"name": TOPIC, "partitions": 1}
-                )
-                topic_ready = status in (201, 409)
-            if topic_ready and http_status(server.port, "POST", PRODUCE_PATH, probe)[0] == 200:
+            if http_status(server.port, "POST", PRODUCE_PATH, probe)[0] == 200:
                 return
         except (OSError, http.client.HTTPException):
             pass  # not listening yet
         time.sleep(READY_POLL_S)
     raise BenchError(f"{server.name} not ready within {READY_DEADLINE_S} s:\n{server.log_tail()}")
-
-
-@contextmanager
-def raftka_broker(directory: Path, fsync: str, cpu: int | None) -> Iterator[ServerProcess]:
-    """A one-broker cluster (its own metadata voter) with topic `t` of one partition."""
-    http_port, raft_port = free_ports(2)
-    config = ClusterConfig(
-        cluster_id="bench",
-        data_dir=directory / "data",
-        brokers=(BrokerAddress(1, f"{HOST}:{http_port}", f"{HOST}:{raft_port}"),),
-        settings=Settings(fsync=fsync),
-    )
-    directory.mkdir(parents=True)
-    config_path = directory / "cluster.toml"
-    config_path.write_text(render_config(config))
-    command = [sys.executable, "-m", "raftka", "broker", "--config", str(config_path), "--id", "1"]
-    with server_process("raftka", command, http_port, directory, cpu) as server:
-        wait_ready(server, create_topic=True)
-        yield server
 
 
 @contextmanager
@@ -522,57 +317,59 @@ def baseline_server(directory: Path, cpu: int | None) -> Iterator[ServerProcess]
         str(directory / "data"),
     ]
     with server_process("baseline", command, port, directory, cpu) as server:
-        wait_ready(server, create_topic=False)
+        wait_ready(server)
         yield server
 
 
 # -- one round -------------------------------------------------------------------------
 
 
-def log_end(port: int) -> int:
-    status, body = http_status(port, "GET", OFFSETS_PATH)
-    if status != 200:
-        raise BenchError(f"offsets: HTTP {status} {body}")
-    return int(body["offset"])
-
-
 def measure_raftka(
-    server: ServerProcess, bodies: list[bytes], body_bytes: float, options: BenchOptions
+    root: Path, cpu: int | None, options: BenchOptions, body_bytes: float
 ) -> tuple[ProduceResult, tuple[FetchResult, ...]]:
-    requests = produce_requests(server.port, bodies)
-    produce = asyncio.run(produce_load(server.port, requests, body_bytes, options))
-    end = log_end(server.port)
-    if end < options.fetch_records:
-        asyncio.run(top_up(server.port, requests, options.fetch_records - end, options))
-        end = log_end(server.port)
-    fetches = tuple(asyncio.run(fetch_log(server.port, end, c)) for c in FETCH_CONNECTIONS)
-    return produce, fetches
+    """Produce for a window, top the log up to `fetch_records`, then read it whole with
+    each of FETCH_CONNECTIONS."""
+    with running_cluster(root, 1, cpu, fsync=options.fsync) as (cluster, controller):
+        create_topic(cluster, controller, TOPIC, 1, 1)
+        targets = targets_of(cluster, controller, TOPIC)
+        produced = asyncio.run(load.produce(targets, produce_spec(options)))
+        (view,) = asyncio.run(describe(url(cluster, controller), TOPIC))
+        missing = options.fetch_records - (view.high_watermark - view.log_start_offset)
+        if missing > 0:
+            asyncio.run(load.produce(targets, produce_spec(options, records=missing)))
+            (view,) = asyncio.run(describe(url(cluster, controller), TOPIC))
+        bounds = [(view.log_start_offset, view.high_watermark)]
+        fetches = tuple(
+            fetch_figures(asyncio.run(load.consume(targets, bounds, c, FETCH_MAX_BYTES)), c)
+            for c in FETCH_CONNECTIONS
+        )
+    return produce_figures(produced, body_bytes), fetches
 
 
 def measure_baseline(
-    server: ServerProcess, bodies: list[bytes], body_bytes: float, options: BenchOptions
+    root: Path, cpu: int | None, options: BenchOptions, body_bytes: float
 ) -> ProduceResult:
-    requests = produce_requests(server.port, bodies)
-    return asyncio.run(produce_load(server.port, requests, body_bytes, options))
+    with baseline_server(root, cpu) as server:
+        targets = [Target(Endpoint(HOST, server.port), TOPIC, 0)]
+        return produce_figures(
+            asyncio.run(load.produce(targets, produce_spec(options))), body_bytes
+        )
 
 
 def run_round(
-    index: int, root: Path, plan: CpuPlan, bodies: list[bytes], options: BenchOptions
+    index: int, root: Path, plan: CpuPlan, body_bytes: float, options: BenchOptions
 ) -> RoundResult:
     """Both servers, one at a time: raftka first in even rounds, the baseline in odd ones."""
     order = ("raftka", "baseline") if index % 2 == 0 else ("baseline", "raftka")
-    body_bytes = statistics.mean(len(b) for b in bodies)
     raftka: ProduceResult | None = None
     baseline: ProduceResult | None = None
     fetches: tuple[FetchResult, ...] = ()
     for name in order:
         directory = root / f"round-{index}-{name}"
         if name == "raftka":
-            with raftka_broker(directory, options.fsync, plan.server_cpu) as server:
-                raftka, fetches = measure_raftka(server, bodies, body_bytes, options)
+            raftka, fetches = measure_raftka(directory, plan.server_cpu, options, body_bytes)
         else:
-            with baseline_server(directory, plan.server_cpu) as server:
-                baseline = measure_baseline(server, bodies, body_bytes, options)
+            baseline = measure_baseline(directory, plan.server_cpu, options, body_bytes)
     assert raftka is not None and baseline is not None
     return RoundResult(index + 1, order, raftka, baseline, fetches)
 
@@ -620,7 +417,7 @@ def run_http_bench(
     options: BenchOptions, progress: Callable[[str], None] | None = None
 ) -> HttpBenchReport:
     """The whole benchmark; `progress` receives a line per finished round."""
-    bodies = make_bodies(options)
+    body_bytes = request_body_bytes(options)
     plan = plan_cpus()
     rounds: list[RoundResult] = []
     with (
@@ -628,13 +425,13 @@ def run_http_bench(
         client_pinned(plan),
     ):
         for index in range(options.rounds):
-            rounds.append(run_round(index, Path(tmp), plan, bodies, options))
+            rounds.append(run_round(index, Path(tmp), plan, body_bytes, options))
             if progress is not None:
                 progress(describe_round(rounds[-1]))
     return HttpBenchReport(
         options=options,
         cpu=plan,
-        request_body_bytes=statistics.mean(len(b) for b in bodies),
+        request_body_bytes=body_bytes,
         rounds=tuple(rounds),
         medians=summarize(rounds),
     )

@@ -1,6 +1,7 @@
-"""The load client of `raftka bench produce` and `raftka bench consume`: raw keep-alive
-connections, requests built before timing starts, one request in flight per connection
-(bench/http.py's cheap client), so that the brokers saturate before this process does.
+"""The load client of every `raftka bench` command that produces or consumes (produce,
+consume, http, replication, suite): raw keep-alive connections, requests built before
+timing starts, one request in flight per connection, so that the brokers saturate before
+this process does.
 
 Produce runs until a number of records is acknowledged, or for a time window after a
 warm-up (the suite's mode). Every request is timed as the client sees it; a request
@@ -16,19 +17,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
 from raftka.bench import answer_reader
+from raftka.bench.answer_reader import status_and_length
+from raftka.bench.errors import BenchError
 from raftka.bench.figures import BYTES_PER_MB, Latency, latency, rate
-from raftka.bench.http import (
-    STREAM_LIMIT_BYTES,
-    BenchError,
-    next_offset_of,
-    read_response,
-    run_for,
-    stop_workers,
-)
 from raftka.bench.targets import ACKS, Target, fetch_request, produce_request
 
 RESPONSE_TIMEOUT_S = 45.0  # above a broker's request_timeout_ms: acks=all answers 504 first
@@ -42,6 +38,8 @@ FETCH_MAX_RECORDS = 100_000
 # A fetch answer ends with its offsets: `],"next_offset":N,"high_watermark":N,...}`.
 TAIL_BYTES = 256
 BODY_VARIANTS = 16  # distinct full request bodies, sent in turn
+# The asyncio reader's buffer must hold a whole response head plus a 1 MiB fetch answer.
+STREAM_LIMIT_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[int], None]  # told the records done so far, a few times a second
 
@@ -55,6 +53,7 @@ class ProduceSpec:
     concurrency: int = 8
     window_s: float = 0.0
     warmup_s: float = 0.0
+    keyed: bool = False  # records with keys "user-N" (to the partition the target names)
 
     def __post_init__(self) -> None:
         for name in ("record_size", "batch", "concurrency"):
@@ -91,17 +90,67 @@ class ConsumeResult:
     mb_per_s: float
 
 
+# -- the connections -------------------------------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length: (status, body)."""
+    try:
+        status, length = status_and_length(await reader.readuntil(b"\r\n\r\n"))
+        return status, await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise BenchError("the server closed a connection in the middle of a response") from None
+
+
+async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
+    """Waits `seconds` (None: until every task ends), or less if every task ends; a task's
+    error is raised at once. Shared by every load client of bench/."""
+    done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        task.result()
+
+
+async def stop_workers(tasks: list[asyncio.Task[None]]) -> None:
+    """Lets in-flight requests finish (bounded), then cancels what is left."""
+    _, pending = await asyncio.wait(tasks, timeout=RESPONSE_TIMEOUT_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def next_offset_of(body: bytes) -> int:
+    """The fetch answer ends with `],"next_offset":N,"high_watermark":...}`."""
+    tail = body[body.rindex(b'"next_offset":') + len(b'"next_offset":') :]
+    return int(tail[: tail.index(b",")])
+
+
+# -- produce ---------------------------------------------------------------------------
+
+
 def record_value(size: int) -> str:
     return ("0123456789" * (size // 10 + 1))[:size]
 
 
-def produce_body(count: int, size: int, variant: int) -> bytes:
-    """`count` keyless records whose values are `size` characters; variants differ in their
-    first characters so that no two bodies in a row are the same bytes."""
+def produce_body(count: int, size: int, variant: int, keyed: bool = False) -> bytes:
+    """`count` records whose values are `size` characters, keyless or keyed "user-N";
+    variants differ in their first characters (and keys) so that no two bodies in a row
+    are the same bytes."""
     value = record_value(size)
     tag = f"{variant:x}"
     values = [(tag + value)[:size] for _ in range(count)]
+    if keyed:
+        first = variant * count
+        keyed_records = [{"key": f"user-{first + i}", "value": v} for i, v in enumerate(values)]
+        return orjson.dumps({"records": keyed_records})
     return orjson.dumps({"records": [{"value": v} for v in values]})
+
+
+class WindowWatch(Protocol):
+    """Told when a timed run's counted window starts and ends (to read CPU clocks over it)."""
+
+    def started(self) -> None: ...
+
+    def ended(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -172,10 +221,13 @@ async def report_progress(done: Callable[[], int], progress: Progress) -> None:
 
 
 async def produce(
-    targets: list[Target], spec: ProduceSpec, progress: Progress | None = None
+    targets: list[Target],
+    spec: ProduceSpec,
+    progress: Progress | None = None,
+    watch: WindowWatch | None = None,
 ) -> ProduceResult:
     """Connection c sends to targets[c % len(targets)] until the records are acknowledged
-    (or the window ends)."""
+    (or the window ends, which `watch` is told of)."""
     if not targets:
         raise ValueError("no partition to produce to")
     state = ProduceState(spec, spec.records, counting=spec.records is not None)
@@ -183,12 +235,14 @@ async def produce(
     for c in range(spec.concurrency):
         target = targets[c % len(targets)]
         full = [
-            produce_request(target, spec.acks, produce_body(spec.batch, spec.record_size, v))
+            produce_request(
+                target, spec.acks, produce_body(spec.batch, spec.record_size, v, spec.keyed)
+            )
             for v in range(BODY_VARIANTS)
         ]
         rest = (spec.records or 0) % spec.batch
         last = (
-            produce_request(target, spec.acks, produce_body(rest, spec.record_size, 0))
+            produce_request(target, spec.acks, produce_body(rest, spec.record_size, 0, spec.keyed))
             if rest
             else None
         )
@@ -201,6 +255,8 @@ async def produce(
             await run_for(tasks, spec.warmup_s)
             state.counting = True
             started = time.perf_counter()
+            if watch is not None:
+                watch.started()
             await run_for(tasks, spec.window_s)
             # A window shorter than one answer (acks=all on a busy machine) is held open
             # until the first answer, so that a figure exists.
@@ -208,6 +264,8 @@ async def produce(
             while state.requests == 0 and time.monotonic() < deadline:
                 await run_for(tasks, FIRST_ANSWER_POLL_S)
             state.counting = False
+            if watch is not None:
+                watch.ended()
         else:
             started = time.perf_counter()
             await run_for(tasks, None)

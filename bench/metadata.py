@@ -25,8 +25,8 @@ from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster
 from raftka.api.settings import Security
+from raftka.bench.errors import BenchError
 from raftka.bench.failover import default_settings
-from raftka.bench.http import BenchError
 
 MAX_PARTITIONS_PER_REQUEST = 10_000  # the API's maximum per topic
 BIG_TOPIC = "existing-{index}"

@@ -5,7 +5,7 @@ Each round starts a fresh 3-broker cluster (the default settings, passed explici
 one topic per workload, and, unless told not to, a fresh 1-broker cluster. Every workload
 produces straight to partitions led by one broker, as a client that read
 `/v1/topics/{t}` would: closed-loop, one request in flight per keep-alive connection,
-bodies built once (bench/http.py's load client). The client times every request as it
+bodies built once (bench/load.py). The client times every request as it
 sees it, and the CPU time of each process is read from /proc over the window, so the cost
 of replication shows per request even when the machine is CPU-bound. Workloads alternate
 their order between rounds; figures are medians over rounds. Every broker is stopped by
@@ -27,34 +27,29 @@ from pathlib import Path
 from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.bench import load
 from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
+from raftka.bench.errors import BenchError
 from raftka.bench.failover import default_settings
 from raftka.bench.http import (
-    BenchError,
     BenchOptions,
     check_fsync,
     check_produce_load,
     client_pinned,
-    make_bodies,
-    read_response,
-    run_for,
-    stop_workers,
+    request_body_bytes,
 )
 from raftka.bench.http import (
     CpuPlan as ClientCpuPlan,
 )
-from raftka.bench.targets import Endpoint, Target, produce_request
+from raftka.bench.targets import Endpoint, Target
 
 HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
 LOADED_PARTITIONS = 2
 MIN_INSYNC_REPLICAS = 2
-RESPONSE_TIMEOUT_S = 30.0  # the broker's own request_timeout_ms answers acks=all first
-ERROR_BACKOFF_S = 0.02
 DRAIN_DEADLINE_S = 60.0
 BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
-MS_PER_S = 1000
 CPU_MODES = ("shared", "leader", "none")
 
 
@@ -125,7 +120,7 @@ class CpuPlan:
 class WorkloadResult:
     workload: str
     requests: int
-    errors: int  # non-200 answers (retried after ERROR_BACKOFF_S)
+    errors: int  # non-200 answers (each sent again after a pause)
     records_per_s: float
     mb_per_s: float
     p50_ms: float
@@ -197,36 +192,7 @@ def plan_cpus(mode: str) -> CpuPlan:
     return CpuPlan(mode, first, second, note)
 
 
-# -- the load client -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Window:
-    counting: bool = False
-    stopped: bool = False
-    latencies_s: list[float] = dataclasses.field(default_factory=list)
-    errors: int = 0
-
-
-async def produce_worker(port: int, requests: list[bytes], first: int, window: Window) -> None:
-    """One keep-alive connection, one request in flight, each timed as the client sees it."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        k = first
-        while not window.stopped:
-            started = time.perf_counter()
-            writer.write(requests[k % len(requests)])
-            status, _ = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
-            elapsed = time.perf_counter() - started
-            k += 1
-            if status != 200:
-                if window.counting:
-                    window.errors += 1
-                await asyncio.sleep(ERROR_BACKOFF_S)
-            elif window.counting:
-                window.latencies_s.append(elapsed)
-    finally:
-        writer.close()
+# -- the load ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,34 +211,40 @@ class LoadedCluster:
         return process.pid
 
 
-async def produce_window(
-    loaded: LoadedCluster, w: Workload, bodies: list[bytes], options: ReplicationOptions
-) -> tuple[Window, float, dict[int, float], float]:
-    """Warm up, then one counted window: (window, seconds, broker CPU s, client CPU s)."""
-    partitions = loaded.partitions[w.topic]
-    window = Window()
-    tasks = []
-    for c in range(options.connections):
-        p = partitions[c % len(partitions)]
-        target = Target(Endpoint(HOST, loaded.port), w.topic, p)
-        requests = [produce_request(target, w.acks, b) for b in bodies]
-        tasks.append(asyncio.create_task(produce_worker(loaded.port, requests, c, window)))
-    pids = {b: loaded.pid(b) for b in loaded.cluster.brokers}
-    try:
-        await run_for(tasks, options.warmup_s)
-        cpu_before = {b: cpu_seconds(pid) for b, pid in pids.items()}
-        client_before = own_cpu_seconds()
-        window.counting = True
-        started = time.perf_counter()
-        await run_for(tasks, options.window_s)
-        window.counting = False
-        elapsed = time.perf_counter() - started
-        client_cpu = own_cpu_seconds() - client_before
-        cpu = {b: cpu_seconds(pid) - cpu_before[b] for b, pid in pids.items()}
-    finally:
-        window.stopped = True
-        await stop_workers(tasks)
-    return window, elapsed, cpu, client_cpu
+@dataclass
+class CpuWatch:
+    """The brokers' and this process's CPU seconds over a produce window (load.WindowWatch)."""
+
+    pids: dict[int, int]  # broker id -> PID
+    brokers: dict[int, float] = dataclasses.field(default_factory=dict)
+    client: float = 0.0
+
+    def started(self) -> None:
+        self.brokers = {b: cpu_seconds(pid) for b, pid in self.pids.items()}
+        self.client = own_cpu_seconds()
+
+    def ended(self) -> None:
+        self.brokers = {b: cpu_seconds(pid) - self.brokers[b] for b, pid in self.pids.items()}
+        self.client = own_cpu_seconds() - self.client
+
+
+def produce_window(
+    loaded: LoadedCluster, w: Workload, options: ReplicationOptions
+) -> tuple[load.ProduceResult, CpuWatch]:
+    """Warm up, then one counted window to the loaded partitions, over which CPU is read."""
+    targets = [Target(Endpoint(HOST, loaded.port), w.topic, p) for p in loaded.partitions[w.topic]]
+    spec = load.ProduceSpec(
+        records=None,
+        record_size=options.record_size,
+        batch=options.records_per_request,
+        acks=w.acks,
+        concurrency=options.connections,
+        window_s=options.window_s,
+        warmup_s=options.warmup_s,
+        keyed=True,
+    )
+    watch = CpuWatch({b: loaded.pid(b) for b in loaded.cluster.brokers})
+    return asyncio.run(load.produce(targets, spec, watch=watch)), watch
 
 
 def drain(loaded: LoadedCluster, w: Workload) -> float:
@@ -285,34 +257,29 @@ def drain(loaded: LoadedCluster, w: Workload) -> float:
 
 
 def measure_workload(
-    loaded: LoadedCluster,
-    w: Workload,
-    bodies: list[bytes],
-    body_bytes: float,
-    options: ReplicationOptions,
+    loaded: LoadedCluster, w: Workload, body_bytes: float, options: ReplicationOptions
 ) -> WorkloadResult:
-    window, elapsed, cpu, client_cpu = asyncio.run(produce_window(loaded, w, bodies, options))
+    result, cpu = produce_window(loaded, w, options)
     drain_s = drain(loaded, w)
-    done = len(window.latencies_s)
+    done, elapsed = result.requests, result.elapsed_s
     if done < 2:
         raise BenchError(f"{w.name}: {done} produce requests answered in {elapsed:.1f} s")
-    cuts = statistics.quantiles(window.latencies_s, n=100)
     requests_per_s = done / elapsed
-    leader_cpu = cpu[loaded.leader]
-    followers_cpu = sum(s for b, s in cpu.items() if b != loaded.leader)
+    leader_cpu = cpu.brokers[loaded.leader]
+    followers_cpu = sum(s for b, s in cpu.brokers.items() if b != loaded.leader)
     return WorkloadResult(
         workload=w.name,
         requests=done,
-        errors=window.errors,
-        records_per_s=requests_per_s * options.records_per_request,
+        errors=result.errors,
+        records_per_s=result.records_per_s,
         mb_per_s=requests_per_s * body_bytes / BYTES_PER_MB,
-        p50_ms=statistics.median(window.latencies_s) * MS_PER_S,
-        p99_ms=cuts[98] * MS_PER_S,
+        p50_ms=result.latency.p50_ms,
+        p99_ms=result.latency.p99_ms,
         leader_cpu_us=leader_cpu / done * US_PER_S,
         followers_cpu_us=followers_cpu / done * US_PER_S,
-        client_cpu_us=client_cpu / done * US_PER_S,
+        client_cpu_us=cpu.client / done * US_PER_S,
         leader_busy=leader_cpu / elapsed,
-        client_busy=client_cpu / elapsed,
+        client_busy=cpu.client / elapsed,
         drain_s=drain_s,
     )
 
@@ -373,12 +340,7 @@ def loaded_cluster(
 
 
 def run_round(
-    index: int,
-    root: Path,
-    plan: CpuPlan,
-    bodies: list[bytes],
-    body_bytes: float,
-    options: ReplicationOptions,
+    index: int, root: Path, plan: CpuPlan, body_bytes: float, options: ReplicationOptions
 ) -> RoundResult:
     order = workload_order(index, options.workloads)
     results: dict[str, WorkloadResult] = {}
@@ -389,7 +351,7 @@ def run_round(
             root / f"round-{index}-{brokers}-brokers", brokers, on_cluster, options, plan
         ) as loaded:
             for w in on_cluster:
-                results[w.name] = measure_workload(loaded, w, bodies, body_bytes, options)
+                results[w.name] = measure_workload(loaded, w, body_bytes, options)
     return RoundResult(
         index + 1, tuple(w.name for w in order), tuple(results[w.name] for w in order)
     )
@@ -442,8 +404,7 @@ def run_replication_bench(
     bench = BenchOptions(
         records_per_request=options.records_per_request, record_size=options.record_size
     )
-    bodies = make_bodies(bench)
-    body_bytes = statistics.mean(len(b) for b in bodies)
+    body_bytes = request_body_bytes(bench)
     plan = plan_cpus(options.cpus)
     rounds: list[RoundResult] = []
     with (
@@ -451,7 +412,7 @@ def run_replication_bench(
         client_pinned(ClientCpuPlan(plan.first_cpu, plan.client_cpu, plan.note)),
     ):
         for index in range(options.rounds):
-            rounds.append(run_round(index, Path(tmp), plan, bodies, body_bytes, options))
+            rounds.append(run_round(index, Path(tmp), plan, body_bytes, options))
             if progress is not None:
                 progress(describe_round(rounds[-1]))
     return ReplicationReport(

@@ -21,31 +21,26 @@ A round is not started when the rounds so far say it would end past the time bud
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from raftka.api.launcher import Cluster, make_cluster, wait_for
-from raftka.bench.cpu import set_process_affinity
+from raftka.bench.clusters import create_topic, running_cluster, targets_of, url
 from raftka.bench.e2e import E2ESpec, end_to_end
-from raftka.bench.failover import default_settings
+from raftka.bench.errors import BenchError
 from raftka.bench.figures import Latency
-from raftka.bench.http import BenchError, CpuPlan, baseline_server, client_pinned, plan_cpus
+from raftka.bench.http import CpuPlan, baseline_server, client_pinned, plan_cpus
 from raftka.bench.load import ProduceSpec, consume, produce
 from raftka.bench.machine import Machine, this_machine
 from raftka.bench.report import RoundFigures, Row, format_rounds, format_table, verdict
-from raftka.bench.targets import Endpoint, Target, describe, leader_targets
+from raftka.bench.targets import Endpoint, Target, describe
 
 HOST = "127.0.0.1"
 BASELINE_TOPIC = "t"  # the baseline serves any topic; its readiness probe writes to t-0
 RF3_PARTITIONS = 3  # with 3 brokers, each leads one
-MIN_INSYNC_REPLICAS = 2
 CLUSTERS = ("1 broker", "1 broker fsync=always", "3 brokers")
 
 
@@ -123,62 +118,6 @@ class Measurements:
     e2e_sent_per_s: float = 0.0
     consumed: int = 0
     errors: int = 0
-
-
-# -- servers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def running_cluster(
-    root: Path, brokers: int, cpu: int | None, **settings: Any
-) -> Iterator[tuple[Cluster, int]]:
-    """A fresh cluster with the broker's default settings but `settings`; yields it and
-    its controller's id; every broker is killed by PID and the directory removed after."""
-    cluster = make_cluster(root, voters=brokers, **{**default_settings(), **settings})
-    try:
-        cluster.start_all()
-        controller = cluster.wait_ready()
-        if cpu is not None:
-            for b in cluster.brokers.values():
-                assert b.process is not None
-                set_process_affinity(b.process.pid, {cpu})
-        yield cluster, controller
-    finally:
-        cluster.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def create_topic(cluster: Cluster, controller: int, name: str, partitions: int, rf: int) -> None:
-    """Creates the topic and waits until every partition has a full ISR and takes an
-    acks=all write."""
-    config = {"min_insync_replicas": min(MIN_INSYNC_REPLICAS, rf)}
-    resp = cluster.request(
-        controller,
-        "POST",
-        "/v1/topics",
-        {"name": name, "partitions": partitions, "replication_factor": rf, "config": config},
-    )
-    if resp.status != 201:
-        raise BenchError(f"creating {name}: HTTP {resp.status} {resp.body}")
-
-    def settled() -> bool:
-        described = cluster.get(controller, f"/v1/topics/{name}")["partitions"]
-        return all(p["leader"] is not None and len(p["isr"]) == rf for p in described)
-
-    wait_for(settled, f"every partition of {name} led with a full ISR")
-    for p in range(partitions):
-        cluster.produce(controller, name, p, ["probe"], acks="all")
-
-
-def url(cluster: Cluster, broker_id: int) -> str:
-    return cluster.brokers[broker_id].url
-
-
-def targets_of(
-    cluster: Cluster, controller: int, topic: str, via: str | None = None
-) -> list[Target]:
-    views = asyncio.run(describe(url(cluster, controller), topic))
-    return leader_targets(topic, views, via=via)
 
 
 # -- workloads -------------------------------------------------------------------------

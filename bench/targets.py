@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from raftka.bench.http import BenchError
+from raftka.bench.errors import BenchError
 from raftka.client.aio import Admin
 
 ACKS = ("0", "1", "all")

@@ -11,7 +11,7 @@ import pytest
 
 from raftka.bench import answer_reader
 from raftka.bench.answer_reader import INITIAL_BUFFER_BYTES
-from raftka.bench.http import BenchError
+from raftka.bench.errors import BenchError
 from tests.integration.tls_certs import make_certificates
 
 Answer = Callable[[bytes], list[bytes]]  # a request -> the pieces of its answer

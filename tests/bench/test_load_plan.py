@@ -44,6 +44,13 @@ def test_a_produce_body_holds_count_keyless_records_of_the_size() -> None:
     assert produce_body(3, 100, 5) != produce_body(3, 100, 6)
 
 
+def test_keyed_bodies_carry_distinct_user_keys_across_variants() -> None:
+    first = orjson.loads(produce_body(3, 10, 0, keyed=True))["records"]
+    second = orjson.loads(produce_body(3, 10, 1, keyed=True))["records"]
+    assert [r["key"] for r in first + second] == [f"user-{i}" for i in range(6)]
+    assert all(len(r["value"]) == 10 for r in first + second)
+
+
 def test_ranges_split_each_partition_when_connections_outnumber_partitions() -> None:
     ranges = split_ranges([T0, T1], [(0, 10), (5, 6)], connections=4)
     assert [(r.target.partition, r.start, r.stop) for r in ranges] == [

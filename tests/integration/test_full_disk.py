@@ -201,6 +201,11 @@ def test_a_full_disk_refuses_writes_with_507_keeps_serving_and_recovers(
         cluster, 3, "POST", "/v1/topics", {"name": "more", "partitions": 1, "replication_factor": 1}
     )
     assert created.status == 201, created.body
+    # A broker whose write met the full disk gave its reserve file back. The three share
+    # this disk, so the files they gave back can add up to a whole reserve of free space,
+    # which lets logs write again: the other process takes those bytes too.
+    refill = data / "ballast-2"
+    fill_with_ballast(refill)
     assert produce("keep", ["refused"]).status == 507
     assert_all_alive(cluster)
 
@@ -232,6 +237,7 @@ def test_a_full_disk_refuses_writes_with_507_keeps_serving_and_recovers(
 
     # 5. Every acknowledged record is intact, on every broker, also after a restart.
     ballast.unlink()
+    refill.unlink()
 
     def intact(broker_id: int) -> bool:
         values = read_values(cluster, broker_id, "keep")

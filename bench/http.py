@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from raftka.api.launcher import http_request
 from raftka.api.ports import free_ports
@@ -160,13 +160,31 @@ class HttpBenchReport:
 # -- the workload ----------------------------------------------------------------------
 
 
-def produce_spec(options: BenchOptions, records: int | None = None) -> load.ProduceSpec:
-    """Keyed records ("user-N") to partition 0; a window, or `records` acknowledged."""
+class ProduceLoadOptions(Protocol):
+    """What bench http's and bench replication's options say of their produce load."""
+
+    @property
+    def window_s(self) -> float: ...
+    @property
+    def warmup_s(self) -> float: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def records_per_request(self) -> int: ...
+    @property
+    def record_size(self) -> int: ...
+
+
+def produce_spec(
+    options: ProduceLoadOptions, *, acks: str = "1", records: int | None = None
+) -> load.ProduceSpec:
+    """Keyed records ("user-N"); for the options' window, or until `records` are
+    acknowledged."""
     return load.ProduceSpec(
         records=records,
         record_size=options.record_size,
         batch=options.records_per_request,
-        acks="1",
+        acks=acks,
         concurrency=options.connections,
         window_s=options.window_s,
         warmup_s=options.warmup_s,

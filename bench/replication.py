@@ -36,6 +36,7 @@ from raftka.bench.http import (
     check_fsync,
     check_produce_load,
     client_pinned,
+    produce_spec,
     request_body_bytes,
 )
 from raftka.bench.http import (
@@ -233,16 +234,7 @@ def produce_window(
 ) -> tuple[load.ProduceResult, CpuWatch]:
     """Warm up, then one counted window to the loaded partitions, over which CPU is read."""
     targets = [Target(Endpoint(HOST, loaded.port), w.topic, p) for p in loaded.partitions[w.topic]]
-    spec = load.ProduceSpec(
-        records=None,
-        record_size=options.record_size,
-        batch=options.records_per_request,
-        acks=w.acks,
-        concurrency=options.connections,
-        window_s=options.window_s,
-        warmup_s=options.warmup_s,
-        keyed=True,
-    )
+    spec = produce_spec(options, acks=w.acks)
     watch = CpuWatch({b: loaded.pid(b) for b in loaded.cluster.brokers})
     return asyncio.run(load.produce(targets, spec, watch=watch)), watch
 

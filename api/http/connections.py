@@ -27,11 +27,13 @@ import asyncio
 import contextlib
 import enum
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiohttp import web
+
+from raftka.api.listener import RateLimitedWarning
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ ACCEPT_BACKLOG = 128
 # limit (RLIMIT_NOFILE).
 FILE_HANDLES_RESERVED = 512
 # Repeated warnings (refusals, accept() failures) are logged at most once per interval.
-WARNING_INTERVAL_S = 10.0
 
 REFUSAL_BODY = (
     b'{"error": {"code": "TOO_MANY_CONNECTIONS", '
@@ -126,25 +127,6 @@ def connections_within_file_limit(
     return max(1, min(max_connections, budget))
 
 
-class RateLimitedWarning:
-    """Logs a warning at most once per `interval_s`, counting the ones it held back."""
-
-    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
-        self._interval_s = interval_s
-        self._last_at = float("-inf")
-        self._held_back = 0
-
-    def warn(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_at < self._interval_s:
-            self._held_back += 1
-            return
-        suffix = f" ({self._held_back} more since the last report)" if self._held_back else ""
-        log.warning(message + suffix, *args)
-        self._last_at = now
-        self._held_back = 0
-
-
 class ConnectionGuard:
     """Counts and times every client connection; one per broker."""
 
@@ -153,7 +135,7 @@ class ConnectionGuard:
         self.stats = ConnectionStats()
         self._lingering = 0
         self._by_transport: dict[asyncio.BaseTransport, GuardedConnection] = {}
-        self._refusal_warning = RateLimitedWarning()
+        self._refusal_warning = RateLimitedWarning(log)
         self._reaper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -238,8 +220,8 @@ class GuardedConnection(asyncio.Protocol):
     # -- asyncio.Protocol: everything goes on to aiohttp's handler -----------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports have asyncio.Transport's methods without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         self._guard._made(self, transport)
         self._handler.connection_made(transport)
         self._enter(Phase.IDLE)
@@ -308,8 +290,8 @@ class RefusedConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._lingering = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base_transport)
         try:
             transport.write(REFUSAL)
             if not self._guard._may_linger():

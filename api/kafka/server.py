@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kafka.protocol.sasl import SaslAuthenticateResponse, SaslHandshakeResponse
 
 from raftka.api.http.auth import Authenticator
+from raftka.api.http.connections import ACCEPT_BACKLOG
 from raftka.api.kafka import errors, protocol
 from raftka.api.kafka.access import OPEN, Access
 from raftka.api.kafka.admin import (
@@ -40,6 +41,7 @@ from raftka.api.kafka.groups import KafkaGroupCoordinator
 from raftka.api.kafka.metadata import handle_metadata
 from raftka.api.kafka.produce import handle_produce, refuse_old_produce
 from raftka.api.kafka.sasl import MECHANISMS, PLAIN, SaslError, parse_plain
+from raftka.api.listener import Listener, listen
 from raftka.metadata.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -141,25 +143,26 @@ class KafkaServer:
         self._groups = KafkaGroupCoordinator(broker, coordinator)
         self._handlers = {**BROKER_HANDLERS, **_group_handlers(self._groups)}
         assert self._handlers.keys() == protocol.APIS.keys()
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self._groups.start()
-        self._server = await asyncio.start_server(
-            self._on_connection, host, port, reuse_address=True, ssl=tls
-        )
+        self._listener = await listen(self._protocol, host, port, backlog=ACCEPT_BACKLOG, tls=tls)
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        """What asyncio.start_server makes per connection: a reader, and a task of
+        _on_connection."""
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._on_connection)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._server is not None:
-            await self._server.wait_closed()
         await self._groups.stop()
 
     async def _on_connection(

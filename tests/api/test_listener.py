@@ -1,0 +1,91 @@
+"""The brokers' accept loop (api/listener.py) on uvloop, the brokers' event loop: while the
+process has no file handle left, connections wait, and are served once handles are free.
+(uvloop's own create_server accepts and closes every waiting connection then, and closes
+its listening socket for good when it cannot get its spare handle back.)"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import resource
+import socket
+import time
+from typing import cast
+
+import pytest
+import uvloop
+
+from raftka.api.listener import listen
+
+DEADLINE_S = 20.0
+HANDLES_SPARE = 24  # above what is open when the limit is lowered
+WAITING_CLIENTS = 3
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def wait_until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def exhaust_then_recover(caplog: pytest.LogCaptureFixture) -> list[bytes]:
+    """Connections made while the process has no file handle left wait in the backlog,
+    and each gets its answer once handles are free again."""
+    loop = asyncio.get_running_loop()
+    listener = await listen(Echo, "127.0.0.1", 0, backlog=128)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    clients: list[socket.socket] = []
+    try:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + HANDLES_SPARE, hard)
+        )
+        while True:  # take every handle, then give back one per waiting client
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE, exc
+                break
+        for _ in range(WAITING_CLIENTS):
+            os.close(fillers.pop())
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", listener.port))
+            clients.append(client)
+        await wait_until(lambda: "accept() failed" in caplog.text, "an accept() failure")
+        for fd in fillers:
+            os.close(fd)
+        fillers.clear()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        answers = []
+        for client in clients:
+            await loop.sock_sendall(client, b"ping")
+            answers.append(await asyncio.wait_for(loop.sock_recv(client, 4), DEADLINE_S))
+        return answers
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        for client in clients:
+            client.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        listener.close()
+
+
+def test_the_listener_accepts_again_after_running_out_of_file_handles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="raftka.api.listener")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(exhaust_then_recover(caplog)) == [b"ping"] * WAITING_CLIENTS

@@ -12,8 +12,6 @@ its protocol and TLS context, as `create_server` would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import socket
 import ssl
@@ -24,7 +22,6 @@ log = logging.getLogger(__name__)
 
 # asyncio's own accept loop pauses this long after running out of resources.
 ACCEPT_RETRY_S = 1.0
-OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 WARNING_INTERVAL_S = 10.0
 
 
@@ -61,7 +58,7 @@ class Listener:
         self._protocol_factory = protocol_factory
         self._tls = tls
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._out_of_resources = RateLimitedWarning(log)
+        self._accept_failed = RateLimitedWarning(log)
         self._accepting = asyncio.create_task(self._accept_forever())
 
     @property
@@ -81,10 +78,12 @@ class Listener:
         while True:
             try:
                 connection, _ = await loop.sock_accept(self._sock)
+            except ConnectionAbortedError:
+                continue  # the client gave up before it was accepted
             except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:
-                    raise
-                self._out_of_resources.warn("accept() failed: %s; trying again shortly", exc)
+                # Out of file handles or memory; or anything else, which asyncio's own
+                # loop logs and survives too. Either way the next accept() may work.
+                self._accept_failed.warn("accept() failed: %s; trying again shortly", exc)
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             handshake = asyncio.create_task(self._serve(connection))
@@ -92,14 +91,13 @@ class Listener:
             handshake.add_done_callback(self._handshakes.discard)
 
     async def _serve(self, connection: socket.socket) -> None:
-        """Hands the socket to the loop (a TLS handshake may take a while: a task)."""
+        """Hands the socket to the loop, which owns it from then on, also when this fails
+        (a TLS handshake may take a while: a task)."""
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(self._protocol_factory, connection, ssl=self._tls)
         except OSError as exc:  # a TLS handshake that failed or timed out, a reset
             log.debug("a connection failed before it was served: %r", exc)
-            with contextlib.suppress(OSError):
-                connection.close()
 
 
 async def listen(

@@ -11,13 +11,13 @@ import logging
 import os
 import resource
 import socket
-import time
 from typing import cast
 
 import pytest
 import uvloop
 
 from raftka.api.listener import listen
+from tests.waiting import eventually
 
 DEADLINE_S = 20.0
 HANDLES_SPARE = 24  # above what is open when the limit is lowered
@@ -30,14 +30,6 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
-
-
-async def wait_until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def exhaust_then_recover(caplog: pytest.LogCaptureFixture) -> list[bytes]:
@@ -64,7 +56,7 @@ async def exhaust_then_recover(caplog: pytest.LogCaptureFixture) -> list[bytes]:
             client.setblocking(False)
             client.connect_ex(("127.0.0.1", listener.port))
             clients.append(client)
-        await wait_until(lambda: "accept() failed" in caplog.text, "an accept() failure")
+        await eventually(lambda: "accept() failed" in caplog.text, "an accept() failure")
         for fd in fillers:
             os.close(fd)
         fillers.clear()

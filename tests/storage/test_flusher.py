@@ -11,10 +11,9 @@ import pytest
 
 from raftka.storage.flusher import FsyncPolicy, LogFlusher
 from raftka.storage.log import PartitionLog
+from tests.waiting import eventually
 
 from .helpers import open_log, records
-
-DEADLINE_S = 10.0
 
 
 class CountingLog:
@@ -33,14 +32,6 @@ class CountingLog:
             self._sync()
 
         log.sync = sync
-
-
-async def eventually(condition: object, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from raftka.api.ports import free_ports
 from raftka.api.settings import FSYNC_POLICIES, Settings
 from raftka.bench import load
 from raftka.bench.clusters import create_topic, running_cluster, targets_of, url
+from raftka.bench.cpu import CpuPlan, client_pinned, plan_cpus
 from raftka.bench.errors import BenchError
 from raftka.bench.targets import Endpoint, Target, describe
 
@@ -84,15 +85,6 @@ def check_produce_load(options: Any) -> None:
 def check_fsync(fsync: str) -> None:
     if fsync not in FSYNC_POLICIES:
         raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}")
-
-
-@dataclass(frozen=True, slots=True)
-class CpuPlan:
-    """Which CPU the servers and the load client run on; None: not pinned."""
-
-    server_cpu: int | None
-    client_cpu: int | None
-    note: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,35 +211,6 @@ def fetch_figures(result: load.ConsumeResult, connections: int) -> FetchResult:
         records_per_s=result.records_per_s,
         mb_per_s=result.mb_per_s,
     )
-
-
-# -- CPU pinning -----------------------------------------------------------------------
-
-
-def plan_cpus() -> CpuPlan:
-    if not hasattr(os, "sched_setaffinity"):
-        return CpuPlan(None, None, "CPU pinning skipped: no os.sched_setaffinity here")
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        return CpuPlan(
-            None, None, "CPU pinning skipped: one CPU available, servers and client share it"
-        )
-    server, client = allowed[0], allowed[1]
-    return CpuPlan(server, client, f"servers pinned to CPU {server}, load client to CPU {client}")
-
-
-@contextmanager
-def client_pinned(plan: CpuPlan) -> Iterator[None]:
-    """This process on the client's CPU; its former affinity restored afterwards."""
-    if plan.client_cpu is None:
-        yield
-        return
-    former = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {plan.client_cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, former)
 
 
 # -- server processes ------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import statistics
 import tempfile
 import time
@@ -28,19 +27,23 @@ from typing import Any
 
 from raftka.api.launcher import Cluster, make_cluster, wait_for
 from raftka.bench import load
-from raftka.bench.cpu import cpu_seconds, own_cpu_seconds, set_process_affinity
+from raftka.bench.cpu import (
+    CPU_MODES,
+    CpuPlan,
+    client_pinned,
+    cpu_seconds,
+    own_cpu_seconds,
+    plan_cpus,
+    set_process_affinity,
+)
 from raftka.bench.errors import BenchError
 from raftka.bench.failover import default_settings
 from raftka.bench.http import (
     BenchOptions,
     check_fsync,
     check_produce_load,
-    client_pinned,
     produce_spec,
     request_body_bytes,
-)
-from raftka.bench.http import (
-    CpuPlan as ClientCpuPlan,
 )
 from raftka.bench.targets import Endpoint, Target
 
@@ -51,7 +54,6 @@ MIN_INSYNC_REPLICAS = 2
 DRAIN_DEADLINE_S = 60.0
 BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
-CPU_MODES = ("shared", "leader", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,27 +96,6 @@ class ReplicationOptions:
             raise ValueError(f"workloads must be some of {', '.join(WORKLOAD_KEYS)}")
         if self.cpus not in CPU_MODES:
             raise ValueError(f"cpus must be one of {', '.join(CPU_MODES)}")
-
-
-@dataclass(frozen=True, slots=True)
-class CpuPlan:
-    """Where processes run (None: not pinned). `shared`: every broker on one CPU, the client
-    alone on another; `leader`: the loaded leader alone on one CPU, the other brokers and
-    the client on another; `none`: the OS decides."""
-
-    mode: str
-    first_cpu: int | None
-    second_cpu: int | None
-    note: str
-
-    def broker_cpu(self, is_loaded_leader: bool) -> int | None:
-        if self.mode == "leader" and not is_loaded_leader:
-            return self.second_cpu
-        return self.first_cpu
-
-    @property
-    def client_cpu(self) -> int | None:
-        return self.second_cpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,22 +156,6 @@ def workload_order(index: int, keys: tuple[str, ...]) -> list[Workload]:
     1-broker cluster first, then the 3-broker cluster's workloads, or the reverse)."""
     order = [w for w in WORKLOADS if w.key in keys]
     return order if index % 2 == 0 else order[::-1]
-
-
-def plan_cpus(mode: str) -> CpuPlan:
-    if mode == "none":
-        return CpuPlan(mode, None, None, "nothing pinned: the OS schedules brokers and client")
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
-        return CpuPlan("none", None, None, "CPU pinning skipped: fewer than 2 CPUs or no affinity")
-    first, second = sorted(os.sched_getaffinity(0))[:2]
-    if mode == "shared":
-        note = f"every broker pinned to CPU {first}, the load client to CPU {second}"
-    else:
-        note = (
-            f"the loaded leader pinned to CPU {first}; the other brokers and the load client "
-            f"to CPU {second}"
-        )
-    return CpuPlan(mode, first, second, note)
 
 
 # -- the load ----------------------------------------------------------------------------
@@ -401,7 +366,7 @@ def run_replication_bench(
     rounds: list[RoundResult] = []
     with (
         tempfile.TemporaryDirectory(prefix="raftka-bench-replication-") as tmp,
-        client_pinned(ClientCpuPlan(plan.first_cpu, plan.client_cpu, plan.note)),
+        client_pinned(plan),
     ):
         for index in range(options.rounds):
             rounds.append(run_round(index, Path(tmp), plan, body_bytes, options))

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftka.bench.clusters import create_topic, running_cluster, targets_of, url
+from raftka.bench.cpu import CpuPlan, client_pinned, plan_cpus
 from raftka.bench.e2e import E2ESpec, end_to_end
 from raftka.bench.errors import BenchError
 from raftka.bench.figures import Latency
-from raftka.bench.http import CpuPlan, baseline_server, client_pinned, plan_cpus
+from raftka.bench.http import baseline_server
 from raftka.bench.load import ProduceSpec, consume, produce
 from raftka.bench.machine import Machine, this_machine
 from raftka.bench.report import RoundFigures, Row, format_rounds, format_table, verdict

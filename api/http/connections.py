@@ -49,15 +49,13 @@ REFUSED_LINGER_S = 0.5
 # after the 503 is written.
 # The file handle budget is max_connections + this + ACCEPT_BACKLOG.
 MAX_LINGERING_REFUSALS = 64
-# The listening socket's backlog. asyncio accepts up to this many sockets in one go
-# before any of them reaches the guard, so they count in the file handle budget too.
+# The listening socket's backlog. Sockets accepted and not yet handed to the guard (a few
+# at most: api/listener.py hands each on at the next loop pass) count in the budget too.
 ACCEPT_BACKLOG = 128
 # File handles kept for everything that is not a client connection (logs, Raft, the
 # broker's own client connections) when max_connections is clamped to the process's
 # limit (RLIMIT_NOFILE).
 FILE_HANDLES_RESERVED = 512
-# Repeated warnings (refusals, accept() failures) are logged at most once per interval.
-
 REFUSAL_BODY = (
     b'{"error": {"code": "TOO_MANY_CONNECTIONS", '
     b'"message": "the broker has reached max_connections; retry shortly"}}'
@@ -158,7 +156,7 @@ class ConnectionGuard:
     def protocol_factory(
         self, make_handler: Callable[[], asyncio.Protocol]
     ) -> Callable[[], asyncio.Protocol]:
-        """What `loop.create_server` calls for each accepted socket."""
+        """What the listener (api/listener.py) calls for each accepted socket."""
 
         def make() -> asyncio.Protocol:
             if self.stats.open >= self.limits.max_connections:

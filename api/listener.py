@@ -108,7 +108,8 @@ async def listen(
     backlog: int,
     tls: ssl.SSLContext | None = None,
 ) -> Listener:
-    """Binds `host:port` (SO_REUSEADDR, as create_server does) and starts accepting."""
+    """Binds the first address `host` resolves to, on `port` (SO_REUSEADDR, as
+    create_server does), and starts accepting."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if not infos:

@@ -51,7 +51,6 @@ HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
 LOADED_PARTITIONS = 2
 MIN_INSYNC_REPLICAS = 2
-DRAIN_DEADLINE_S = 60.0
 BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
 

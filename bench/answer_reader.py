@@ -1,4 +1,5 @@
-"""A keep-alive HTTP/1.1 connection that reads each answer straight into one buffer.
+"""A keep-alive HTTP/1.1 connection that reads each answer straight into one buffer: every
+connection of the load client (bench/load.py), produce and consume.
 
 The consume pass reads answers of 1 MiB one after the other on one connection, and its
 figure is how fast the broker serves them: what this process spends per answer delays

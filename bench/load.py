@@ -22,7 +22,6 @@ from typing import Protocol
 import orjson
 
 from raftka.bench import answer_reader
-from raftka.bench.answer_reader import status_and_length
 from raftka.bench.errors import BenchError
 from raftka.bench.figures import BYTES_PER_MB, Latency, latency, rate
 from raftka.bench.targets import ACKS, Target, fetch_request, produce_request
@@ -38,8 +37,6 @@ FETCH_MAX_RECORDS = 100_000
 # A fetch answer ends with its offsets: `],"next_offset":N,"high_watermark":N,...}`.
 TAIL_BYTES = 256
 BODY_VARIANTS = 16  # distinct full request bodies, sent in turn
-# The asyncio reader's buffer must hold a whole response head plus a 1 MiB fetch answer.
-STREAM_LIMIT_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[int], None]  # told the records done so far, a few times a second
 
@@ -91,15 +88,6 @@ class ConsumeResult:
 
 
 # -- the connections -------------------------------------------------------------------
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One HTTP/1.1 response with a Content-Length: (status, body)."""
-    try:
-        status, length = status_and_length(await reader.readuntil(b"\r\n\r\n"))
-        return status, await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise BenchError("the server closed a connection in the middle of a response") from None
 
 
 async def run_for(tasks: list[asyncio.Task[None]], seconds: float | None) -> None:
@@ -182,9 +170,7 @@ async def produce_worker(
 ) -> None:
     """One connection, one request in flight; a request that failed is sent again."""
     endpoint = target.endpoint
-    reader, writer = await asyncio.open_connection(
-        endpoint.host, endpoint.port, ssl=endpoint.tls, limit=STREAM_LIMIT_BYTES
-    )
+    connection = await answer_reader.connect(endpoint.host, endpoint.port, endpoint.tls)
     try:
         k = first
         while count := state.claim():
@@ -194,8 +180,9 @@ async def produce_worker(
             errors_in_a_row = 0
             while True:
                 started = time.perf_counter()
-                writer.write(request)
-                status, body = await asyncio.wait_for(read_response(reader), RESPONSE_TIMEOUT_S)
+                status, body = await asyncio.wait_for(
+                    connection.exchange(request), RESPONSE_TIMEOUT_S
+                )
                 elapsed = time.perf_counter() - started
                 if status == 200:
                     break
@@ -203,7 +190,7 @@ async def produce_worker(
                 errors_in_a_row += 1
                 if errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
                     raise BenchError(
-                        f"produce to {target.topic}-{target.partition}: {body[:300]!r}"
+                        f"produce to {target.topic}-{target.partition}: {bytes(body[:300])!r}"
                     )
                 await asyncio.sleep(ERROR_BACKOFF_S)
             if state.counting:
@@ -211,7 +198,7 @@ async def produce_worker(
                 state.requests += 1
                 state.latencies_s.append(elapsed)
     finally:
-        writer.close()
+        connection.close()
 
 
 async def report_progress(done: Callable[[], int], progress: Progress) -> None:

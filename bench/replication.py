@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftka.api.launcher import Cluster, make_cluster, wait_for
+from raftka.api.launcher import Cluster
 from raftka.bench import load
+from raftka.bench.clusters import MIN_INSYNC_REPLICAS, create_topic, running_cluster
 from raftka.bench.cpu import (
     CPU_MODES,
     CpuPlan,
@@ -37,7 +38,6 @@ from raftka.bench.cpu import (
     set_process_affinity,
 )
 from raftka.bench.errors import BenchError
-from raftka.bench.failover import default_settings
 from raftka.bench.http import (
     BenchOptions,
     check_fsync,
@@ -50,7 +50,6 @@ from raftka.bench.targets import Endpoint, Target
 HOST = "127.0.0.1"
 PARTITIONS = 6  # with 3 brokers each leads 2; the load goes to the 2 one broker leads
 LOADED_PARTITIONS = 2
-MIN_INSYNC_REPLICAS = 2
 BYTES_PER_MB = 1_000_000
 US_PER_S = 1_000_000
 
@@ -247,52 +246,23 @@ def measure_workload(
 def loaded_cluster(
     root: Path, brokers: int, workloads: list[Workload], options: ReplicationOptions, plan: CpuPlan
 ) -> Iterator[LoadedCluster]:
-    """A fresh cluster with one topic per workload, its load's leader pinned if planned."""
-    settings = {**default_settings(), "fsync": options.fsync}
-    cluster = make_cluster(root, voters=brokers, **settings)
-    try:
-        cluster.start_all()
-        controller = cluster.wait_ready()
+    """A fresh cluster with one topic per workload, every partition with a full ISR and
+    taking acks=all writes (clusters.create_topic), its load's leader pinned if planned."""
+    with running_cluster(root, brokers, None, fsync=options.fsync) as (cluster, controller):
         # Not the controller when there is a choice: it also runs the Raft leader's work.
         leader = next((b for b in sorted(cluster.brokers) if b != controller), controller)
         partitions: dict[str, list[int]] = {}
         for w in workloads:
-            config = {"min_insync_replicas": min(MIN_INSYNC_REPLICAS, w.replication_factor)}
-            resp = cluster.request(
-                controller,
-                "POST",
-                "/v1/topics",
-                {
-                    "name": w.topic,
-                    "partitions": PARTITIONS,
-                    "replication_factor": w.replication_factor,
-                    "config": config,
-                },
-            )
-            if resp.status != 201:
-                raise BenchError(f"creating {w.topic}: HTTP {resp.status} {resp.body}")
-            led = [p["partition"] for p in resp.body["partitions"] if p["leader"] == leader]
+            create_topic(cluster, controller, w.topic, PARTITIONS, w.replication_factor)
+            described = cluster.get(controller, f"/v1/topics/{w.topic}")["partitions"]
+            led = [p["partition"] for p in described if p["leader"] == leader]
             partitions[w.topic] = led[:LOADED_PARTITIONS]
-
-        def settled() -> bool:
-            for w in workloads:
-                described = cluster.get(leader, f"/v1/topics/{w.topic}")["partitions"]
-                for p in partitions[w.topic]:
-                    if len(described[p]["isr"]) < w.replication_factor:
-                        return False
-            return True
-
-        wait_for(settled, "every loaded partition with a full ISR")
         loaded = LoadedCluster(cluster, leader, partitions)
-        for w in workloads:
-            drain(loaded, w)  # every loaded partition takes acks=all writes
         for b in cluster.brokers:
             cpu = plan.broker_cpu(b == leader)
             if cpu is not None:
                 set_process_affinity(loaded.pid(b), {cpu})
         yield loaded
-    finally:
-        cluster.close()
 
 
 def run_round(

@@ -77,27 +77,29 @@ async def test_a_body_handed_out_stays_readable_while_the_buffer_grows(echo_port
         connection.close()
 
 
-async def test_a_connection_closed_mid_answer_is_an_error() -> None:
-    def cut(request: bytes) -> list[bytes]:
-        return answer_of(200, b"y" * 1_000)[:2]
+def _cut(request: bytes) -> list[bytes]:
+    """Two of the three pieces of an answer (the server then closes)."""
+    return answer_of(200, b"y" * 1_000)[:2]
 
-    async for port in serve(cut, close_after=True):
+
+def _chunked(request: bytes) -> list[bytes]:
+    return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "close_after", "error"),
+    [
+        (_cut, True, "broke in the middle"),  # a connection closed mid-answer
+        (_chunked, False, "Content-Length"),  # an answer without a Content-Length
+    ],
+)
+async def test_an_answer_that_cannot_be_read_whole_is_an_error(
+    answer: Answer, close_after: bool, error: str
+) -> None:
+    async for port in serve(answer, close_after=close_after):
         connection = await answer_reader.connect("127.0.0.1", port, None)
         try:
-            with pytest.raises(BenchError, match="broke in the middle"):
-                await asyncio.wait_for(connection.exchange(b"GET / HTTP/1.1\r\n\r\n"), 30)
-        finally:
-            connection.close()
-
-
-async def test_an_answer_without_content_length_is_an_error() -> None:
-    def chunked(request: bytes) -> list[bytes]:
-        return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]
-
-    async for port in serve(chunked):
-        connection = await answer_reader.connect("127.0.0.1", port, None)
-        try:
-            with pytest.raises(BenchError, match="Content-Length"):
+            with pytest.raises(BenchError, match=error):
                 await asyncio.wait_for(connection.exchange(b"GET / HTTP/1.1\r\n\r\n"), 30)
         finally:
             connection.close()

@@ -28,14 +28,20 @@ WARNING_INTERVAL_S = 10.0
 class RateLimitedWarning:
     """Logs a warning at most once per `interval_s`, counting the ones it held back."""
 
-    def __init__(self, logger: logging.Logger, interval_s: float = WARNING_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = WARNING_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
         self._interval_s = interval_s
+        self._clock = clock
         self._last_at = float("-inf")
         self._held_back = 0
 
     def warn(self, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_at < self._interval_s:
             self._held_back += 1
             return

@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 import uvloop
 
-from raftka.api.listener import listen
+from raftka.api.listener import WARNING_INTERVAL_S, RateLimitedWarning, listen
 from tests.waiting import eventually
 
 DEADLINE_S = 20.0
@@ -81,3 +81,19 @@ def test_the_listener_accepts_again_after_running_out_of_file_handles(
     caplog.set_level(logging.WARNING, logger="raftka.api.listener")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(exhaust_then_recover(caplog)) == [b"ping"] * WAITING_CLIENTS
+
+
+def test_a_repeated_warning_is_logged_once_per_interval_with_a_count_of_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    warning = RateLimitedWarning(logging.getLogger("test.rate"), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.rate"):
+        for _ in range(3):
+            warning.warn("accept() failed: %s", "EMFILE")
+        now[0] += WARNING_INTERVAL_S
+        warning.warn("accept() failed: %s", "EMFILE")
+    assert [r.getMessage() for r in caplog.records] == [
+        "accept() failed: EMFILE",
+        "accept() failed: EMFILE (2 more since the last report)",
+    ]

@@ -73,11 +73,12 @@ class Listener:
         return port
 
     def close(self) -> None:
-        """Stops accepting; the connections already made stay open."""
+        """Stops accepting; the connections already made stay open. The socket is closed
+        once the accept loop has let go of it (a pending accept watches its descriptor)."""
+        self._accepting.add_done_callback(lambda _: self._sock.close())
         self._accepting.cancel()
         for handshake in self._handshakes:
             handshake.cancel()
-        self._sock.close()
 
     async def _accept_forever(self) -> None:
         loop = asyncio.get_running_loop()

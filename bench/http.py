@@ -184,7 +184,7 @@ def produce_spec(
     )
 
 
-def request_body_bytes(options: BenchOptions) -> int:
+def request_body_bytes(options: ProduceLoadOptions) -> int:
     """One full request's body; refused when the broker would refuse it."""
     size = len(load.produce_body(options.records_per_request, options.record_size, 0, True))
     limit = Settings().max_request_bytes

@@ -39,7 +39,6 @@ from raftka.bench.cpu import (
 )
 from raftka.bench.errors import BenchError
 from raftka.bench.http import (
-    BenchOptions,
     check_fsync,
     check_produce_load,
     produce_spec,
@@ -327,10 +326,7 @@ def describe_round(r: RoundResult) -> str:
 def run_replication_bench(
     options: ReplicationOptions, progress: Callable[[str], None] | None = None
 ) -> ReplicationReport:
-    bench = BenchOptions(
-        records_per_request=options.records_per_request, record_size=options.record_size
-    )
-    body_bytes = request_body_bytes(bench)
+    body_bytes = request_body_bytes(options)
     plan = plan_cpus(options.cpus)
     rounds: list[RoundResult] = []
     with (
